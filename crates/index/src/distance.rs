@@ -1,0 +1,267 @@
+//! Distance kernels.
+//!
+//! Each kernel has a portable version (plain loops over fixed-width chunks, which the compiler
+//! turns into SSE/NEON code) and, on x86-64, an AVX2+FMA version chosen at run time. Property
+//! tests check the fast versions against the portable ones.
+
+use ochre_types::Space;
+
+/// Kernels for one space, resolved once per search.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    dot: fn(&[f32], &[f32]) -> f32,
+    l2: fn(&[f32], &[f32]) -> f32,
+    accelerated: bool,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_accelerated() {
+            "Kernels(avx2+fma)"
+        } else {
+            "Kernels(portable)"
+        })
+    }
+}
+
+impl Kernels {
+    /// The best kernels for this CPU.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Kernels {
+                    dot: avx2::dot,
+                    l2: avx2::l2_squared,
+                    accelerated: true,
+                };
+            }
+        }
+        Self::portable()
+    }
+
+    /// The portable kernels.
+    pub fn portable() -> Self {
+        Kernels {
+            dot: dot_portable,
+            l2: l2_squared_portable,
+            accelerated: false,
+        }
+    }
+
+    /// True when SIMD kernels were selected at run time.
+    pub fn is_accelerated(&self) -> bool {
+        self.accelerated
+    }
+
+    /// Inner product.
+    #[inline]
+    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        (self.dot)(a, b)
+    }
+
+    /// Squared Euclidean distance.
+    #[inline]
+    pub fn l2_squared(&self, a: &[f32], b: &[f32]) -> f32 {
+        (self.l2)(a, b)
+    }
+
+    /// Euclidean norm.
+    #[inline]
+    pub fn norm(&self, a: &[f32]) -> f32 {
+        self.dot(a, a).sqrt()
+    }
+
+    /// Chroma's distance between a query and a stored vector. `norms` are the vectors' Euclidean
+    /// norms (used only by cosine).
+    #[inline]
+    pub fn distance(&self, space: Space, q: &[f32], q_norm: f32, v: &[f32], v_norm: f32) -> f32 {
+        match space {
+            Space::L2 => self.l2_squared(q, v),
+            Space::Ip => 1.0 - self.dot(q, v),
+            Space::Cosine => cosine_from_dot(self.dot(q, v), q_norm, v_norm),
+        }
+    }
+}
+
+/// `1 - q̂·v̂` with `x̂ = x / (‖x‖ + 1e-32)`, as Chroma normalizes.
+#[inline]
+pub fn cosine_from_dot(dot: f32, q_norm: f32, v_norm: f32) -> f32 {
+    1.0 - dot / ((q_norm + 1e-32) * (v_norm + 1e-32))
+}
+
+const LANES: usize = 8;
+
+/// Portable inner product (eight independent accumulators so the compiler can vectorize).
+pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; LANES];
+    let chunks = a.len() / LANES;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * LANES..c * LANES + LANES], &b[c * LANES..c * LANES + LANES]);
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * LANES..a.len() {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// Portable squared Euclidean distance.
+pub fn l2_squared_portable(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; LANES];
+    let chunks = a.len() / LANES;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * LANES..c * LANES + LANES], &b[c * LANES..c * LANES + LANES]);
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * LANES..a.len() {
+        let d = a[i] - b[i];
+        sum += d * d;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The caller must have checked that the CPU supports AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// As [`hsum`]; `a` and `b` have equal lengths (checked by the safe wrappers).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load reads 8 floats at i or i + 8, and the loop bounds keep i + 16 <= n.
+        unsafe {
+            while i + 16 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    acc1,
+                );
+                i += 16;
+            }
+            if i + 8 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                i += 8;
+            }
+        }
+        // SAFETY: same target features as this function.
+        let mut sum = unsafe { hsum(_mm256_add_ps(acc0, acc1)) };
+        while i < n {
+            sum += a[i] * b[i];
+            i += 1;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// As [`dot_avx2`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: as in dot_avx2.
+        unsafe {
+            while i + 16 <= n {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                let d1 =
+                    _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                i += 8;
+            }
+        }
+        // SAFETY: same target features as this function.
+        let mut sum = unsafe { hsum(_mm256_add_ps(acc0, acc1)) };
+        while i < n {
+            let d = a[i] - b[i];
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
+        // SAFETY: only selected by Kernels::detect after checking avx2 and fma.
+        unsafe { dot_avx2(a, b) }
+    }
+
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
+        // SAFETY: only selected by Kernels::detect after checking avx2 and fma.
+        unsafe { l2_avx2(a, b) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scalar_dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    #[test]
+    fn chroma_reference_values() {
+        let k = Kernels::detect();
+        assert!((k.l2_squared(&[0.1, 0.2], &[1.0, 0.0]) - 0.85).abs() < 1e-6);
+        let q = [1.0f32, 0.0];
+        let v = [1.0f32, 1.0];
+        let d = k.distance(Space::Cosine, &q, k.norm(&q), &v, k.norm(&v));
+        assert!((d - 0.29289323).abs() < 1e-6);
+        let z = [0.0f32, 0.0];
+        assert_eq!(k.distance(Space::Cosine, &z, 0.0, &v, k.norm(&v)), 1.0);
+        assert_eq!(k.distance(Space::Ip, &[0.0, 1.0], 1.0, &[0.0, 2.0], 2.0), -1.0);
+    }
+
+    proptest! {
+        #[test]
+        fn kernels_agree_with_scalar(pairs in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..100)) {
+            let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+            let b: Vec<f32> = pairs.iter().map(|p| p.1).collect();
+            let exact_dot = scalar_dot(&a, &b);
+            let exact_l2: f64 = a.iter().zip(&b).map(|(x, y)| { let d = *x as f64 - *y as f64; d * d }).sum();
+            let scale = 1e-4 * (1.0 + a.len() as f64 * 100.0);
+            for k in [Kernels::detect(), Kernels::portable()] {
+                prop_assert!((k.dot(&a, &b) as f64 - exact_dot).abs() <= scale, "{:?}", k);
+                prop_assert!((k.l2_squared(&a, &b) as f64 - exact_l2).abs() <= scale, "{:?}", k);
+            }
+        }
+    }
+}

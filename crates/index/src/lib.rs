@@ -1,0 +1,114 @@
+//! Ochre's vector indexes.
+//!
+//! [`distance`] holds the distance kernels (AVX2+FMA with runtime dispatch, a portable fallback
+//! that the compiler vectorizes elsewhere). [`VectorIndex`] is the capability every index offers;
+//! [`AnyIndex`] is the closed set of implementations the engine holds. Today that set is the exact
+//! [`FlatIndex`]; the HNSW index joins it without changing callers.
+//!
+//! Invariants:
+//! - An index maps [`SeqNo`]s to vectors of one fixed dimension; it never sees record ids,
+//!   metadata or documents.
+//! - Search results are sorted by ascending distance and hold `min(k, candidates)` entries, where
+//!   candidates are all stored vectors or, when given, the allowed ones.
+//! - Distances are Chroma's: squared L2, `1 - cosine`, `1 - dot`, in f32.
+
+pub mod distance;
+mod flat;
+
+pub use flat::FlatIndex;
+use ochre_types::{SeqNo, Space};
+
+/// Which stored vectors a search may return.
+pub trait Allow {
+    /// True when the vector stored under `seq` may be returned.
+    fn allows(&self, seq: SeqNo) -> bool;
+}
+
+impl Allow for std::collections::HashSet<SeqNo> {
+    fn allows(&self, seq: SeqNo) -> bool {
+        self.contains(&seq)
+    }
+}
+
+/// One search hit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbor {
+    pub seq: SeqNo,
+    pub distance: f32,
+}
+
+/// The capability of a vector index: store vectors under sequence numbers and find the nearest.
+pub trait VectorIndex {
+    /// The distance space.
+    fn space(&self) -> Space;
+    /// Number of stored vectors.
+    fn len(&self) -> usize;
+    /// True when nothing is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Stores (or replaces) the vector of `seq`.
+    ///
+    /// # Panics
+    /// When `vector` does not have the index dimension (callers validate first).
+    fn insert(&mut self, seq: SeqNo, vector: &[f32]);
+    /// Removes the vector of `seq`; absent sequence numbers are ignored.
+    fn remove(&mut self, seq: SeqNo);
+    /// The stored vector of `seq`.
+    fn get(&self, seq: SeqNo) -> Option<&[f32]>;
+    /// The `k` nearest stored vectors to `query` among the allowed ones, nearest first.
+    fn search(&self, query: &[f32], k: usize, allow: Option<&dyn Allow>) -> Vec<Neighbor>;
+    /// The `k` nearest among exactly `candidates` (a small explicit set), nearest first.
+    fn search_among(&self, query: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor>;
+}
+
+/// The closed set of index implementations.
+#[derive(Debug, Clone)]
+pub enum AnyIndex {
+    Flat(FlatIndex),
+}
+
+impl AnyIndex {
+    /// An empty exact index.
+    pub fn flat(space: Space, dimension: usize) -> Self {
+        AnyIndex::Flat(FlatIndex::new(space, dimension))
+    }
+}
+
+impl VectorIndex for AnyIndex {
+    fn space(&self) -> Space {
+        match self {
+            AnyIndex::Flat(i) => i.space(),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            AnyIndex::Flat(i) => i.len(),
+        }
+    }
+    fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
+        match self {
+            AnyIndex::Flat(i) => i.insert(seq, vector),
+        }
+    }
+    fn remove(&mut self, seq: SeqNo) {
+        match self {
+            AnyIndex::Flat(i) => i.remove(seq),
+        }
+    }
+    fn get(&self, seq: SeqNo) -> Option<&[f32]> {
+        match self {
+            AnyIndex::Flat(i) => i.get(seq),
+        }
+    }
+    fn search(&self, query: &[f32], k: usize, allow: Option<&dyn Allow>) -> Vec<Neighbor> {
+        match self {
+            AnyIndex::Flat(i) => i.search(query, k, allow),
+        }
+    }
+    fn search_among(&self, query: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor> {
+        match self {
+            AnyIndex::Flat(i) => i.search_among(query, k, candidates),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Ochre's durable store.
+//!
+//! One SQLite database file (`ochre.sqlite3`) in the data directory holds the catalog (tenants,
+//! databases, collections) and every record. A write is a list of [`Mutation`]s committed in one
+//! SQLite transaction; the database runs in WAL mode with `synchronous=FULL`, so a commit that
+//! returned is on stable storage and a commit interrupted by a crash is absent as a whole.
+//! The directory is guarded by an exclusive lock on `LOCK` (see [`DirLock`]).
+//!
+//! This crate is not a cache and not a query engine: the engine keeps its in-memory state and
+//! only writes and loads through here. The file format is specified in docs/format/sqlite.md.
+//!
+//! Invariants:
+//! - A record's rowid is `collection key × 2^40 + sequence number`, so a collection's records are
+//!   one rowid range, in storage order.
+//! - Every value read back is checked; malformed bytes give [`Error::Corrupted`] naming the file.
+
+mod codec;
+mod lock;
+mod store;
+
+pub use codec::{decode_configuration, encode_configuration};
+pub use lock::DirLock;
+pub use store::{
+    CollectionRow, DatabaseRow, LoadedRecord, Mutation, RecordRow, Store, TenantRow,
+    FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
+};
+
+use std::path::PathBuf;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SQLite error on {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path} is corrupted: {detail}")]
+    Corrupted { path: PathBuf, detail: String },
+    #[error("{path} is locked by another Ochre process (pid {holder}); close it first or use another directory")]
+    Locked { path: PathBuf, holder: String },
+    #[error("{path} has format version {found}; this Ochre reads versions {oldest} to {newest}")]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: i64,
+        oldest: i64,
+        newest: i64,
+    },
+}
+
+impl Error {
+    pub(crate) fn sqlite(path: &std::path::Path, source: rusqlite::Error) -> Error {
+        use rusqlite::ffi::ErrorCode;
+        if let rusqlite::Error::SqliteFailure(e, _) = &source {
+            if matches!(e.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) {
+                return Error::Corrupted {
+                    path: path.to_owned(),
+                    detail: source.to_string(),
+                };
+            }
+        }
+        Error::Sqlite {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,603 @@
+//! The SQLite store: open/migrate, commit mutation batches, load state.
+
+use std::path::{Path, PathBuf};
+
+use ochre_types::{CollectionConfiguration, CollectionId, DatabaseId, Metadata, SeqNo};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use uuid::Uuid;
+
+use crate::codec::{
+    decode_configuration, decode_embedding, decode_metadata, encode_configuration,
+    encode_embedding, encode_metadata,
+};
+use crate::{Error, Result};
+
+/// The store format this build writes.
+pub const FORMAT_VERSION: i64 = 1;
+/// The oldest store format this build opens.
+pub const OLDEST_SUPPORTED_FORMAT: i64 = 1;
+/// SQLite `application_id` of an Ochre store: ASCII "OCHR".
+const APPLICATION_ID: i64 = 0x4f43_4852;
+/// Records of one collection occupy rowids `[key << SEQ_BITS, (key + 1) << SEQ_BITS)`.
+const SEQ_BITS: u32 = 40;
+/// The file name inside the data directory.
+pub const DB_FILE: &str = "ochre.sqlite3";
+
+/// Numbered migrations; never edit one that has shipped, add the next.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRow {
+    pub name: String,
+    pub resource_name: Option<String>,
+}
+
+/// A database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseRow {
+    pub id: DatabaseId,
+    pub tenant: String,
+    pub name: String,
+}
+
+/// A collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionRow {
+    /// Small integer key, unique in the store, below 2^23.
+    pub key: i64,
+    pub id: CollectionId,
+    pub database_id: DatabaseId,
+    pub name: String,
+    pub metadata: Option<Metadata>,
+    pub configuration: CollectionConfiguration,
+    pub dimension: Option<u32>,
+}
+
+/// A record to write.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRow<'a> {
+    pub collection_key: i64,
+    pub seq: SeqNo,
+    pub id: &'a str,
+    pub embedding: &'a [f32],
+    pub document: Option<&'a str>,
+    pub uri: Option<&'a str>,
+    pub metadata: Option<&'a Metadata>,
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedRecord {
+    pub seq: SeqNo,
+    pub id: String,
+    pub embedding: Vec<f32>,
+    pub document: Option<String>,
+    pub uri: Option<String>,
+    pub metadata: Option<Metadata>,
+}
+
+/// One change inside an atomic batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Mutation<'a> {
+    PutTenant(&'a TenantRow),
+    DeleteTenant(&'a str),
+    PutDatabase(&'a DatabaseRow),
+    DeleteDatabase(DatabaseId),
+    /// Inserts or replaces the collection row (records are untouched).
+    PutCollection(&'a CollectionRow),
+    /// Deletes the collection row and all of its records.
+    DeleteCollection { key: i64 },
+    /// Inserts or replaces one record.
+    PutRecord(RecordRow<'a>),
+    DeleteRecord { collection_key: i64, seq: SeqNo },
+}
+
+/// Largest sequence number a collection may use.
+pub const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
+
+fn rowid(collection_key: i64, seq: SeqNo) -> i64 {
+    (collection_key << SEQ_BITS) | (seq.0 as i64)
+}
+
+/// The durable store of one data directory.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file in `dir`, checks its identity and version, and
+    /// applies pending migrations. The caller holds the directory lock.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] when the file is not an Ochre store or is damaged,
+    /// [`Error::UnsupportedVersion`] for a newer format, [`Error::Sqlite`] otherwise.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        let sql = |e| Error::sqlite(&path, e);
+        let conn = Connection::open(&path).map_err(sql)?;
+        let app: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(sql)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(sql)?;
+        if app != APPLICATION_ID && !(app == 0 && version == 0 && tables == 0) {
+            return Err(Error::Corrupted {
+                path,
+                detail: format!("not an Ochre store (application_id {app:#x})"),
+            });
+        }
+        if version > FORMAT_VERSION || (version != 0 && version < OLDEST_SUPPORTED_FORMAT) {
+            return Err(Error::UnsupportedVersion {
+                path,
+                found: version,
+                oldest: OLDEST_SUPPORTED_FORMAT,
+                newest: FORMAT_VERSION,
+            });
+        }
+        // WAL + synchronous=FULL: every commit fsyncs the WAL before returning; a torn WAL tail
+        // fails its frame checksums and is ignored on recovery (docs/format/sqlite.md).
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Corrupted {
+                path,
+                detail: format!("cannot switch to WAL journal mode (got {mode})"),
+            });
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
+        )
+        .map_err(sql)?;
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> Error {
+        Error::sqlite(&self.path, e)
+    }
+
+    fn corrupted(&self, detail: impl Into<String>) -> Error {
+        Error::Corrupted {
+            path: self.path.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |e| Error::sqlite(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, hash TEXT NOT NULL)",
+        )
+        .map_err(sql)?;
+        for (version, text) in MIGRATIONS {
+            let hash = fnv1a(text.as_bytes());
+            let applied: Option<String> = tx
+                .query_row(
+                    "SELECT hash FROM migrations WHERE version = ?1",
+                    [version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            match applied {
+                Some(h) if h == hash => {}
+                Some(h) => {
+                    return Err(Error::Corrupted {
+                        path: path.clone(),
+                        detail: format!(
+                            "migration {version} was applied with hash {h}, this build has {hash}"
+                        ),
+                    })
+                }
+                None => {
+                    tx.execute_batch(text).map_err(sql)?;
+                    tx.execute(
+                        "INSERT INTO migrations (version, hash) VALUES (?1, ?2)",
+                        params![version, hash],
+                    )
+                    .map_err(sql)?;
+                }
+            }
+        }
+        tx.execute_batch(&format!(
+            "PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={FORMAT_VERSION};"
+        ))
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Applies `mutations` atomically and durably: when this returns `Ok`, all of them are on
+    /// stable storage; when it returns `Err` or the process dies first, none are.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] / [`Error::Corrupted`]; after an error the caller must assume the
+    /// outcome of the commit itself is unknown until reopen.
+    pub fn commit(&mut self, mutations: &[Mutation<'_>]) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |e| Error::sqlite(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        for m in mutations {
+            match m {
+                Mutation::PutTenant(t) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO tenants (name, resource_name) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![t.name, t.resource_name]))
+                    .map_err(sql)?;
+                }
+                Mutation::DeleteTenant(name) => {
+                    tx.prepare_cached("DELETE FROM tenants WHERE name = ?1")
+                        .and_then(|mut s| s.execute([name]))
+                        .map_err(sql)?;
+                }
+                Mutation::PutDatabase(d) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO databases (id, tenant, name) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![d.id.0.to_string(), d.tenant, d.name]))
+                    .map_err(sql)?;
+                }
+                Mutation::DeleteDatabase(id) => {
+                    tx.prepare_cached("DELETE FROM databases WHERE id = ?1")
+                        .and_then(|mut s| s.execute([id.0.to_string()]))
+                        .map_err(sql)?;
+                }
+                Mutation::PutCollection(c) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO collections
+                         (key, id, database_id, name, metadata, configuration, dimension)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            c.key,
+                            c.id.0.to_string(),
+                            c.database_id.0.to_string(),
+                            c.name,
+                            c.metadata.as_ref().map(encode_metadata),
+                            encode_configuration(&c.configuration),
+                            c.dimension,
+                        ])
+                    })
+                    .map_err(sql)?;
+                }
+                Mutation::DeleteCollection { key } => {
+                    tx.prepare_cached("DELETE FROM collections WHERE key = ?1")
+                        .and_then(|mut s| s.execute([key]))
+                        .map_err(sql)?;
+                    tx.prepare_cached("DELETE FROM records WHERE rowid >= ?1 AND rowid < ?2")
+                        .and_then(|mut s| {
+                            s.execute(params![key << SEQ_BITS, (key + 1) << SEQ_BITS])
+                        })
+                        .map_err(sql)?;
+                }
+                Mutation::PutRecord(r) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO records (rowid, id, embedding, document, uri, metadata)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            rowid(r.collection_key, r.seq),
+                            r.id,
+                            encode_embedding(r.embedding),
+                            r.document,
+                            r.uri,
+                            r.metadata.map(encode_metadata),
+                        ])
+                    })
+                    .map_err(sql)?;
+                }
+                Mutation::DeleteRecord {
+                    collection_key,
+                    seq,
+                } => {
+                    tx.prepare_cached("DELETE FROM records WHERE rowid = ?1")
+                        .and_then(|mut s| s.execute([rowid(*collection_key, *seq)]))
+                        .map_err(sql)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// All tenants.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn tenants(&self) -> Result<Vec<TenantRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, resource_name FROM tenants ORDER BY name")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TenantRow {
+                    name: r.get(0)?,
+                    resource_name: r.get(1)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sql(e))
+    }
+
+    fn uuid(&self, text: &str) -> Result<Uuid> {
+        Uuid::parse_str(text).map_err(|e| self.corrupted(format!("bad uuid {text:?}: {e}")))
+    }
+
+    /// All databases.
+    ///
+    /// # Errors
+    /// On SQLite failure or a malformed row.
+    pub fn databases(&self) -> Result<Vec<DatabaseRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, tenant, name FROM databases")
+            .map_err(|e| self.sql(e))?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sql(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sql(e))?;
+        rows.into_iter()
+            .map(|(id, tenant, name)| {
+                Ok(DatabaseRow {
+                    id: DatabaseId(self.uuid(&id)?),
+                    tenant,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    /// All collections.
+    ///
+    /// # Errors
+    /// On SQLite failure or a malformed row.
+    pub fn collections(&self) -> Result<Vec<CollectionRow>> {
+        type Raw = (i64, String, String, String, Option<String>, String, Option<i64>);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, id, database_id, name, metadata, configuration, dimension
+                 FROM collections ORDER BY key",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows: Vec<Raw> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sql(e))?;
+        rows.into_iter()
+            .map(|(key, id, db, name, metadata, config, dimension)| {
+                let bad = |d: String| self.corrupted(format!("collection {name}: {d}"));
+                Ok(CollectionRow {
+                    key,
+                    id: CollectionId(self.uuid(&id)?),
+                    database_id: DatabaseId(self.uuid(&db)?),
+                    metadata: metadata
+                        .as_deref()
+                        .map(decode_metadata)
+                        .transpose()
+                        .map_err(bad)?,
+                    configuration: decode_configuration(&config).map_err(bad)?,
+                    dimension: dimension
+                        .map(|d| u32::try_from(d).map_err(|_| bad(format!("dimension {d}"))))
+                        .transpose()?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    /// Streams the records of one collection, in storage order, into `f`.
+    ///
+    /// # Errors
+    /// On SQLite failure or a malformed row, naming the file.
+    pub fn load_records(
+        &self,
+        collection_key: i64,
+        mut f: impl FnMut(LoadedRecord) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT rowid, id, embedding, document, uri, metadata FROM records
+                 WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt
+            .query(params![
+                collection_key << SEQ_BITS,
+                (collection_key + 1) << SEQ_BITS
+            ])
+            .map_err(|e| self.sql(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
+            let rowid: i64 = row.get(0).map_err(|e| self.sql(e))?;
+            let id: String = row.get(1).map_err(|e| self.sql(e))?;
+            let blob = row.get_ref(2).map_err(|e| self.sql(e))?;
+            let bytes = blob
+                .as_blob()
+                .map_err(|_| self.corrupted(format!("record {id:?}: embedding is not a blob")))?;
+            let embedding = decode_embedding(bytes)
+                .map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
+            let metadata: Option<String> = row.get(5).map_err(|e| self.sql(e))?;
+            let metadata = metadata
+                .as_deref()
+                .map(decode_metadata)
+                .transpose()
+                .map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
+            f(LoadedRecord {
+                seq: SeqNo((rowid & MAX_SEQ as i64) as u64),
+                document: row.get(3).map_err(|e| self.sql(e))?,
+                uri: row.get(4).map_err(|e| self.sql(e))?,
+                id,
+                embedding,
+                metadata,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs SQLite's own consistency check.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] with SQLite's findings.
+    pub fn check_integrity(&self) -> Result<()> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        if result != "ok" {
+            return Err(self.corrupted(result));
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a 64-bit, hex: a stable fingerprint of a migration's text.
+fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_and_reload_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let coll = CollectionRow {
+            key: 3,
+            id: CollectionId::new_random(),
+            database_id: DatabaseId(Uuid::nil()),
+            name: "abc".into(),
+            metadata: None,
+            configuration: CollectionConfiguration::default(),
+            dimension: Some(2),
+        };
+        {
+            let mut s = Store::open(dir.path()).expect("open");
+            s.commit(&[
+                Mutation::PutCollection(&coll),
+                Mutation::PutRecord(RecordRow {
+                    collection_key: 3,
+                    seq: SeqNo(7),
+                    id: "a",
+                    embedding: &[1.0, 2.0],
+                    document: Some("doc"),
+                    uri: None,
+                    metadata: None,
+                }),
+                Mutation::PutRecord(RecordRow {
+                    collection_key: 4,
+                    seq: SeqNo(1),
+                    id: "other",
+                    embedding: &[1.0, 2.0],
+                    document: None,
+                    uri: None,
+                    metadata: None,
+                }),
+            ])
+            .expect("commit");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.collections().expect("collections"), vec![coll]);
+        let mut got = vec![];
+        s.load_records(3, |r| {
+            got.push(r);
+            Ok(())
+        })
+        .expect("load");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].seq, SeqNo(7));
+        assert_eq!(got[0].embedding, vec![1.0, 2.0]);
+        assert_eq!(got[0].document.as_deref(), Some("doc"));
+        s.check_integrity().expect("intact");
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(DB_FILE), b"this is not sqlite at all, not even close....")
+            .expect("write");
+        let err = Store::open(dir.path()).expect_err("garbage");
+        assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).expect("sqlite");
+            c.execute_batch("CREATE TABLE t(x)").expect("table");
+        }
+        let err = Store::open(dir.path()).expect_err("foreign sqlite");
+        assert!(err.to_string().contains("not an Ochre store"), "{err}");
+    }
+
+    #[test]
+    fn newer_formats_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Store::open(dir.path()).expect("create"));
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).expect("sqlite");
+            c.execute_batch("PRAGMA user_version=99").expect("bump");
+        }
+        let err = Store::open(dir.path()).expect_err("newer");
+        assert!(matches!(err, Error::UnsupportedVersion { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn corrupt_record_bytes_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Store::open(dir.path()).expect("create"));
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).expect("sqlite");
+            c.execute(
+                "INSERT INTO records (rowid, id, embedding) VALUES (?1, 'x', x'010203')",
+                [1i64 << SEQ_BITS],
+            )
+            .expect("insert");
+        }
+        let s = Store::open(dir.path()).expect("open");
+        let err = s.load_records(1, |_| Ok(())).expect_err("torn blob");
+        assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+        assert!(err.to_string().contains(DB_FILE), "{err}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Ochre's vocabulary: the types every other crate speaks.
+//!
+//! This crate holds identifiers ([`CollectionId`], [`DatabaseId`], [`SeqNo`]), record metadata
+//! ([`MetadataValue`], [`Metadata`]), the filter language ([`Where`], [`WhereDocument`]) with its
+//! parser and evaluator, distance spaces ([`Space`]) and collection configuration ([`HnswConfig`],
+//! [`CollectionConfiguration`]), and the name validators.
+//!
+//! It is not a place for I/O, async code or storage: nothing here touches a file or a socket.
+//!
+//! Invariants:
+//! - A [`Where`] or [`WhereDocument`] value is always well-formed: the only way to build one from
+//!   user input is the parser, which applies Chroma's grammar and typing rules.
+//! - Numbers in metadata compare exactly: an `i64` and an `f64` are compared as mathematical numbers.
+
+mod config;
+mod filter;
+mod ids;
+mod metadata;
+mod names;
+
+pub use config::{CollectionConfiguration, HnswConfig, Space};
+pub use filter::{DocOp, IdOp, MetaOp, Scalar, ScalarList, Where, WhereDocument, WhereError};
+pub use ids::{CollectionId, DatabaseId, SeqNo};
+pub use metadata::{
+    compare_int_float, metadata_from_json, metadata_to_json, validate_record_metadata, Metadata,
+    MetadataValue, UpdateMetadata,
+};
+pub use names::{validate_collection_name, validate_database_name, validate_tenant_name};

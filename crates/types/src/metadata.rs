@@ -1,0 +1,318 @@
+//! Record and collection metadata values, their JSON form and their validation rules.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Number, Value};
+
+/// One metadata value. Arrays are non-empty and homogeneous.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    BoolArray(Vec<bool>),
+    IntArray(Vec<i64>),
+    FloatArray(Vec<f64>),
+    StrArray(Vec<String>),
+}
+
+/// A record's (or collection's) metadata: keys in sorted order.
+pub type Metadata = BTreeMap<String, MetadataValue>;
+
+/// Metadata as given to `update`/`upsert`: `None` deletes the key.
+pub type UpdateMetadata = BTreeMap<String, Option<MetadataValue>>;
+
+/// Compares an integer with a float exactly, as mathematical numbers.
+///
+/// Returns `None` only when `f` is NaN.
+pub fn compare_int_float(i: i64, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    // 2^63 is exactly representable; every i64 is below it and at or above -2^63.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if f >= TWO_63 {
+        return Some(Ordering::Less);
+    }
+    if f < -TWO_63 {
+        return Some(Ordering::Greater);
+    }
+    let t = f.trunc();
+    // `t` is integral and within i64 range, so the cast is exact.
+    let ti = t as i64;
+    match i.cmp(&ti) {
+        Ordering::Equal => 0.0f64.partial_cmp(&(f - t)),
+        other => Some(other),
+    }
+}
+
+impl MetadataValue {
+    /// The value as JSON (ints stay integers, floats keep a fraction or exponent).
+    pub fn to_json(&self) -> Value {
+        fn float(f: f64) -> Value {
+            Number::from_f64(f).map_or(Value::Null, Value::Number)
+        }
+        match self {
+            MetadataValue::Bool(b) => Value::Bool(*b),
+            MetadataValue::Int(i) => Value::Number((*i).into()),
+            MetadataValue::Float(f) => float(*f),
+            MetadataValue::Str(s) => Value::String(s.clone()),
+            MetadataValue::BoolArray(v) => Value::Array(v.iter().map(|b| Value::Bool(*b)).collect()),
+            MetadataValue::IntArray(v) => {
+                Value::Array(v.iter().map(|i| Value::Number((*i).into())).collect())
+            }
+            MetadataValue::FloatArray(v) => Value::Array(v.iter().map(|f| float(*f)).collect()),
+            MetadataValue::StrArray(v) => {
+                Value::Array(v.iter().map(|s| Value::String(s.clone())).collect())
+            }
+        }
+    }
+
+    /// Parses one JSON value. `Ok(None)` is an empty array (Chroma drops the key).
+    ///
+    /// # Errors
+    /// A description of the shape problem (null, object, nested or mixed arrays, integers that fit
+    /// neither i64 nor f64).
+    pub fn from_json(v: &Value) -> Result<Option<MetadataValue>, String> {
+        Ok(Some(match v {
+            Value::Bool(b) => MetadataValue::Bool(*b),
+            Value::Number(n) => number(n)?,
+            Value::String(s) => MetadataValue::Str(s.clone()),
+            Value::Array(items) => {
+                let Some(first) = items.first() else {
+                    return Ok(None);
+                };
+                match first {
+                    Value::String(_) => MetadataValue::StrArray(
+                        items
+                            .iter()
+                            .map(|x| x.as_str().map(str::to_owned).ok_or_else(mixed))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    Value::Bool(_) => MetadataValue::BoolArray(
+                        items
+                            .iter()
+                            .map(|x| x.as_bool().ok_or_else(mixed))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    Value::Number(_) => {
+                        let mut ints = Vec::with_capacity(items.len());
+                        let mut all_int = true;
+                        for x in items {
+                            let Value::Number(n) = x else {
+                                return Err(mixed());
+                            };
+                            match number(n)? {
+                                MetadataValue::Int(i) => ints.push(MetadataValue::Int(i)),
+                                other => {
+                                    all_int = false;
+                                    ints.push(other)
+                                }
+                            }
+                        }
+                        if all_int {
+                            MetadataValue::IntArray(
+                                ints.iter()
+                                    .filter_map(|v| match v {
+                                        MetadataValue::Int(i) => Some(*i),
+                                        _ => None,
+                                    })
+                                    .collect(),
+                            )
+                        } else {
+                            MetadataValue::FloatArray(
+                                ints.iter()
+                                    .filter_map(|v| match v {
+                                        MetadataValue::Int(i) => Some(*i as f64),
+                                        MetadataValue::Float(f) => Some(*f),
+                                        _ => None,
+                                    })
+                                    .collect(),
+                            )
+                        }
+                    }
+                    _ => return Err("arrays may only hold strings, booleans or numbers".into()),
+                }
+            }
+            Value::Null => return Err("null is not a metadata value here".into()),
+            Value::Object(_) => return Err("nested objects are not metadata values".into()),
+        }))
+    }
+
+    /// True for array values.
+    pub fn is_array(&self) -> bool {
+        matches!(
+            self,
+            MetadataValue::BoolArray(_)
+                | MetadataValue::IntArray(_)
+                | MetadataValue::FloatArray(_)
+                | MetadataValue::StrArray(_)
+        )
+    }
+}
+
+fn mixed() -> String {
+    "array elements must all have the same type".into()
+}
+
+fn number(n: &Number) -> Result<MetadataValue, String> {
+    if let Some(i) = n.as_i64() {
+        Ok(MetadataValue::Int(i))
+    } else if let Some(f) = n.as_f64() {
+        if f.is_finite() {
+            Ok(MetadataValue::Float(f))
+        } else {
+            Err("number out of range".into())
+        }
+    } else {
+        Err("number out of range".into())
+    }
+}
+
+/// Metadata as a JSON object.
+pub fn metadata_to_json(m: &Metadata) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+/// Parses a JSON object into metadata; `null` values become `None` (delete) entries, empty arrays
+/// are dropped.
+///
+/// # Errors
+/// Text naming the key whose value has the wrong shape, or saying the value is not an object.
+pub fn metadata_from_json(v: &Value) -> Result<UpdateMetadata, String> {
+    let Value::Object(map) = v else {
+        return Err("metadata must be an object".into());
+    };
+    let mut out = UpdateMetadata::new();
+    for (k, v) in map {
+        if v.is_null() {
+            out.insert(k.clone(), None);
+            continue;
+        }
+        match MetadataValue::from_json(v).map_err(|e| format!("{k}: {e}"))? {
+            Some(value) => {
+                out.insert(k.clone(), Some(value));
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the key and value rules for one record's metadata.
+///
+/// Keys must be non-empty, must not start with `#` or `$`, and must not start with the internal
+/// prefix `chroma:`; floats must be finite; arrays must be non-empty.
+///
+/// # Errors
+/// A description of the first violation.
+pub fn validate_record_metadata<'a>(
+    entries: impl IntoIterator<Item = (&'a String, Option<&'a MetadataValue>)>,
+) -> Result<(), String> {
+    for (k, v) in entries {
+        if k.is_empty() {
+            return Err("Metadata key cannot be empty".into());
+        }
+        if k.starts_with('#') || k.starts_with('$') {
+            return Err(format!("Metadata key cannot start with '#' or '$': {k}"));
+        }
+        if k.starts_with("chroma:") {
+            return Err(format!("Metadata key is reserved: {k}"));
+        }
+        match v {
+            Some(MetadataValue::Float(f)) if !f.is_finite() => {
+                return Err(format!("Metadata value for {k} must be finite"))
+            }
+            Some(MetadataValue::FloatArray(a)) if a.iter().any(|f| !f.is_finite()) => {
+                return Err(format!("Metadata value for {k} must be finite"))
+            }
+            Some(MetadataValue::BoolArray(a)) if a.is_empty() => {
+                return Err(format!("Metadata list for {k} must be non-empty"))
+            }
+            Some(MetadataValue::IntArray(a)) if a.is_empty() => {
+                return Err(format!("Metadata list for {k} must be non-empty"))
+            }
+            Some(MetadataValue::FloatArray(a)) if a.is_empty() => {
+                return Err(format!("Metadata list for {k} must be non-empty"))
+            }
+            Some(MetadataValue::StrArray(a)) if a.is_empty() => {
+                return Err(format!("Metadata list for {k} must be non-empty"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn int_float_compare_is_exact() {
+        assert_eq!(compare_int_float(2, 2.0), Some(Ordering::Equal));
+        assert_eq!(compare_int_float(2, 2.5), Some(Ordering::Less));
+        assert_eq!(compare_int_float(3, 2.5), Some(Ordering::Greater));
+        assert_eq!(compare_int_float(-2, -2.5), Some(Ordering::Greater));
+        assert_eq!(compare_int_float(i64::MAX, 9.3e18), Some(Ordering::Less));
+        assert_eq!(compare_int_float(i64::MIN, -9.3e18), Some(Ordering::Greater));
+        assert_eq!(
+            compare_int_float(i64::MAX, 9_223_372_036_854_775_807.0),
+            Some(Ordering::Less)
+        );
+        assert_eq!(compare_int_float(1, f64::NAN), None);
+    }
+
+    #[test]
+    fn json_number_kinds_are_kept() {
+        let m = metadata_from_json(&serde_json::json!({"i": 1, "f": 1.0, "a": [2, 1.5], "e": [], "n": null}))
+            .expect("valid");
+        assert_eq!(m["i"], Some(MetadataValue::Int(1)));
+        assert_eq!(m["f"], Some(MetadataValue::Float(1.0)));
+        assert_eq!(m["a"], Some(MetadataValue::FloatArray(vec![2.0, 1.5])));
+        assert!(!m.contains_key("e"));
+        assert_eq!(m["n"], None);
+        assert!(metadata_from_json(&serde_json::json!({"x": [1, "a"]})).is_err());
+        assert!(metadata_from_json(&serde_json::json!({"x": {"y": 1}})).is_err());
+        assert!(metadata_from_json(&serde_json::json!({"x": [[1]]})).is_err());
+    }
+
+    fn value() -> impl Strategy<Value = MetadataValue> {
+        prop_oneof![
+            any::<bool>().prop_map(MetadataValue::Bool),
+            any::<i64>().prop_map(MetadataValue::Int),
+            (-1e300f64..1e300).prop_map(MetadataValue::Float),
+            ".*".prop_map(MetadataValue::Str),
+            proptest::collection::vec(any::<bool>(), 1..4).prop_map(MetadataValue::BoolArray),
+            proptest::collection::vec(any::<i64>(), 1..4).prop_map(MetadataValue::IntArray),
+            proptest::collection::vec(-1e300f64..1e300, 1..4).prop_map(MetadataValue::FloatArray),
+            proptest::collection::vec(".*", 1..4).prop_map(MetadataValue::StrArray),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn json_round_trip_is_identity(m in proptest::collection::btree_map("[a-z]{1,4}", value(), 0..6)) {
+            let text = serde_json::to_string(&metadata_to_json(&m)).expect("serializable");
+            let back: Value = serde_json::from_str(&text).expect("parses");
+            let parsed = metadata_from_json(&back).expect("valid");
+            let parsed: Metadata = parsed.into_iter().map(|(k, v)| (k, v.expect("no nulls"))).collect();
+            prop_assert_eq!(parsed, m);
+        }
+
+        #[test]
+        fn int_float_compare_agrees_with_wide_arithmetic(i in any::<i64>(), f in -1e19f64..1e19) {
+            // i128 holds every i64, and f's integral part when |f| < 1e19.
+            let t = f.trunc() as i128;
+            let expected = (i as i128).cmp(&t).then_with(|| if f - f.trunc() > 0.0 { Ordering::Less } else if f - f.trunc() < 0.0 { Ordering::Greater } else { Ordering::Equal });
+            prop_assert_eq!(compare_int_float(i, f), Some(expected));
+        }
+    }
+}
