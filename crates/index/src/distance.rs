@@ -98,7 +98,10 @@ pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = a.len() / LANES;
     for c in 0..chunks {
-        let (x, y) = (&a[c * LANES..c * LANES + LANES], &b[c * LANES..c * LANES + LANES]);
+        let (x, y) = (
+            &a[c * LANES..c * LANES + LANES],
+            &b[c * LANES..c * LANES + LANES],
+        );
         for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
@@ -116,7 +119,10 @@ pub fn l2_squared_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = a.len() / LANES;
     for c in 0..chunks {
-        let (x, y) = (&a[c * LANES..c * LANES + LANES], &b[c * LANES..c * LANES + LANES]);
+        let (x, y) = (
+            &a[c * LANES..c * LANES + LANES],
+            &b[c * LANES..c * LANES + LANES],
+        );
         for l in 0..LANES {
             let d = x[l] - y[l];
             acc[l] += d * d;
@@ -158,7 +164,8 @@ mod avx2 {
         // SAFETY: every load reads 8 floats at i or i + 8, and the loop bounds keep i + 16 <= n.
         unsafe {
             while i + 16 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
                 acc1 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(pa.add(i + 8)),
                     _mm256_loadu_ps(pb.add(i + 8)),
@@ -167,7 +174,8 @@ mod avx2 {
                 i += 16;
             }
             if i + 8 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
                 i += 8;
             }
         }
@@ -193,8 +201,10 @@ mod avx2 {
         unsafe {
             while i + 16 <= n {
                 let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-                let d1 =
-                    _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+                let d1 = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                );
                 acc0 = _mm256_fmadd_ps(d0, d0, acc0);
                 acc1 = _mm256_fmadd_ps(d1, d1, acc1);
                 i += 16;
@@ -247,7 +257,10 @@ mod tests {
         assert!((d - 0.29289323).abs() < 1e-6);
         let z = [0.0f32, 0.0];
         assert_eq!(k.distance(Space::Cosine, &z, 0.0, &v, k.norm(&v)), 1.0);
-        assert_eq!(k.distance(Space::Ip, &[0.0, 1.0], 1.0, &[0.0, 2.0], 2.0), -1.0);
+        assert_eq!(
+            k.distance(Space::Ip, &[0.0, 1.0], 1.0, &[0.0, 2.0], 2.0),
+            -1.0
+        );
     }
 
     proptest! {

@@ -116,7 +116,11 @@ impl VectorIndex for FlatIndex {
     }
 
     fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
-        assert_eq!(vector.len(), self.dimension, "dimension checked by the caller");
+        assert_eq!(
+            vector.len(),
+            self.dimension,
+            "dimension checked by the caller"
+        );
         let norm = self.kernels.norm(vector);
         if let Some(&r) = self.seq_row.get(&seq) {
             self.arena[r * self.dimension..(r + 1) * self.dimension].copy_from_slice(vector);

@@ -15,7 +15,7 @@ pub(crate) fn encode_embedding(v: &[f32]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, String> {
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return Err(format!("embedding of {} bytes", bytes.len()));
     }
     Ok(bytes

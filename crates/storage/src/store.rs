@@ -87,10 +87,15 @@ pub enum Mutation<'a> {
     /// Inserts or replaces the collection row (records are untouched).
     PutCollection(&'a CollectionRow),
     /// Deletes the collection row and all of its records.
-    DeleteCollection { key: i64 },
+    DeleteCollection {
+        key: i64,
+    },
     /// Inserts or replaces one record.
     PutRecord(RecordRow<'a>),
-    DeleteRecord { collection_key: i64, seq: SeqNo },
+    DeleteRecord {
+        collection_key: i64,
+        seq: SeqNo,
+    },
 }
 
 /// Largest sequence number a collection may use.
@@ -378,7 +383,15 @@ impl Store {
     /// # Errors
     /// On SQLite failure or a malformed row.
     pub fn collections(&self) -> Result<Vec<CollectionRow>> {
-        type Raw = (i64, String, String, String, Option<String>, String, Option<i64>);
+        type Raw = (
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<i64>,
+        );
         let mut stmt = self
             .conn
             .prepare(
@@ -557,8 +570,11 @@ mod tests {
     #[test]
     fn foreign_files_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join(DB_FILE), b"this is not sqlite at all, not even close....")
-            .expect("write");
+        std::fs::write(
+            dir.path().join(DB_FILE),
+            b"this is not sqlite at all, not even close....",
+        )
+        .expect("write");
         let err = Store::open(dir.path()).expect_err("garbage");
         assert!(matches!(err, Error::Corrupted { .. }), "{err}");
 
@@ -580,7 +596,10 @@ mod tests {
             c.execute_batch("PRAGMA user_version=99").expect("bump");
         }
         let err = Store::open(dir.path()).expect_err("newer");
-        assert!(matches!(err, Error::UnsupportedVersion { found: 99, .. }), "{err}");
+        assert!(
+            matches!(err, Error::UnsupportedVersion { found: 99, .. }),
+            "{err}"
+        );
     }
 
     #[test]

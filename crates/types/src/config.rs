@@ -39,7 +39,9 @@ impl FromStr for Space {
             "l2" => Ok(Space::L2),
             "cosine" => Ok(Space::Cosine),
             "ip" => Ok(Space::Ip),
-            other => Err(format!("unknown space {other:?}: expected l2, cosine or ip")),
+            other => Err(format!(
+                "unknown space {other:?}: expected l2, cosine or ip"
+            )),
         }
     }
 }

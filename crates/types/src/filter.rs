@@ -294,7 +294,9 @@ fn numeric_cmp(value: &MetadataValue, s: &Scalar) -> Option<Ordering> {
     match (value, s) {
         (MetadataValue::Int(a), Scalar::Int(b)) => Some(a.cmp(b)),
         (MetadataValue::Int(a), Scalar::Float(b)) => compare_int_float(*a, *b),
-        (MetadataValue::Float(a), Scalar::Int(b)) => compare_int_float(*b, *a).map(Ordering::reverse),
+        (MetadataValue::Float(a), Scalar::Int(b)) => {
+            compare_int_float(*b, *a).map(Ordering::reverse)
+        }
         (MetadataValue::Float(a), Scalar::Float(b)) => a.partial_cmp(b),
         _ => None,
     }
@@ -326,9 +328,7 @@ impl MetaOp {
     /// Evaluates the operator against a key's value (`None` when the key is missing).
     pub fn matches(&self, value: Option<&MetadataValue>) -> bool {
         let cmp = |s: &Scalar, accept: fn(Ordering) -> bool| {
-            value
-                .and_then(|v| numeric_cmp(v, s))
-                .is_some_and(accept)
+            value.and_then(|v| numeric_cmp(v, s)).is_some_and(accept)
         };
         match self {
             MetaOp::Eq(s) => value.is_some_and(|v| scalar_eq(v, s)),

@@ -59,7 +59,9 @@ impl MetadataValue {
             MetadataValue::Int(i) => Value::Number((*i).into()),
             MetadataValue::Float(f) => float(*f),
             MetadataValue::Str(s) => Value::String(s.clone()),
-            MetadataValue::BoolArray(v) => Value::Array(v.iter().map(|b| Value::Bool(*b)).collect()),
+            MetadataValue::BoolArray(v) => {
+                Value::Array(v.iter().map(|b| Value::Bool(*b)).collect())
+            }
             MetadataValue::IntArray(v) => {
                 Value::Array(v.iter().map(|i| Value::Number((*i).into())).collect())
             }
@@ -195,11 +197,8 @@ pub fn metadata_from_json(v: &Value) -> Result<UpdateMetadata, String> {
             out.insert(k.clone(), None);
             continue;
         }
-        match MetadataValue::from_json(v).map_err(|e| format!("{k}: {e}"))? {
-            Some(value) => {
-                out.insert(k.clone(), Some(value));
-            }
-            None => {}
+        if let Some(value) = MetadataValue::from_json(v).map_err(|e| format!("{k}: {e}"))? {
+            out.insert(k.clone(), Some(value));
         }
     }
     Ok(out)
@@ -262,7 +261,10 @@ mod tests {
         assert_eq!(compare_int_float(3, 2.5), Some(Ordering::Greater));
         assert_eq!(compare_int_float(-2, -2.5), Some(Ordering::Greater));
         assert_eq!(compare_int_float(i64::MAX, 9.3e18), Some(Ordering::Less));
-        assert_eq!(compare_int_float(i64::MIN, -9.3e18), Some(Ordering::Greater));
+        assert_eq!(
+            compare_int_float(i64::MIN, -9.3e18),
+            Some(Ordering::Greater)
+        );
         assert_eq!(
             compare_int_float(i64::MAX, 9_223_372_036_854_775_807.0),
             Some(Ordering::Less)
@@ -272,8 +274,10 @@ mod tests {
 
     #[test]
     fn json_number_kinds_are_kept() {
-        let m = metadata_from_json(&serde_json::json!({"i": 1, "f": 1.0, "a": [2, 1.5], "e": [], "n": null}))
-            .expect("valid");
+        let m = metadata_from_json(
+            &serde_json::json!({"i": 1, "f": 1.0, "a": [2, 1.5], "e": [], "n": null}),
+        )
+        .expect("valid");
         assert_eq!(m["i"], Some(MetadataValue::Int(1)));
         assert_eq!(m["f"], Some(MetadataValue::Float(1.0)));
         assert_eq!(m["a"], Some(MetadataValue::FloatArray(vec![2.0, 1.5])));

@@ -72,7 +72,9 @@ pub fn validate_collection_name(name: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => Err("Expected a name to contain at most one topology:  Got two `+` characters.".into()),
+        _ => {
+            Err("Expected a name to contain at most one topology:  Got two `+` characters.".into())
+        }
     }
 }
 
@@ -86,7 +88,15 @@ mod tests {
             assert!(validate_collection_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "ab", "-abc", "abc-", "a..b", "192.168.0.1", "été", "ab+cd", "a+b+c", "a b c",
+            "ab",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.0.1",
+            "été",
+            "ab+cd",
+            "a+b+c",
+            "a b c",
             &"a".repeat(513),
         ] {
             assert!(validate_collection_name(bad).is_err(), "{bad}");

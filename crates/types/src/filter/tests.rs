@@ -65,7 +65,9 @@ fn grammar_accepts_what_chroma_accepts() {
 #[test]
 fn regex_errors_carry_chroma_message() {
     let err = WhereDocument::from_json(&json!({"$regex": "["})).expect_err("invalid");
-    assert!(err.to_string().starts_with("Regex syntax errror: regex parse error:"));
+    assert!(err
+        .to_string()
+        .starts_with("Regex syntax errror: regex parse error:"));
     let err = WhereDocument::from_json(&json!({"$regex": "a(?=b)"})).expect_err("invalid");
     assert!(err.to_string().contains("look-around"));
     assert_eq!(
@@ -88,11 +90,18 @@ fn evaluation_follows_chroma_types() {
         ("t", MetadataValue::StrArray(vec!["a".into(), "b".into()])),
         ("ff", MetadataValue::FloatArray(vec![1.5, 2.0])),
     ]);
-    let check = |w: Value| parse(w).expect("valid").matches("id1", Some(&m), Some("Hello %_ world"));
+    let check = |w: Value| {
+        parse(w)
+            .expect("valid")
+            .matches("id1", Some(&m), Some("Hello %_ world"))
+    };
     assert!(check(json!({"i": 2})));
     assert!(check(json!({"i": 2.0})));
     assert!(check(json!({"f": 2})));
-    assert!(!check(json!({"i": 2.5})), "exact numeric comparison, not truncation");
+    assert!(
+        !check(json!({"i": 2.5})),
+        "exact numeric comparison, not truncation"
+    );
     assert!(check(json!({"i": {"$lt": 2.5}})));
     assert!(!check(json!({"i": {"$gte": 2.5}})));
     assert!(!check(json!({"b": 1})));
@@ -101,7 +110,10 @@ fn evaluation_follows_chroma_types() {
     assert!(check(json!({"s": {"$ne": 1}})));
     assert!(!check(json!({"t": "a"})));
     assert!(check(json!({"t": {"$contains": "a"}})));
-    assert!(!check(json!({"s": {"$contains": "b"}})), "no substring match on metadata");
+    assert!(
+        !check(json!({"s": {"$contains": "b"}})),
+        "no substring match on metadata"
+    );
     assert!(!check(json!({"ff": {"$contains": 2}})));
     assert!(check(json!({"ff": {"$contains": 2.0}})));
     assert!(check(json!({"missing": {"$not_contains": "a"}})));
@@ -271,7 +283,7 @@ fn oracle_leaf(op: &MetaOp, v: Option<&MetadataValue>) -> bool {
         },
         _ => vec![],
     };
-    let ord = |s: &Scalar| v.and_then(num).zip(snum(s)).map(|(a, b)| (a, b));
+    let ord = |s: &Scalar| v.and_then(num).zip(snum(s));
     match op {
         MetaOp::Eq(s) => v.is_some_and(|v| eq(v, s)),
         MetaOp::Ne(s) => !v.is_some_and(|v| eq(v, s)),

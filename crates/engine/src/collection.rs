@@ -1,0 +1,700 @@
+//! One collection's in-memory state and its record operations.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use ochre_index::{AnyIndex, Neighbor, VectorIndex};
+use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RecordRow};
+use ochre_types::{CollectionId, Metadata, SeqNo, Where, WhereDocument};
+use parking_lot::RwLock;
+
+use crate::db::Inner;
+use crate::error::{Error, ErrorKind, Result};
+use crate::request::{
+    CollectionInfo, DeleteRequest, GetRequest, GetResult, Include, QueryRequest, QueryResult,
+    RecordBatch,
+};
+use crate::validate::{self, WriteKind};
+
+/// Largest sequence number a collection may hand out (the store reserves 40 bits).
+const MAX_SEQ: u64 = (1 << 40) - 1;
+
+/// A record's non-vector fields; the embedding lives in the vector index.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredRecord {
+    pub(crate) id: String,
+    pub(crate) document: Option<String>,
+    pub(crate) uri: Option<String>,
+    pub(crate) metadata: Option<Metadata>,
+}
+
+/// Everything known about one collection.
+///
+/// Invariant: `by_id`, `records` and `index` hold exactly the same set of records; `index` is
+/// `Some` exactly when `row.dimension` is.
+pub(crate) struct CollectionState {
+    pub(crate) row: CollectionRow,
+    tenant: String,
+    database: String,
+    /// Set when the collection was deleted; handles still held then see NotFound.
+    dropped: bool,
+    by_id: HashMap<String, SeqNo>,
+    records: BTreeMap<SeqNo, StoredRecord>,
+    index: Option<AnyIndex>,
+    next_seq: u64,
+}
+
+/// A collection in the catalog: its store key, id and state.
+pub(crate) struct CollectionHandle {
+    pub(crate) key: i64,
+    pub(crate) id: CollectionId,
+    pub(crate) state: RwLock<CollectionState>,
+}
+
+impl CollectionHandle {
+    pub(crate) fn new(key: i64, state: CollectionState) -> Self {
+        CollectionHandle {
+            key,
+            id: state.row.id,
+            state: RwLock::new(state),
+        }
+    }
+}
+
+/// A record under construction by a write batch.
+struct Staged {
+    seq: SeqNo,
+    id: String,
+    embedding: Vec<f32>,
+    document: Option<String>,
+    uri: Option<String>,
+    metadata: Option<Metadata>,
+}
+
+impl CollectionState {
+    pub(crate) fn new(row: CollectionRow, tenant: String, database: String) -> Self {
+        let index = row
+            .dimension
+            .map(|d| AnyIndex::flat(row.configuration.hnsw.space, d as usize));
+        CollectionState {
+            row,
+            tenant,
+            database,
+            dropped: false,
+            by_id: HashMap::new(),
+            records: BTreeMap::new(),
+            index,
+            next_seq: 1,
+        }
+    }
+
+    /// Adds one record read from the store during recovery.
+    pub(crate) fn load(&mut self, r: LoadedRecord) -> std::result::Result<(), String> {
+        let Some(index) = &mut self.index else {
+            return Err(format!(
+                "collection {} has records but no dimension",
+                self.row.id
+            ));
+        };
+        if r.embedding.len() != self.row.dimension.unwrap_or(0) as usize {
+            return Err(format!(
+                "record {:?} has dimension {}, collection {} has {:?}",
+                r.id,
+                r.embedding.len(),
+                self.row.id,
+                self.row.dimension
+            ));
+        }
+        if r.embedding.iter().any(|x| !x.is_finite()) {
+            return Err(format!("record {:?} has a non-finite embedding", r.id));
+        }
+        if self.by_id.insert(r.id.clone(), r.seq).is_some() {
+            return Err(format!("record id {:?} appears twice", r.id));
+        }
+        index.insert(r.seq, &r.embedding);
+        self.next_seq = self.next_seq.max(r.seq.0 + 1);
+        self.records.insert(
+            r.seq,
+            StoredRecord {
+                id: r.id,
+                document: r.document,
+                uri: r.uri,
+                metadata: r.metadata,
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn info(&self, id: CollectionId) -> CollectionInfo {
+        CollectionInfo {
+            id,
+            name: self.row.name.clone(),
+            tenant: self.tenant.clone(),
+            database: self.database.clone(),
+            metadata: self.row.metadata.clone(),
+            configuration: self.row.configuration.clone(),
+            dimension: self.row.dimension,
+        }
+    }
+
+    /// Forgets everything (after the deletion is committed).
+    pub(crate) fn drop_all(&mut self) {
+        self.dropped = true;
+        self.by_id = HashMap::new();
+        self.records = BTreeMap::new();
+        self.index = None;
+    }
+
+    /// A copy with another row (new id, key and name).
+    pub(crate) fn fork(&self, row: CollectionRow) -> CollectionState {
+        CollectionState {
+            row,
+            tenant: self.tenant.clone(),
+            database: self.database.clone(),
+            dropped: false,
+            by_id: self.by_id.clone(),
+            records: self.records.clone(),
+            index: self.index.clone(),
+            next_seq: self.next_seq,
+        }
+    }
+
+    /// Store rows for every record (used by fork).
+    pub(crate) fn record_rows(&self, key: i64) -> Vec<Mutation<'_>> {
+        let Some(index) = &self.index else {
+            return Vec::new();
+        };
+        self.records
+            .iter()
+            .filter_map(|(seq, r)| {
+                index.get(*seq).map(|embedding| {
+                    Mutation::PutRecord(RecordRow {
+                        collection_key: key,
+                        seq: *seq,
+                        id: &r.id,
+                        embedding,
+                        document: r.document.as_deref(),
+                        uri: r.uri.as_deref(),
+                        metadata: r.metadata.as_ref(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn matches(&self, r: &StoredRecord, w: Option<&Where>, wd: Option<&WhereDocument>) -> bool {
+        w.is_none_or(|w| w.matches(&r.id, r.metadata.as_ref(), r.document.as_deref()))
+            && wd.is_none_or(|wd| wd.matches(r.document.as_deref()))
+    }
+
+    /// Sequence numbers of the records selected by ids ∩ filters, in storage order.
+    fn select(
+        &self,
+        ids: Option<&[String]>,
+        w: Option<&Where>,
+        wd: Option<&WhereDocument>,
+    ) -> Vec<SeqNo> {
+        match ids {
+            Some(ids) => {
+                let mut seqs: Vec<SeqNo> = ids
+                    .iter()
+                    .filter_map(|id| self.by_id.get(id).copied())
+                    .collect();
+                seqs.sort_unstable();
+                seqs.dedup();
+                seqs.retain(|s| self.records.get(s).is_some_and(|r| self.matches(r, w, wd)));
+                seqs
+            }
+            None => self
+                .records
+                .iter()
+                .filter(|(_, r)| self.matches(r, w, wd))
+                .map(|(s, _)| *s)
+                .collect(),
+        }
+    }
+
+    fn project(&self, seqs: &[SeqNo], include: Include) -> GetResult {
+        let recs: Vec<&StoredRecord> = seqs.iter().filter_map(|s| self.records.get(s)).collect();
+        GetResult {
+            ids: recs.iter().map(|r| r.id.clone()).collect(),
+            embeddings: include.embeddings.then(|| {
+                seqs.iter()
+                    .map(|s| {
+                        self.index
+                            .as_ref()
+                            .and_then(|i| i.get(*s))
+                            .map(<[f32]>::to_vec)
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            }),
+            documents: include
+                .documents
+                .then(|| recs.iter().map(|r| r.document.clone()).collect()),
+            uris: include
+                .uris
+                .then(|| recs.iter().map(|r| r.uri.clone()).collect()),
+            metadatas: include
+                .metadatas
+                .then(|| recs.iter().map(|r| r.metadata.clone()).collect()),
+        }
+    }
+}
+
+/// A handle for record operations on one collection. Cheap to clone.
+///
+/// After the collection is deleted, every operation fails with [`ErrorKind::NotFound`].
+#[derive(Clone)]
+pub struct Collection {
+    inner: Arc<Inner>,
+    handle: Arc<CollectionHandle>,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("id", &self.handle.id)
+            .finish()
+    }
+}
+
+impl Collection {
+    pub(crate) fn new(inner: Arc<Inner>, handle: Arc<CollectionHandle>) -> Self {
+        Collection { inner, handle }
+    }
+
+    fn gone(&self) -> Error {
+        Error::not_found(format!("Collection [{}] does not exist.", self.handle.id))
+    }
+
+    /// The collection id.
+    pub fn id(&self) -> CollectionId {
+        self.handle.id
+    }
+
+    /// The collection's current description.
+    pub fn info(&self) -> CollectionInfo {
+        self.handle.state.read().info(self.handle.id)
+    }
+
+    /// Adds records; ids that already exist (or repeat earlier in the batch) are skipped silently.
+    ///
+    /// # Errors
+    /// Validation errors (nothing is written); [`ErrorKind::NotFound`]; storage errors.
+    pub fn add(&self, batch: RecordBatch) -> Result<()> {
+        self.write(WriteKind::Add, batch)
+    }
+
+    /// Inserts new ids and merges into existing ones (metadata key by key; `None` values delete).
+    ///
+    /// # Errors
+    /// As [`Collection::add`].
+    pub fn upsert(&self, batch: RecordBatch) -> Result<()> {
+        self.write(WriteKind::Upsert, batch)
+    }
+
+    /// Changes existing records; unknown ids are skipped silently.
+    ///
+    /// # Errors
+    /// As [`Collection::add`].
+    pub fn update(&self, batch: RecordBatch) -> Result<()> {
+        self.write(WriteKind::Update, batch)
+    }
+
+    fn write(&self, kind: WriteKind, batch: RecordBatch) -> Result<()> {
+        let mut st = self.handle.state.write();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        self.inner.check_writable()?;
+        let dim = validate::batch(kind, &batch, st.row.dimension)?;
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut pos: HashMap<&str, usize> = HashMap::new();
+        let mut next_seq = st.next_seq;
+        for (i, id) in batch.ids.iter().enumerate() {
+            let embedding = batch.embeddings.as_ref().and_then(|e| e[i].as_ref());
+            let document = batch.documents.as_ref().and_then(|d| d[i].as_ref());
+            let uri = batch.uris.as_ref().and_then(|u| u[i].as_ref());
+            let metadata = batch.metadatas.as_ref().and_then(|m| m[i].as_ref());
+            let merge = |s: &mut Staged| {
+                if let Some(e) = embedding {
+                    s.embedding = e.clone();
+                }
+                if let Some(d) = document {
+                    s.document = Some(d.clone());
+                }
+                if let Some(u) = uri {
+                    s.uri = Some(u.clone());
+                }
+                if let Some(m) = metadata {
+                    s.metadata = validate::merged_metadata(s.metadata.as_ref(), m);
+                }
+            };
+            if let Some(&j) = pos.get(id.as_str()) {
+                if kind != WriteKind::Add {
+                    merge(&mut staged[j]);
+                }
+                continue;
+            }
+            if let Some(&seq) = st.by_id.get(id) {
+                if kind == WriteKind::Add {
+                    continue;
+                }
+                let old = st.records.get(&seq).expect("by_id and records agree");
+                let old_embedding = st
+                    .index
+                    .as_ref()
+                    .and_then(|ix| ix.get(seq))
+                    .expect("index holds every record")
+                    .to_vec();
+                let mut s = Staged {
+                    seq,
+                    id: id.clone(),
+                    embedding: old_embedding,
+                    document: old.document.clone(),
+                    uri: old.uri.clone(),
+                    metadata: old.metadata.clone(),
+                };
+                merge(&mut s);
+                pos.insert(id, staged.len());
+                staged.push(s);
+                continue;
+            }
+            if kind == WriteKind::Update {
+                continue;
+            }
+            let embedding = embedding.expect("add and upsert carry every embedding (validated)");
+            if next_seq > MAX_SEQ {
+                return Err(Error::invalid(
+                    "this collection has used up its sequence numbers",
+                ));
+            }
+            pos.insert(id, staged.len());
+            staged.push(Staged {
+                seq: SeqNo(next_seq),
+                id: id.clone(),
+                embedding: embedding.clone(),
+                document: document.cloned(),
+                uri: uri.cloned(),
+                metadata: metadata.and_then(validate::inserted_metadata),
+            });
+            next_seq += 1;
+        }
+        let new_dim = match (st.row.dimension, dim) {
+            (None, Some(d)) => Some(d),
+            _ => None,
+        };
+        let mut row = None;
+        if let Some(d) = new_dim {
+            let mut r = st.row.clone();
+            r.dimension = Some(d);
+            row = Some(r);
+        }
+        {
+            let mut muts: Vec<Mutation<'_>> = Vec::with_capacity(staged.len() + 1);
+            if let Some(r) = &row {
+                muts.push(Mutation::PutCollection(r));
+            }
+            for s in &staged {
+                muts.push(Mutation::PutRecord(RecordRow {
+                    collection_key: self.handle.key,
+                    seq: s.seq,
+                    id: &s.id,
+                    embedding: &s.embedding,
+                    document: s.document.as_deref(),
+                    uri: s.uri.as_deref(),
+                    metadata: s.metadata.as_ref(),
+                }));
+            }
+            if muts.is_empty() {
+                return Ok(());
+            }
+            self.inner.commit(&muts)?;
+        }
+        // Committed: apply to memory. Nothing below can fail.
+        if let Some(r) = row {
+            st.index = Some(AnyIndex::flat(
+                r.configuration.hnsw.space,
+                r.dimension.unwrap_or(0) as usize,
+            ));
+            st.row = r;
+        }
+        st.next_seq = next_seq;
+        for s in staged {
+            st.index
+                .as_mut()
+                .expect("a record write fixes the dimension")
+                .insert(s.seq, &s.embedding);
+            st.by_id.insert(s.id.clone(), s.seq);
+            st.records.insert(
+                s.seq,
+                StoredRecord {
+                    id: s.id,
+                    document: s.document,
+                    uri: s.uri,
+                    metadata: s.metadata,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes records by ids and/or filters; returns Chroma's `deleted` figure (the number of ids
+    /// sent for an id-only delete, the number of records removed otherwise).
+    ///
+    /// # Errors
+    /// `ids: []` without a filter, or `limit` without a filter (invalid argument);
+    /// [`ErrorKind::NotFound`]; storage errors.
+    pub fn delete(&self, req: DeleteRequest) -> Result<u32> {
+        let has_filter = req.where_.is_some() || req.where_document.is_some();
+        if req.ids.as_ref().is_some_and(Vec::is_empty) && !has_filter {
+            return Err(Error::invalid(
+                "Validation error: ids, where: Either ids or where must be specified",
+            ));
+        }
+        if req.limit.is_some() && !has_filter {
+            return Err(Error::invalid(
+                "Validation error: limit, where: limit can only be specified when a where clause is provided",
+            ));
+        }
+        let mut st = self.handle.state.write();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        self.inner.check_writable()?;
+        if req.ids.is_none() && !has_filter {
+            return Ok(0);
+        }
+        let mut seqs = st.select(
+            req.ids.as_deref(),
+            req.where_.as_ref(),
+            req.where_document.as_ref(),
+        );
+        if let Some(limit) = req.limit {
+            seqs.truncate(limit as usize);
+        }
+        let reported = match (&req.ids, has_filter) {
+            (Some(ids), false) => ids.len(),
+            _ => seqs.len(),
+        };
+        if !seqs.is_empty() {
+            let muts: Vec<Mutation<'_>> = seqs
+                .iter()
+                .map(|s| Mutation::DeleteRecord {
+                    collection_key: self.handle.key,
+                    seq: *s,
+                })
+                .collect();
+            self.inner.commit(&muts)?;
+        }
+        for s in seqs {
+            if let Some(r) = st.records.remove(&s) {
+                st.by_id.remove(&r.id);
+            }
+            if let Some(ix) = st.index.as_mut() {
+                ix.remove(s);
+            }
+        }
+        Ok(u32::try_from(reported).unwrap_or(u32::MAX))
+    }
+
+    /// Records selected by ids ∩ where ∩ where_document, in storage order, after offset and limit.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn get(&self, req: GetRequest) -> Result<GetResult> {
+        let st = self.handle.state.read();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        let offset = req.offset.unwrap_or(0) as usize;
+        let limit = req.limit.map_or(usize::MAX, |l| l as usize);
+        let seqs: Vec<SeqNo> =
+            if req.ids.is_none() && req.where_.is_none() && req.where_document.is_none() {
+                st.records
+                    .keys()
+                    .skip(offset)
+                    .take(limit)
+                    .copied()
+                    .collect()
+            } else {
+                let all = st.select(
+                    req.ids.as_deref(),
+                    req.where_.as_ref(),
+                    req.where_document.as_ref(),
+                );
+                all.into_iter().skip(offset).take(limit).collect()
+            };
+        Ok(st.project(&seqs, req.include))
+    }
+
+    /// The first `n` records with embeddings, documents and metadatas.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn peek(&self, n: u32) -> Result<GetResult> {
+        self.get(GetRequest {
+            limit: Some(n),
+            include: Include {
+                embeddings: true,
+                documents: true,
+                metadatas: true,
+                uris: false,
+                distances: false,
+            },
+            ..Default::default()
+        })
+    }
+
+    /// Number of records.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn count(&self) -> Result<usize> {
+        let st = self.handle.state.read();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        Ok(st.records.len())
+    }
+
+    /// The `n_results` nearest records to each query embedding among those selected by ids and
+    /// filters; exact distances, nearest first.
+    ///
+    /// # Errors
+    /// Inconsistent or wrong query dimensions; `Error finding id` (internal, as Chroma) when `ids`
+    /// names an unknown record and no filter is given; [`ErrorKind::NotFound`].
+    pub fn query(&self, req: QueryRequest) -> Result<QueryResult> {
+        let st = self.handle.state.read();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        let mut dim = None;
+        for q in &req.embeddings {
+            if q.iter().any(|x| !x.is_finite()) {
+                return Err(Error::invalid(
+                    "Validation error: query_embeddings: Embeddings must not contain NaN or Infinity values",
+                ));
+            }
+            match dim {
+                None => dim = Some(q.len()),
+                Some(d) if d != q.len() => {
+                    return Err(Error::invalid(
+                        "Inconsistent dimensions in provided embeddings",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let nq = req.embeddings.len();
+        let inc = req.include;
+        let mut out = QueryResult {
+            ids: Vec::with_capacity(nq),
+            embeddings: inc.embeddings.then(Vec::new),
+            documents: inc.documents.then(Vec::new),
+            uris: inc.uris.then(Vec::new),
+            metadatas: inc.metadatas.then(Vec::new),
+            distances: inc.distances.then(Vec::new),
+        };
+        let (Some(index), Some(coll_dim)) = (&st.index, st.row.dimension) else {
+            for _ in 0..nq {
+                push_hits(&mut out, &st, &[], inc);
+            }
+            return Ok(out);
+        };
+        if let Some(d) = dim {
+            if d != coll_dim as usize {
+                return Err(Error::invalid(format!(
+                    "Collection expecting embedding with dimension of {coll_dim}, got {d}"
+                )));
+            }
+        }
+        let has_filter = req.where_.is_some() || req.where_document.is_some();
+        // None = every record; Some(list) = exactly these.
+        let candidates: Option<Vec<SeqNo>> = match (&req.ids, has_filter) {
+            (None, false) => None,
+            (Some(ids), false) => {
+                let mut seqs = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match st.by_id.get(id) {
+                        Some(s) => seqs.push(*s),
+                        None => {
+                            return Err(Error::new(
+                                ErrorKind::Internal,
+                                "Error executing plan: Internal error: Error finding id",
+                            ))
+                        }
+                    }
+                }
+                seqs.sort_unstable();
+                seqs.dedup();
+                Some(seqs)
+            }
+            (ids, true) => Some(st.select(
+                ids.as_deref(),
+                req.where_.as_ref(),
+                req.where_document.as_ref(),
+            )),
+        };
+        let k = req.n_results as usize;
+        let search = |q: &Vec<f32>| -> Vec<Neighbor> {
+            match &candidates {
+                None => index.search(q, k, None),
+                Some(c) if c.len() * 4 < index.len() => index.search_among(q, k, c),
+                Some(c) => {
+                    let allow: HashSet<SeqNo> = c.iter().copied().collect();
+                    index.search(q, k, Some(&allow))
+                }
+            }
+        };
+        let hits: Vec<Vec<Neighbor>> = parallel_map(&req.embeddings, index.len(), &search);
+        for h in &hits {
+            push_hits(&mut out, &st, h, inc);
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `f` over the queries, on several threads when the work is large enough to pay for them.
+fn parallel_map<F>(queries: &[Vec<f32>], n: usize, f: &F) -> Vec<Vec<Neighbor>>
+where
+    F: Fn(&Vec<f32>) -> Vec<Neighbor> + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if queries.len() < 2 || threads < 2 || queries.len() * n < 200_000 {
+        return queries.iter().map(f).collect();
+    }
+    let chunk = queries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("search threads do not panic"))
+            .collect()
+    })
+}
+
+fn push_hits(out: &mut QueryResult, st: &CollectionState, hits: &[Neighbor], inc: Include) {
+    let seqs: Vec<SeqNo> = hits.iter().map(|h| h.seq).collect();
+    let g = st.project(&seqs, inc);
+    out.ids.push(g.ids);
+    if let (Some(v), Some(x)) = (out.embeddings.as_mut(), g.embeddings) {
+        v.push(x);
+    }
+    if let (Some(v), Some(x)) = (out.documents.as_mut(), g.documents) {
+        v.push(x);
+    }
+    if let (Some(v), Some(x)) = (out.uris.as_mut(), g.uris) {
+        v.push(x);
+    }
+    if let (Some(v), Some(x)) = (out.metadatas.as_mut(), g.metadatas) {
+        v.push(x);
+    }
+    if let Some(v) = out.distances.as_mut() {
+        v.push(hits.iter().map(|h| h.distance).collect());
+    }
+}

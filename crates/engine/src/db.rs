@@ -1,0 +1,780 @@
+//! The database instance: catalog of tenants, databases and collections, open and recovery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ochre_storage::{CollectionRow, DatabaseRow, DirLock, Mutation, Store, TenantRow};
+use ochre_types::{
+    validate_collection_name, validate_database_name, validate_tenant_name, CollectionId,
+    DatabaseId, Metadata,
+};
+use parking_lot::{Mutex, RwLock};
+use uuid::Uuid;
+
+use crate::collection::{Collection, CollectionHandle, CollectionState};
+use crate::error::{Error, ErrorKind, Result};
+use crate::request::{
+    CollectionInfo, CreateCollection, DatabaseInfo, ModifyCollection, TenantInfo,
+};
+use crate::validate;
+use crate::{DEFAULT_DATABASE, DEFAULT_TENANT};
+
+/// Shared state of one open database.
+pub(crate) struct Inner {
+    /// `None` in ephemeral mode.
+    store: Option<Mutex<Store>>,
+    catalog: RwLock<Catalog>,
+    /// Set when a commit failed: the outcome on disk is unknown, so writes stop until reopen.
+    poisoned: AtomicBool,
+    path: Option<PathBuf>,
+    _lock: Option<DirLock>,
+}
+
+#[derive(Default)]
+struct Catalog {
+    tenants: BTreeMap<String, TenantRow>,
+    /// Keyed by (tenant, name).
+    databases: BTreeMap<(String, String), DatabaseRow>,
+    collections: HashMap<CollectionId, Arc<CollectionHandle>>,
+    by_name: HashMap<(DatabaseId, String), CollectionId>,
+    next_key: i64,
+}
+
+impl Catalog {
+    fn database(&self, tenant: &str, name: &str) -> Option<&DatabaseRow> {
+        self.databases.get(&(tenant.to_owned(), name.to_owned()))
+    }
+}
+
+impl Inner {
+    /// Commits mutations durably (no-op when ephemeral). A failure poisons the instance.
+    pub(crate) fn commit(&self, mutations: &[Mutation<'_>]) -> Result<()> {
+        self.check_writable()?;
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let result = store.lock().commit(mutations);
+        if let Err(e) = result {
+            self.poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "commit failed; refusing writes until reopen");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Poisoned,
+                "an earlier write failed in the storage layer; please close and re-open the database",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An Ochre database instance. Cheap to clone; all clones share one state.
+///
+/// Thread-safe: reads run in parallel; writes to one collection are serialized.
+#[derive(Clone)]
+pub struct Ochre {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ochre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ochre")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn default_rows() -> (TenantRow, DatabaseRow) {
+    (
+        TenantRow {
+            name: DEFAULT_TENANT.into(),
+            resource_name: None,
+        },
+        DatabaseRow {
+            id: DatabaseId(Uuid::nil()),
+            tenant: DEFAULT_TENANT.into(),
+            name: DEFAULT_DATABASE.into(),
+        },
+    )
+}
+
+impl Ochre {
+    /// A database that lives in memory only and vanishes when dropped.
+    pub fn ephemeral() -> Ochre {
+        let (t, d) = default_rows();
+        let mut catalog = Catalog {
+            next_key: 1,
+            ..Default::default()
+        };
+        catalog.tenants.insert(t.name.clone(), t);
+        catalog
+            .databases
+            .insert((d.tenant.clone(), d.name.clone()), d);
+        Ochre {
+            inner: Arc::new(Inner {
+                store: None,
+                catalog: RwLock::new(catalog),
+                poisoned: AtomicBool::new(false),
+                path: None,
+                _lock: None,
+            }),
+        }
+    }
+
+    /// Opens (creating if needed) a persistent database in directory `path`, recovering its state.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Locked`] when another process (or another open `Ochre` in this process) holds
+    /// the directory; [`ErrorKind::Corrupted`] naming the damaged file; [`ErrorKind::Storage`]
+    /// for I/O failures.
+    pub fn open(path: impl AsRef<Path>) -> Result<Ochre> {
+        let path = path.as_ref();
+        std::fs::create_dir_all(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                format!("cannot create data directory {}: {e}", path.display()),
+            )
+        })?;
+        let lock = DirLock::acquire(path)?;
+        let mut store = Store::open(path)?;
+        let mut catalog = Catalog {
+            next_key: 1,
+            ..Default::default()
+        };
+        let tenants = store.tenants()?;
+        if tenants.is_empty() && store.databases()?.is_empty() && store.collections()?.is_empty() {
+            let (t, d) = default_rows();
+            store.commit(&[Mutation::PutTenant(&t), Mutation::PutDatabase(&d)])?;
+        }
+        for t in store.tenants()? {
+            catalog.tenants.insert(t.name.clone(), t);
+        }
+        let mut db_by_id = HashMap::new();
+        for d in store.databases()? {
+            db_by_id.insert(d.id, (d.tenant.clone(), d.name.clone()));
+            catalog
+                .databases
+                .insert((d.tenant.clone(), d.name.clone()), d);
+        }
+        for row in store.collections()? {
+            let Some((tenant, database)) = db_by_id.get(&row.database_id).cloned() else {
+                return Err(Error::new(
+                    ErrorKind::Corrupted,
+                    format!(
+                        "{} is corrupted: collection {} belongs to a missing database",
+                        store.path().display(),
+                        row.id
+                    ),
+                ));
+            };
+            catalog.next_key = catalog.next_key.max(row.key + 1);
+            let key = row.key;
+            let mut state = CollectionState::new(row, tenant, database);
+            store.load_records(key, |r| {
+                state
+                    .load(r)
+                    .map_err(|detail| ochre_storage::Error::Corrupted {
+                        path: store.path().to_owned(),
+                        detail,
+                    })
+            })?;
+            let handle = Arc::new(CollectionHandle::new(key, state));
+            catalog.by_name.insert(
+                (
+                    handle.state.read().row.database_id,
+                    handle.state.read().row.name.clone(),
+                ),
+                handle.id,
+            );
+            catalog.collections.insert(handle.id, handle);
+        }
+        tracing::info!(path = %path.display(), collections = catalog.collections.len(), "opened");
+        Ok(Ochre {
+            inner: Arc::new(Inner {
+                store: Some(Mutex::new(store)),
+                catalog: RwLock::new(catalog),
+                poisoned: AtomicBool::new(false),
+                path: Some(path.to_owned()),
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// The data directory, `None` when ephemeral.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    // ----- tenants -----
+
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// Invalid name (fewer than 3 characters); [`ErrorKind::AlreadyExists`].
+    pub fn create_tenant(&self, name: &str) -> Result<()> {
+        validate_tenant_name(name).map_err(Error::invalid)?;
+        let mut cat = self.inner.catalog.write();
+        if cat.tenants.contains_key(name) {
+            return Err(Error::exists(format!("Tenant [{name}] already exists")));
+        }
+        let row = TenantRow {
+            name: name.to_owned(),
+            resource_name: None,
+        };
+        self.inner.commit(&[Mutation::PutTenant(&row)])?;
+        cat.tenants.insert(name.to_owned(), row);
+        Ok(())
+    }
+
+    /// Looks a tenant up.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn get_tenant(&self, name: &str) -> Result<TenantInfo> {
+        let cat = self.inner.catalog.read();
+        cat.tenants
+            .get(name)
+            .map(|t| TenantInfo {
+                name: t.name.clone(),
+                resource_name: t.resource_name.clone(),
+            })
+            .ok_or_else(|| Error::not_found(format!("Tenant [{name}] not found")))
+    }
+
+    /// Sets a tenant's resource name.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn update_tenant(&self, name: &str, resource_name: Option<String>) -> Result<()> {
+        let mut cat = self.inner.catalog.write();
+        let Some(old) = cat.tenants.get(name) else {
+            return Err(Error::not_found(format!("Tenant [{name}] not found")));
+        };
+        let row = TenantRow {
+            name: old.name.clone(),
+            resource_name,
+        };
+        self.inner.commit(&[Mutation::PutTenant(&row)])?;
+        cat.tenants.insert(name.to_owned(), row);
+        Ok(())
+    }
+
+    /// All tenants, by name.
+    pub fn list_tenants(&self) -> Vec<TenantInfo> {
+        let cat = self.inner.catalog.read();
+        cat.tenants
+            .values()
+            .map(|t| TenantInfo {
+                name: t.name.clone(),
+                resource_name: t.resource_name.clone(),
+            })
+            .collect()
+    }
+
+    /// Deletes a tenant with all its databases, collections and records.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn delete_tenant(&self, name: &str) -> Result<()> {
+        let mut cat = self.inner.catalog.write();
+        if !cat.tenants.contains_key(name) {
+            return Err(Error::not_found(format!("Tenant [{name}] not found")));
+        }
+        let dbs: Vec<DatabaseRow> = cat
+            .databases
+            .values()
+            .filter(|d| d.tenant == name)
+            .cloned()
+            .collect();
+        self.drop_databases(&mut cat, &dbs, Some(name))?;
+        Ok(())
+    }
+
+    // ----- databases -----
+
+    /// Creates a database in a tenant.
+    ///
+    /// # Errors
+    /// Invalid name; [`ErrorKind::NotFound`] for an unknown tenant; [`ErrorKind::AlreadyExists`].
+    pub fn create_database(&self, tenant: &str, name: &str) -> Result<DatabaseInfo> {
+        validate_database_name(name).map_err(Error::invalid)?;
+        let mut cat = self.inner.catalog.write();
+        if !cat.tenants.contains_key(tenant) {
+            return Err(Error::not_found(format!("Tenant [{tenant}] not found")));
+        }
+        if cat.database(tenant, name).is_some() {
+            return Err(Error::exists(format!("Database [{name}] already exists")));
+        }
+        let row = DatabaseRow {
+            id: DatabaseId::new_random(),
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        };
+        self.inner.commit(&[Mutation::PutDatabase(&row)])?;
+        let info = DatabaseInfo {
+            id: row.id,
+            name: row.name.clone(),
+            tenant: row.tenant.clone(),
+        };
+        cat.databases
+            .insert((tenant.to_owned(), name.to_owned()), row);
+        Ok(info)
+    }
+
+    /// Looks a database up.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn get_database(&self, tenant: &str, name: &str) -> Result<DatabaseInfo> {
+        let cat = self.inner.catalog.read();
+        cat.database(tenant, name)
+            .map(|d| DatabaseInfo {
+                id: d.id,
+                name: d.name.clone(),
+                tenant: d.tenant.clone(),
+            })
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "Database [{name}] not found. Are you sure it exists?"
+                ))
+            })
+    }
+
+    /// A tenant's databases ordered by name, after skipping `offset`, at most `limit`.
+    pub fn list_databases(
+        &self,
+        tenant: &str,
+        limit: Option<u32>,
+        offset: u32,
+    ) -> Vec<DatabaseInfo> {
+        let cat = self.inner.catalog.read();
+        cat.databases
+            .values()
+            .filter(|d| d.tenant == tenant)
+            .skip(offset as usize)
+            .take(limit.map_or(usize::MAX, |l| l as usize))
+            .map(|d| DatabaseInfo {
+                id: d.id,
+                name: d.name.clone(),
+                tenant: d.tenant.clone(),
+            })
+            .collect()
+    }
+
+    /// Deletes a database with its collections and records.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn delete_database(&self, tenant: &str, name: &str) -> Result<()> {
+        let mut cat = self.inner.catalog.write();
+        let Some(row) = cat.database(tenant, name).cloned() else {
+            return Err(Error::not_found(format!("Database [{name}] not found")));
+        };
+        self.drop_databases(&mut cat, &[row], None)
+    }
+
+    /// Removes databases (and optionally a tenant) in one commit.
+    fn drop_databases(
+        &self,
+        cat: &mut Catalog,
+        dbs: &[DatabaseRow],
+        tenant: Option<&str>,
+    ) -> Result<()> {
+        let doomed: Vec<Arc<CollectionHandle>> = cat
+            .collections
+            .values()
+            .filter(|c| dbs.iter().any(|d| d.id == c.state.read().row.database_id))
+            .cloned()
+            .collect();
+        let mut guards: Vec<_> = doomed.iter().map(|c| c.state.write()).collect();
+        let mut muts: Vec<Mutation<'_>> = doomed
+            .iter()
+            .map(|c| Mutation::DeleteCollection { key: c.key })
+            .collect();
+        muts.extend(dbs.iter().map(|d| Mutation::DeleteDatabase(d.id)));
+        if let Some(t) = tenant {
+            muts.push(Mutation::DeleteTenant(t));
+        }
+        self.inner.commit(&muts)?;
+        for (c, g) in doomed.iter().zip(guards.iter_mut()) {
+            g.drop_all();
+            cat.by_name.remove(&(g.row.database_id, g.row.name.clone()));
+            cat.collections.remove(&c.id);
+        }
+        for d in dbs {
+            cat.databases.remove(&(d.tenant.clone(), d.name.clone()));
+        }
+        if let Some(t) = tenant {
+            cat.tenants.remove(t);
+        }
+        Ok(())
+    }
+
+    /// Deletes everything and re-creates the default tenant and database.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn reset(&self) -> Result<()> {
+        let mut cat = self.inner.catalog.write();
+        let dbs: Vec<DatabaseRow> = cat.databases.values().cloned().collect();
+        let tenants: Vec<String> = cat.tenants.keys().cloned().collect();
+        self.drop_databases(&mut cat, &dbs, None)?;
+        let muts: Vec<Mutation<'_>> = tenants.iter().map(|t| Mutation::DeleteTenant(t)).collect();
+        self.inner.commit(&muts)?;
+        cat.tenants.clear();
+        let (t, d) = default_rows();
+        self.inner
+            .commit(&[Mutation::PutTenant(&t), Mutation::PutDatabase(&d)])?;
+        cat.tenants.insert(t.name.clone(), t);
+        cat.databases.insert((d.tenant.clone(), d.name.clone()), d);
+        Ok(())
+    }
+
+    // ----- collections -----
+
+    /// Creates a collection (or, with `get_or_create`, returns the existing one unchanged).
+    ///
+    /// # Errors
+    /// Invalid name or metadata; `Database [d] does not exist` (invalid argument, as Chroma);
+    /// [`ErrorKind::AlreadyExists`].
+    pub fn create_collection(
+        &self,
+        tenant: &str,
+        database: &str,
+        req: CreateCollection,
+    ) -> Result<CollectionInfo> {
+        validate_collection_name(&req.name)
+            .map_err(|m| Error::invalid(format!("Validation error: name: {m}")))?;
+        if let Some(m) = &req.metadata {
+            validate::collection_metadata(
+                "metadata",
+                m.iter().map(|(k, v)| (k, Some(v))),
+                m.len(),
+            )?;
+        }
+        let mut cat = self.inner.catalog.write();
+        let Some(db) = cat.database(tenant, database).cloned() else {
+            return Err(Error::invalid(format!(
+                "Database [{database}] does not exist"
+            )));
+        };
+        if let Some(id) = cat.by_name.get(&(db.id, req.name.clone())) {
+            if req.get_or_create {
+                let handle = cat
+                    .collections
+                    .get(id)
+                    .expect("by_name and collections agree");
+                return Ok(handle.state.read().info(handle.id));
+            }
+            return Err(Error::exists(format!(
+                "Collection [{}] already exists",
+                req.name
+            )));
+        }
+        let key = cat.next_key;
+        if key >= 1 << 23 {
+            return Err(Error::invalid(
+                "too many collections have been created in this store",
+            ));
+        }
+        let row = CollectionRow {
+            key,
+            id: CollectionId::new_random(),
+            database_id: db.id,
+            name: req.name.clone(),
+            metadata: req.metadata,
+            configuration: req.configuration,
+            dimension: None,
+        };
+        self.inner.commit(&[Mutation::PutCollection(&row)])?;
+        cat.next_key += 1;
+        let handle = Arc::new(CollectionHandle::new(
+            key,
+            CollectionState::new(row, db.tenant.clone(), db.name.clone()),
+        ));
+        cat.by_name.insert((db.id, req.name), handle.id);
+        let info = handle.state.read().info(handle.id);
+        cat.collections.insert(handle.id, handle);
+        Ok(info)
+    }
+
+    /// A collection by name.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn get_collection(
+        &self,
+        tenant: &str,
+        database: &str,
+        name: &str,
+    ) -> Result<CollectionInfo> {
+        let cat = self.inner.catalog.read();
+        cat.database(tenant, database)
+            .and_then(|db| cat.by_name.get(&(db.id, name.to_owned())))
+            .and_then(|id| cat.collections.get(id))
+            .map(|h| h.state.read().info(h.id))
+            .ok_or_else(|| Error::not_found(format!("Collection [{name}] does not exist")))
+    }
+
+    /// A collection by id, within a tenant and database.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn get_collection_by_id(
+        &self,
+        tenant: &str,
+        database: &str,
+        id: CollectionId,
+    ) -> Result<CollectionInfo> {
+        self.collection_in(tenant, database, id)
+            .map(|c| c.info())
+            .map_err(|_| Error::not_found(format!("Collection [{id}] does not exist")))
+    }
+
+    /// A database's collections ordered by id, after skipping `offset`, at most `limit`.
+    /// An unknown tenant or database has no collections.
+    pub fn list_collections(
+        &self,
+        tenant: &str,
+        database: &str,
+        limit: Option<u32>,
+        offset: u32,
+    ) -> Vec<CollectionInfo> {
+        let cat = self.inner.catalog.read();
+        let Some(db) = cat.database(tenant, database) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<CollectionId> = cat
+            .by_name
+            .iter()
+            .filter(|((d, _), _)| *d == db.id)
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort();
+        ids.into_iter()
+            .skip(offset as usize)
+            .take(limit.map_or(usize::MAX, |l| l as usize))
+            .filter_map(|id| cat.collections.get(&id))
+            .map(|h| h.state.read().info(h.id))
+            .collect()
+    }
+
+    /// Number of collections in a database (0 for an unknown one).
+    pub fn count_collections(&self, tenant: &str, database: &str) -> usize {
+        let cat = self.inner.catalog.read();
+        let Some(db) = cat.database(tenant, database) else {
+            return 0;
+        };
+        cat.by_name.keys().filter(|(d, _)| *d == db.id).count()
+    }
+
+    /// Renames a collection, replaces its metadata or changes its mutable configuration, in one
+    /// commit.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; invalid name or metadata; [`ErrorKind::AlreadyExists`] when the
+    /// new name is taken.
+    pub fn modify_collection(
+        &self,
+        tenant: &str,
+        database: &str,
+        id: CollectionId,
+        req: ModifyCollection,
+    ) -> Result<()> {
+        if let Some(name) = &req.new_name {
+            validate_collection_name(name)
+                .map_err(|m| Error::invalid(format!("Validation error: new_name: {m}")))?;
+        }
+        let new_metadata: Option<Option<Metadata>> = match &req.new_metadata {
+            None => None,
+            Some(m) => {
+                validate::collection_metadata(
+                    "new_metadata",
+                    m.iter().map(|(k, v)| (k, v.as_ref())),
+                    m.len(),
+                )?;
+                let kept: Metadata = m
+                    .iter()
+                    .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                    .collect();
+                Some((!kept.is_empty()).then_some(kept))
+            }
+        };
+        let mut cat = self.inner.catalog.write();
+        let not_found = || Error::not_found(format!("Collection [{id}] does not exist."));
+        let handle = self
+            .scoped(&cat, tenant, database, id)
+            .ok_or_else(not_found)?;
+        let mut state = handle.state.write();
+        let mut row = state.row.clone();
+        if let Some(name) = &req.new_name {
+            if *name != row.name {
+                if cat.by_name.contains_key(&(row.database_id, name.clone())) {
+                    return Err(Error::exists(format!("Collection [{name}] already exists")));
+                }
+                row.name = name.clone();
+            }
+        }
+        if let Some(m) = new_metadata {
+            row.metadata = m;
+        }
+        if let Some(h) = &req.hnsw {
+            let c = &mut row.configuration.hnsw;
+            if let Some(v) = h.ef_search {
+                c.ef_search = v;
+            }
+            if let Some(v) = h.max_neighbors {
+                c.max_neighbors = v;
+            }
+            if let Some(v) = h.num_threads {
+                c.num_threads = v;
+            }
+            if let Some(v) = h.resize_factor {
+                c.resize_factor = v;
+            }
+            if let Some(v) = h.sync_threshold {
+                c.sync_threshold = v;
+            }
+            if let Some(v) = h.batch_size {
+                c.batch_size = v;
+            }
+        }
+        if let Some(ef) = &req.embedding_function {
+            row.configuration.embedding_function = Some(ef.clone());
+        }
+        if let Some(schema) = &req.schema {
+            row.configuration.schema = Some(schema.clone());
+        }
+        self.inner.commit(&[Mutation::PutCollection(&row)])?;
+        if row.name != state.row.name {
+            cat.by_name
+                .remove(&(row.database_id, state.row.name.clone()));
+            cat.by_name.insert((row.database_id, row.name.clone()), id);
+        }
+        state.row = row;
+        Ok(())
+    }
+
+    /// Deletes a collection (by name) and all its records.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn delete_collection(&self, tenant: &str, database: &str, name: &str) -> Result<()> {
+        let mut cat = self.inner.catalog.write();
+        let not_found = || Error::not_found(format!("Collection [{name}] does not exist"));
+        let db = cat.database(tenant, database).ok_or_else(not_found)?.id;
+        let id = *cat
+            .by_name
+            .get(&(db, name.to_owned()))
+            .ok_or_else(not_found)?;
+        let handle = cat.collections.get(&id).cloned().ok_or_else(not_found)?;
+        let mut state = handle.state.write();
+        self.inner
+            .commit(&[Mutation::DeleteCollection { key: handle.key }])?;
+        state.drop_all();
+        cat.by_name.remove(&(db, name.to_owned()));
+        cat.collections.remove(&id);
+        Ok(())
+    }
+
+    /// Copies a collection (configuration, metadata, dimension and every record) under a new name
+    /// in the same database.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; invalid name; [`ErrorKind::AlreadyExists`].
+    pub fn fork_collection(
+        &self,
+        tenant: &str,
+        database: &str,
+        id: CollectionId,
+        new_name: &str,
+    ) -> Result<CollectionInfo> {
+        validate_collection_name(new_name)
+            .map_err(|m| Error::invalid(format!("Validation error: new_name: {m}")))?;
+        let mut cat = self.inner.catalog.write();
+        let source = self
+            .scoped(&cat, tenant, database, id)
+            .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist")))?;
+        let src = source.state.read();
+        if cat
+            .by_name
+            .contains_key(&(src.row.database_id, new_name.to_owned()))
+        {
+            return Err(Error::exists(format!(
+                "Collection [{new_name}] already exists"
+            )));
+        }
+        let key = cat.next_key;
+        let row = CollectionRow {
+            key,
+            id: CollectionId::new_random(),
+            name: new_name.to_owned(),
+            ..src.row.clone()
+        };
+        let copy = src.fork(row);
+        let mut muts = vec![Mutation::PutCollection(&copy.row)];
+        muts.extend(copy.record_rows(key));
+        self.inner.commit(&muts)?;
+        drop(muts);
+        cat.next_key += 1;
+        let handle = Arc::new(CollectionHandle::new(key, copy));
+        let info = handle.state.read().info(handle.id);
+        cat.by_name
+            .insert((info_db(&handle), new_name.to_owned()), handle.id);
+        cat.collections.insert(handle.id, handle);
+        Ok(info)
+    }
+
+    // ----- record access -----
+
+    fn scoped(
+        &self,
+        cat: &Catalog,
+        tenant: &str,
+        database: &str,
+        id: CollectionId,
+    ) -> Option<Arc<CollectionHandle>> {
+        let db = cat.database(tenant, database)?;
+        let handle = cat.collections.get(&id)?;
+        (handle.state.read().row.database_id == db.id).then(|| handle.clone())
+    }
+
+    /// A handle for record operations on a collection, by id.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] (`Collection [<id>] does not exist.`).
+    pub fn collection(&self, id: CollectionId) -> Result<Collection> {
+        let cat = self.inner.catalog.read();
+        cat.collections
+            .get(&id)
+            .map(|h| Collection::new(self.inner.clone(), h.clone()))
+            .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist.")))
+    }
+
+    /// Like [`Ochre::collection`], but only when the collection is in the given tenant and database.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`].
+    pub fn collection_in(
+        &self,
+        tenant: &str,
+        database: &str,
+        id: CollectionId,
+    ) -> Result<Collection> {
+        let cat = self.inner.catalog.read();
+        self.scoped(&cat, tenant, database, id)
+            .map(|h| Collection::new(self.inner.clone(), h))
+            .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist.")))
+    }
+}
+
+fn info_db(h: &CollectionHandle) -> DatabaseId {
+    h.state.read().row.database_id
+}

@@ -1,0 +1,605 @@
+//! Chroma's record semantics, case by case (spec §7), and the open/lock/corruption behaviour.
+
+use ochre::{
+    Collection, CreateCollection, DeleteRequest, ErrorKind, GetRequest, Include, Metadata,
+    MetadataValue, Ochre, QueryRequest, RecordBatch, Space, UpdateMetadata, Where,
+};
+use serde_json::json;
+
+const T: &str = "default_tenant";
+const D: &str = "default_database";
+
+fn meta(pairs: &[(&str, MetadataValue)]) -> Metadata {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn upd(pairs: &[(&str, Option<MetadataValue>)]) -> UpdateMetadata {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn collection(db: &Ochre, name: &str) -> Collection {
+    let info = db
+        .create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    db.collection(info.id).expect("handle")
+}
+
+fn ids(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn all(c: &Collection) -> ochre::GetResult {
+    c.get(GetRequest {
+        include: Include::all(),
+        ..Default::default()
+    })
+    .expect("get")
+}
+
+#[test]
+fn duplicate_ids_in_a_batch_apply_in_order() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "dups");
+    c.add(RecordBatch::new(
+        ids(&["d", "d"]),
+        vec![vec![1.0], vec![2.0]],
+    ))
+    .expect("add");
+    assert_eq!(all(&c).embeddings, Some(vec![vec![1.0]]), "first add wins");
+    let mut b = RecordBatch::new(ids(&["a", "a"]), vec![vec![1.0], vec![2.0]]);
+    b.metadatas = Some(vec![
+        Some(upd(&[("x", Some(MetadataValue::Int(1)))])),
+        Some(upd(&[("y", Some(MetadataValue::Int(2)))])),
+    ]);
+    c.upsert(b).expect("upsert");
+    let g = c
+        .get(GetRequest {
+            ids: Some(ids(&["a"])),
+            include: Include::all(),
+            ..Default::default()
+        })
+        .expect("get");
+    assert_eq!(g.embeddings, Some(vec![vec![2.0]]));
+    assert_eq!(
+        g.metadatas,
+        Some(vec![Some(meta(&[
+            ("x", MetadataValue::Int(1)),
+            ("y", MetadataValue::Int(2))
+        ]))])
+    );
+}
+
+#[test]
+fn upsert_and_update_merge_metadata_and_keep_nulls() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "merge");
+    c.add(
+        RecordBatch::new(ids(&["a"]), vec![vec![1.0, 0.0]])
+            .documents(vec![Some("doc".into())])
+            .uris(vec![Some("u".into())])
+            .metadatas(vec![Some(meta(&[
+                ("x", MetadataValue::Int(1)),
+                ("y", MetadataValue::Str("q".into())),
+            ]))]),
+    )
+    .expect("add");
+    let mut b = RecordBatch {
+        ids: ids(&["a", "unknown"]),
+        ..Default::default()
+    };
+    b.metadatas = Some(vec![
+        Some(upd(&[("w", Some(MetadataValue::Int(9))), ("x", None)])),
+        Some(upd(&[("z", Some(MetadataValue::Int(1)))])),
+    ]);
+    b.documents = Some(vec![None, Some("nope".into())]);
+    c.update(b).expect("update ignores unknown ids");
+    let g = all(&c);
+    assert_eq!(g.ids, ids(&["a"]));
+    assert_eq!(
+        g.documents,
+        Some(vec![Some("doc".into())]),
+        "null document keeps the old one"
+    );
+    assert_eq!(g.uris, Some(vec![Some("u".into())]));
+    assert_eq!(
+        g.embeddings,
+        Some(vec![vec![1.0, 0.0]]),
+        "absent embedding keeps the old one"
+    );
+    assert_eq!(
+        g.metadatas,
+        Some(vec![Some(meta(&[
+            ("w", MetadataValue::Int(9)),
+            ("y", MetadataValue::Str("q".into()))
+        ]))])
+    );
+    // Deleting every key leaves no metadata.
+    let mut b = RecordBatch::new(ids(&["a"]), vec![vec![0.0, 1.0]]);
+    b.metadatas = Some(vec![Some(upd(&[("w", None), ("y", None)]))]);
+    c.upsert(b).expect("upsert");
+    assert_eq!(all(&c).metadatas, Some(vec![None]));
+}
+
+#[test]
+fn storage_order_survives_updates_and_readds_go_last() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "order");
+    c.add(RecordBatch::new(ids(&["c", "a", "b"]), vec![vec![1.0]; 3]))
+        .expect("add");
+    c.upsert(RecordBatch::new(ids(&["a"]), vec![vec![2.0]]))
+        .expect("upsert");
+    c.delete(DeleteRequest {
+        ids: Some(ids(&["c"])),
+        ..Default::default()
+    })
+    .expect("delete");
+    c.add(RecordBatch::new(ids(&["c"]), vec![vec![3.0]]))
+        .expect("re-add");
+    assert_eq!(all(&c).ids, ids(&["a", "b", "c"]));
+    let g = c
+        .get(GetRequest {
+            ids: Some(ids(&["c", "a", "a"])),
+            ..Default::default()
+        })
+        .expect("get");
+    assert_eq!(
+        g.ids,
+        ids(&["a", "c"]),
+        "request order is not used; duplicates collapse"
+    );
+    let g = c
+        .get(GetRequest {
+            offset: Some(1),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .expect("get");
+    assert_eq!(g.ids, ids(&["b"]));
+}
+
+#[test]
+fn validation_errors_change_nothing() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "valid");
+    let cases: Vec<(RecordBatch, &str)> = vec![
+        (
+            RecordBatch::new(ids(&["a"]), vec![vec![]]),
+            "Each embedding must have at least 1 dimension",
+        ),
+        (
+            RecordBatch::new(ids(&["a"]), vec![vec![f32::NAN]]),
+            "Embeddings must not contain NaN or Infinity values",
+        ),
+        (
+            RecordBatch::new(ids(&["a", "b"]), vec![vec![1.0], vec![1.0, 2.0]]),
+            "Inconsistent dimensions in provided embeddings",
+        ),
+        (
+            RecordBatch::new(ids(&["a", "b"]), vec![vec![1.0]]),
+            "Inconsistent number of IDs, embeddings, documents, URIs and metadatas",
+        ),
+        (
+            RecordBatch::new(ids(&[""]), vec![vec![1.0]]),
+            "Empty ID, ID must have at least one character",
+        ),
+        (
+            RecordBatch::new(ids(&["a"]), vec![vec![1.0]])
+                .metadatas(vec![Some(meta(&[("$bad", MetadataValue::Int(1))]))]),
+            "Validation error: metadatas: Invalid metadata at index 0",
+        ),
+        (
+            RecordBatch::new(ids(&["a"]), vec![vec![1.0]]).metadatas(vec![Some(meta(&[(
+                "chroma:document",
+                MetadataValue::Int(1),
+            )]))]),
+            "Validation error: metadatas: Invalid metadata at index 0",
+        ),
+    ];
+    for (b, msg) in cases {
+        let e = c.add(b).expect_err(msg);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains(msg), "{} vs {msg}", e.message());
+        assert_eq!(c.count().expect("count"), 0);
+        assert_eq!(
+            c.info().dimension,
+            None,
+            "a failed write does not fix the dimension"
+        );
+    }
+    c.add(RecordBatch::new(ids(&["a"]), vec![vec![1.0, 2.0]]))
+        .expect("add");
+    let e = c
+        .add(RecordBatch::new(ids(&["b"]), vec![vec![1.0]]))
+        .expect_err("dimension");
+    assert_eq!(
+        e.message(),
+        "Collection expecting embedding with dimension of 2, got 1"
+    );
+    // An empty batch is fine.
+    c.add(RecordBatch::new(vec![], vec![]))
+        .expect("empty batch");
+}
+
+#[test]
+fn delete_reports_like_chroma() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "del");
+    c.add(
+        RecordBatch::new(ids(&["i0", "i1", "i2"]), vec![vec![1.0]; 3]).metadatas(vec![
+            Some(meta(&[("k", MetadataValue::Int(1))])),
+            Some(meta(&[("k", MetadataValue::Int(1))])),
+            None,
+        ]),
+    )
+    .expect("add");
+    let n = c
+        .delete(DeleteRequest {
+            ids: Some(ids(&["i0", "zz", "zz2"])),
+            ..Default::default()
+        })
+        .expect("delete");
+    assert_eq!(n, 3, "id-only deletes report the number of ids sent");
+    assert_eq!(c.delete(DeleteRequest::default()).expect("noop"), 0);
+    let e = c
+        .delete(DeleteRequest {
+            ids: Some(vec![]),
+            ..Default::default()
+        })
+        .expect_err("empty ids");
+    assert_eq!(
+        e.message(),
+        "Validation error: ids, where: Either ids or where must be specified"
+    );
+    let e = c
+        .delete(DeleteRequest {
+            ids: Some(ids(&["i1"])),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .expect_err("limit");
+    assert!(e
+        .message()
+        .contains("limit can only be specified when a where clause is provided"));
+    let w = Where::from_json(&json!({"k": 1})).expect("valid");
+    let n = c
+        .delete(DeleteRequest {
+            where_: Some(w),
+            limit: Some(5),
+            ..Default::default()
+        })
+        .expect("filter delete");
+    assert_eq!(n, 1, "filter deletes report records removed");
+    assert_eq!(all(&c).ids, ids(&["i2"]));
+}
+
+#[test]
+fn query_semantics() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "query");
+    // Never written: any dimension gives empty lists.
+    let r = c
+        .query(QueryRequest::new(vec![vec![1.0; 7], vec![2.0; 7]]))
+        .expect("empty collection");
+    assert_eq!(r.ids, vec![Vec::<String>::new(), vec![]]);
+    assert_eq!(r.distances, Some(vec![vec![], vec![]]));
+    let e = c
+        .query(QueryRequest::new(vec![vec![1.0; 2], vec![2.0; 3]]))
+        .expect_err("mixed");
+    assert_eq!(
+        e.message(),
+        "Inconsistent dimensions in provided embeddings"
+    );
+
+    c.add(
+        RecordBatch::new(
+            ids(&["a", "b", "c"]),
+            vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 1.0]],
+        )
+        .metadatas(vec![
+            Some(meta(&[("k", MetadataValue::Int(1))])),
+            None,
+            Some(meta(&[("k", MetadataValue::Int(1))])),
+        ]),
+    )
+    .expect("add");
+    let mut q = QueryRequest::new(vec![vec![0.1, 0.2]]);
+    let r = c.query(q.clone()).expect("query");
+    assert_eq!(r.ids[0], ids(&["b", "a", "c"]));
+    assert!(
+        (r.distances.as_ref().expect("included")[0][1] - 0.85).abs() < 1e-6,
+        "squared L2"
+    );
+    q.where_ = Some(Where::from_json(&json!({"k": 1})).expect("valid"));
+    q.n_results = 10;
+    assert_eq!(
+        c.query(q.clone()).expect("filtered").ids[0],
+        ids(&["a", "c"]),
+        "filter before top-k"
+    );
+    q.where_ = None;
+    q.ids = Some(ids(&["a", "gone"]));
+    let e = c.query(q.clone()).expect_err("unknown id");
+    assert_eq!(e.kind(), ErrorKind::Internal);
+    assert!(e.message().contains("Error finding id"));
+    q.where_ = Some(Where::from_json(&json!({"k": 1})).expect("valid"));
+    assert_eq!(
+        c.query(q.clone())
+            .expect("with filter unknown ids are ignored")
+            .ids[0],
+        ids(&["a"])
+    );
+    q.ids = Some(vec![]);
+    assert_eq!(
+        c.query(q).expect("empty ids").ids,
+        vec![Vec::<String>::new()]
+    );
+    let e = c
+        .query(QueryRequest::new(vec![vec![1.0; 3]]))
+        .expect_err("dimension");
+    assert_eq!(
+        e.message(),
+        "Collection expecting embedding with dimension of 2, got 3"
+    );
+}
+
+#[test]
+fn distances_per_space() {
+    let db = Ochre::ephemeral();
+    for (space, want) in [(Space::L2, 1.0f32), (Space::Cosine, 0.0), (Space::Ip, -1.0)] {
+        let mut req = CreateCollection {
+            name: format!("space-{space}"),
+            ..Default::default()
+        };
+        req.configuration.hnsw.space = space;
+        let info = db.create_collection(T, D, req).expect("create");
+        let c = db.collection(info.id).expect("handle");
+        c.add(RecordBatch::new(ids(&["v"]), vec![vec![0.0, 2.0]]))
+            .expect("add");
+        let r = c
+            .query(QueryRequest::new(vec![vec![0.0, 1.0]]))
+            .expect("query");
+        let d = r.distances.expect("included")[0][0];
+        assert!((d - want).abs() < 1e-6, "{space}: {d} vs {want}");
+    }
+}
+
+#[test]
+fn catalog_rules() {
+    let db = Ochre::ephemeral();
+    let e = db
+        .create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: "ab".into(),
+                ..Default::default()
+            },
+        )
+        .expect_err("short");
+    assert!(e
+        .message()
+        .starts_with("Validation error: name: Expected a name containing 3-512 characters"));
+    let e = db
+        .create_collection(
+            T,
+            "nodb",
+            CreateCollection {
+                name: "abc".into(),
+                ..Default::default()
+            },
+        )
+        .expect_err("missing db");
+    assert_eq!(
+        (e.kind(), e.message()),
+        (ErrorKind::InvalidArgument, "Database [nodb] does not exist")
+    );
+    let e = db
+        .create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: "abc".into(),
+                metadata: Some(Metadata::new()),
+                ..Default::default()
+            },
+        )
+        .expect_err("empty metadata");
+    assert_eq!(
+        e.message(),
+        "Validation error: metadata: Metadata cannot be empty"
+    );
+    let a = db
+        .create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: "abc".into(),
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    let again = db
+        .create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: "abc".into(),
+                get_or_create: true,
+                metadata: Some(meta(&[("x", MetadataValue::Int(1))])),
+                ..Default::default()
+            },
+        )
+        .expect("get_or_create");
+    assert_eq!(
+        again, a,
+        "get_or_create returns the existing collection unchanged"
+    );
+    let e = db
+        .create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: "abc".into(),
+                ..Default::default()
+            },
+        )
+        .expect_err("dup");
+    assert_eq!(
+        (e.kind(), e.message()),
+        (ErrorKind::AlreadyExists, "Collection [abc] already exists")
+    );
+    db.create_collection(
+        T,
+        D,
+        CreateCollection {
+            name: "xyz".into(),
+            ..Default::default()
+        },
+    )
+    .expect("create");
+    let e = db
+        .modify_collection(
+            T,
+            D,
+            a.id,
+            ochre::ModifyCollection {
+                new_name: Some("xyz".into()),
+                ..Default::default()
+            },
+        )
+        .expect_err("rename onto existing");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    db.modify_collection(
+        T,
+        D,
+        a.id,
+        ochre::ModifyCollection {
+            new_name: Some("renamed".into()),
+            new_metadata: Some(upd(&[("z", Some(MetadataValue::Int(1))), ("gone", None)])),
+            ..Default::default()
+        },
+    )
+    .expect("modify");
+    let info = db.get_collection(T, D, "renamed").expect("renamed");
+    assert_eq!(info.metadata, Some(meta(&[("z", MetadataValue::Int(1))])));
+    assert!(db.get_collection(T, D, "abc").is_err());
+    let listed: Vec<_> = db
+        .list_collections(T, D, None, 0)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "collections are listed by id");
+    assert_eq!(db.list_collections(T, D, Some(1), 1).len(), 1);
+    assert_eq!(db.count_collections(T, D), 2);
+
+    db.create_tenant("acme").expect("tenant");
+    assert_eq!(
+        db.create_tenant("acme").expect_err("dup").kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        db.create_database("nobody", "dbx")
+            .expect_err("tenant")
+            .kind(),
+        ErrorKind::NotFound
+    );
+    db.create_database("acme", "db1").expect("db");
+    let c = db
+        .create_collection(
+            "acme",
+            "db1",
+            CreateCollection {
+                name: "abc".into(),
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    assert!(
+        db.collection_in(T, D, c.id).is_err(),
+        "record access is scoped by tenant and database"
+    );
+    let handle = db.collection_in("acme", "db1", c.id).expect("scoped");
+    db.delete_database("acme", "db1").expect("delete db");
+    assert_eq!(
+        handle.count().expect_err("gone").kind(),
+        ErrorKind::NotFound
+    );
+    assert!(db.list_databases("acme", None, 0).is_empty());
+}
+
+#[test]
+fn persistent_state_survives_reopen_and_the_directory_is_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = {
+        let db = Ochre::open(dir.path()).expect("open");
+        let e = Ochre::open(dir.path()).expect_err("second open");
+        assert_eq!(e.kind(), ErrorKind::Locked);
+        assert!(e.message().contains("LOCK"), "{e}");
+        let c = collection(&db, "keep");
+        c.add(
+            RecordBatch::new(ids(&["a", "b"]), vec![vec![1.5, 2.0], vec![3.0, 4.0]]).metadatas(
+                vec![
+                    Some(meta(&[
+                        ("f", MetadataValue::Float(1.0)),
+                        ("a", MetadataValue::StrArray(vec!["x".into()])),
+                    ])),
+                    None,
+                ],
+            ),
+        )
+        .expect("add");
+        db.create_tenant("acme").expect("tenant");
+        c.id()
+    };
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let c = db.collection(id).expect("still there");
+    let g = all(&c);
+    assert_eq!(g.ids, ids(&["a", "b"]));
+    assert_eq!(g.embeddings, Some(vec![vec![1.5, 2.0], vec![3.0, 4.0]]));
+    assert_eq!(
+        g.metadatas.expect("included")[0],
+        Some(meta(&[
+            ("f", MetadataValue::Float(1.0)),
+            ("a", MetadataValue::StrArray(vec!["x".into()]))
+        ]))
+    );
+    assert_eq!(c.info().dimension, Some(2));
+    db.get_tenant("acme").expect("tenant persisted");
+}
+
+#[test]
+fn corrupt_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        let c = collection(&db, "doomed");
+        c.add(RecordBatch::new(ids(&["a"]), vec![vec![1.0]]))
+            .expect("add");
+    }
+    let file = dir.path().join("ochre.sqlite3");
+    let mut bytes = std::fs::read(&file).expect("read");
+    // Overwrite everything after the 100-byte SQLite header with noise.
+    for (i, b) in bytes.iter_mut().enumerate().skip(100) {
+        *b = (i * 7 % 251) as u8;
+    }
+    std::fs::write(&file, &bytes).expect("write");
+    let _ = std::fs::remove_file(dir.path().join("ochre.sqlite3-wal"));
+    let e = Ochre::open(dir.path()).expect_err("corrupt");
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    assert!(e.message().contains("ochre.sqlite3"), "{e}");
+}
