@@ -137,6 +137,11 @@ impl CollectionState {
         }
     }
 
+    /// Number of records.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
     /// Forgets everything (after the deletion is committed).
     pub(crate) fn drop_all(&mut self) {
         self.dropped = true;

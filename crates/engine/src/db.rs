@@ -732,6 +732,13 @@ impl Ochre {
         Ok(info)
     }
 
+    /// Number of collections and of records across the whole database.
+    pub fn stats(&self) -> (usize, usize) {
+        let cat = self.inner.catalog.read();
+        let records = cat.collections.values().map(|h| h.state.read().len()).sum();
+        (cat.collections.len(), records)
+    }
+
     // ----- record access -----
 
     fn scoped(

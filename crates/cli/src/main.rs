@@ -1,0 +1,134 @@
+//! The `ochre` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ochre_server::{AppState, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "ochre",
+    version,
+    about = "Ochre: a retrieval database for AI applications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Chroma's HTTP API v2 on a data directory.
+    Run {
+        /// Data directory (default: ./chroma, or `persist_path` from the config file).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Address to listen on (default: localhost).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port (default: 8000).
+        #[arg(long)]
+        port: Option<u16>,
+        /// A Chroma-style YAML config file.
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OCHRE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ochre=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run {
+            path,
+            host,
+            port,
+            config,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => ServerConfig::from_file(p).map_err(anyhow::Error::msg)?,
+                None => ServerConfig::default(),
+            };
+            cfg.apply_env(|k| std::env::var(k).ok())
+                .map_err(anyhow::Error::msg)?;
+            if let Some(p) = path {
+                cfg.persist_path = p;
+            }
+            if let Some(h) = host {
+                cfg.listen_address = h;
+            }
+            if let Some(p) = port {
+                cfg.port = p;
+            }
+            serve(cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
+    let db = ochre::Ochre::open(&cfg.persist_path)
+        .with_context(|| format!("opening {}", cfg.persist_path.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ochre-http")
+        .build()
+        .context("starting the async runtime")?;
+    let addr = format!("{}:{}", cfg.listen_address, cfg.port);
+    let data = std::fs::canonicalize(&cfg.persist_path).unwrap_or(cfg.persist_path.clone());
+    let state = AppState::new(db, cfg).map_err(anyhow::Error::msg)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr().context("local address")?;
+        println!(
+            "Ochre {} serving http://{local}/api/v2 with data in {}",
+            env!("CARGO_PKG_VERSION"),
+            data.display()
+        );
+        ochre_server::serve(listener, state, shutdown_signal())
+            .await
+            .context("serving")?;
+        println!("Ochre stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,126 @@
+//! Server configuration: Chroma's YAML keys where they exist, Ochre's own for auth, environment
+//! overrides on top.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `ochre run` needs to know.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Chroma: `port`. Default 8000.
+    pub port: u16,
+    /// Chroma: `listen_address`. Default `localhost`.
+    pub listen_address: String,
+    /// Chroma: `persist_path`. Default `./chroma` (Chroma's default).
+    pub persist_path: PathBuf,
+    /// Chroma: `allow_reset`. Default false.
+    pub allow_reset: bool,
+    /// Chroma: `cors_allow_origins`. Default none (no CORS headers).
+    pub cors_allow_origins: Vec<String>,
+    /// Chroma: `max_payload_size_bytes`. Default 40 MiB.
+    pub max_payload_size_bytes: usize,
+    /// Ochre: authentication. Default off.
+    pub auth: AuthConfig,
+}
+
+/// Optional authentication (Ochre's keys; Chroma 1.x has none).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Accepted static tokens (`X-Chroma-Token: <t>` or `Authorization: Bearer <t>`).
+    pub tokens: Vec<String>,
+    /// An htpasswd file with bcrypt hashes, for `Authorization: Basic`.
+    pub htpasswd_file: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            port: 8000,
+            listen_address: "localhost".into(),
+            persist_path: PathBuf::from("./chroma"),
+            allow_reset: false,
+            cors_allow_origins: Vec::new(),
+            max_payload_size_bytes: 40 * 1024 * 1024,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a YAML file (unknown keys are ignored, as Chroma's other keys are not ours).
+    ///
+    /// # Errors
+    /// Unreadable file or invalid YAML, with the path in the message.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        serde_yaml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Applies `CHROMA_*` / `OCHRE_*` environment overrides.
+    ///
+    /// # Errors
+    /// A variable that does not parse.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let truthy =
+            |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        for key in ["CHROMA_ALLOW_RESET", "ALLOW_RESET", "OCHRE_ALLOW_RESET"] {
+            if let Some(v) = get(key) {
+                self.allow_reset = truthy(&v);
+            }
+        }
+        for key in [
+            "CHROMA_SERVER_CORS_ALLOW_ORIGINS",
+            "CHROMA_CORS_ALLOW_ORIGINS",
+        ] {
+            if let Some(v) = get(key) {
+                self.cors_allow_origins =
+                    serde_json::from_str::<Vec<String>>(&v).unwrap_or_else(|_| {
+                        v.split(',')
+                            .map(|s| s.trim().to_owned())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    });
+            }
+        }
+        if let Some(v) = get("OCHRE_AUTH_TOKENS") {
+            self.auth.tokens = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("OCHRE_AUTH_HTPASSWD") {
+            self.auth.htpasswd_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("OCHRE_MAX_PAYLOAD_SIZE_BYTES") {
+            self.max_payload_size_bytes = v
+                .parse()
+                .map_err(|e| format!("OCHRE_MAX_PAYLOAD_SIZE_BYTES: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_keys_and_env_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "port: 9000\nallow_reset: true\ncors_allow_origins: ['*']\nauth:\n  tokens: [abc]\nother_chroma_key: 1\n").expect("write");
+        let mut c = ServerConfig::from_file(&p).expect("parses");
+        assert_eq!(c.port, 9000);
+        assert!(c.allow_reset);
+        assert_eq!(c.cors_allow_origins, vec!["*"]);
+        assert_eq!(c.auth.tokens, vec!["abc"]);
+        c.apply_env(|k| (k == "OCHRE_ALLOW_RESET").then(|| "false".to_owned()))
+            .expect("env");
+        assert!(!c.allow_reset);
+    }
+}

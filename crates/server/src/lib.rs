@@ -1,0 +1,165 @@
+//! Ochre's HTTP server: Chroma's API v2 over the embedded engine.
+//!
+//! [`app`] builds the axum router (routes, auth, CORS, body limit, metrics); [`serve`] runs it with
+//! graceful shutdown. Handlers parse Chroma's wire format (`wire`), run engine calls on the
+//! blocking pool, and map engine errors to Chroma's status codes and error names in one place
+//! (`error`).
+//!
+//! Invariants: no engine call runs on an async worker thread; every error response carries a JSON
+//! body `{"error", "message"}` and a `chroma-trace-id` header; a request rejected by auth touches
+//! no data.
+
+mod auth;
+mod config;
+mod error;
+mod metrics;
+mod routes;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::routing::{any, get, post};
+use axum::Router;
+use ochre::Ochre;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+pub use auth::Credentials;
+pub use config::{AuthConfig, ServerConfig};
+pub use error::ApiError;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Ochre,
+    pub config: Arc<ServerConfig>,
+    pub credentials: Arc<Credentials>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// State for a database and configuration; reads the htpasswd file if one is configured.
+    ///
+    /// # Errors
+    /// An unreadable or malformed htpasswd file.
+    pub fn new(db: Ochre, config: ServerConfig) -> Result<Self, String> {
+        let mut credentials = Credentials {
+            tokens: config.auth.tokens.clone(),
+            ..Default::default()
+        };
+        if let Some(path) = &config.auth.htpasswd_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read htpasswd file {}: {e}", path.display()))?;
+            credentials.users = Credentials::parse_htpasswd(&text)?;
+        }
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+            credentials: Arc::new(credentials),
+            metrics: Arc::new(metrics::Metrics::default()),
+        })
+    }
+}
+
+/// The router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    use routes::*;
+    let db = "/api/v2/tenants/{tenant}/databases/{database}";
+    let coll = format!("{db}/collections/{{collection_id}}");
+    let mut router = Router::new()
+        .route("/api/v2", get(heartbeat))
+        .route("/api/v2/heartbeat", get(heartbeat))
+        .route("/api/v2/version", get(version))
+        .route("/api/v2/healthcheck", get(healthcheck))
+        .route("/api/v2/pre-flight-checks", get(preflight))
+        .route("/api/v2/auth/identity", get(identity))
+        .route("/api/v2/reset", post(reset))
+        .route("/api/v2/tenants", post(create_tenant))
+        .route(
+            "/api/v2/tenants/{tenant}",
+            get(get_tenant).patch(update_tenant),
+        )
+        .route(
+            "/api/v2/tenants/{tenant}/databases",
+            post(create_database).get(list_databases),
+        )
+        .route(db, get(get_database).delete(delete_database))
+        .route(
+            &format!("{db}/collections"),
+            get(list_collections).post(create_collection),
+        )
+        .route(&format!("{db}/collections_count"), get(count_collections))
+        .route(
+            &coll,
+            get(get_collection)
+                .delete(delete_collection)
+                .put(modify_collection),
+        )
+        .route(
+            &format!("{db}/collections/by-id/{{collection_id}}"),
+            get(get_collection_by_id),
+        )
+        .route(&format!("{coll}/add"), post(add))
+        .route(&format!("{coll}/upsert"), post(upsert))
+        .route(&format!("{coll}/update"), post(update))
+        .route(&format!("{coll}/delete"), post(delete))
+        .route(&format!("{coll}/get"), post(get_records))
+        .route(&format!("{coll}/query"), post(query))
+        .route(&format!("{coll}/count"), get(count))
+        .route(&format!("{coll}/fork"), post(fork_collection))
+        .route(&format!("{coll}/fork_count"), get(fork_count))
+        .route(&format!("{coll}/indexing_status"), get(indexing_status))
+        .route(&format!("{coll}/search"), post(search))
+        .route("/api/v2/collections/{crn}", get(get_collection_by_crn))
+        .route("/api/v1", any(v1_gone))
+        .route("/api/v1/{*rest}", any(v1_gone))
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_payload_size_bytes));
+    let origins = &state.config.cors_allow_origins;
+    if !origins.is_empty() {
+        let allow = if origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                origins
+                    .iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(allow)
+                .allow_methods(Any)
+                .allow_headers(Any),
+        );
+    }
+    router.with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests and returns.
+///
+/// # Errors
+/// Binding or serving failures.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests;

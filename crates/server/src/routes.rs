@@ -1,0 +1,623 @@
+//! Route handlers: parse the wire form, call the engine on the blocking pool, shape the answer.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ochre::{
+    CollectionId, CreateCollection, DeleteRequest, GetRequest, HnswUpdate, ModifyCollection, Ochre,
+    QueryRequest, RecordBatch,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::wire::*;
+use crate::AppState;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs engine work off the async runtime.
+async fn blocking<T, F>(state: &AppState, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&Ochre) -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || f(&db))
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            name: "InternalError",
+            message: format!("request task failed: {e}"),
+        })?
+}
+
+fn check_db_name(d: &str) -> ApiResult<()> {
+    if d.chars().count() < 3 {
+        return Err(ApiError::invalid(
+            "database name must be at least 3 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn collection_id(s: &str) -> ApiResult<CollectionId> {
+    Uuid::parse_str(s)
+        .map(CollectionId)
+        .map_err(|_| ApiError::invalid("Collection ID is not a valid UUIDv4"))
+}
+
+fn paging(q: &HashMap<String, String>) -> ApiResult<(Option<u32>, u32)> {
+    let parse = |k: &str| -> ApiResult<Option<u32>> {
+        q.get(k)
+            .map(|v| {
+                v.parse::<u32>().map_err(|e| {
+                    ApiError::invalid(format!("Failed to deserialize query string: {k}: {e}"))
+                })
+            })
+            .transpose()
+    };
+    Ok((parse("limit")?, parse("offset")?.unwrap_or(0)))
+}
+
+// ----- system -----
+
+pub async fn heartbeat() -> Json<Value> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Json(json!({ "nanosecond heartbeat": nanos }))
+}
+
+pub async fn version() -> Json<Value> {
+    Json(json!("1.0.0"))
+}
+
+pub async fn healthcheck() -> Json<Value> {
+    Json(json!({"is_executor_ready": true, "is_log_client_ready": true}))
+}
+
+pub async fn preflight() -> Json<Value> {
+    Json(json!({"max_batch_size": 5461, "supports_base64_encoding": true}))
+}
+
+pub async fn identity() -> Json<Value> {
+    Json(json!({"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}))
+}
+
+pub async fn reset(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    if !state.config.allow_reset {
+        return Err(ApiError::chroma(
+            StatusCode::FORBIDDEN,
+            "Reset is disabled by config",
+        ));
+    }
+    blocking(&state, |db| db.reset().map_err(ApiError::from)).await?;
+    Ok(Json(json!(true)))
+}
+
+pub async fn v1_gone() -> Response {
+    ApiError {
+        status: StatusCode::GONE,
+        name: "Unimplemented",
+        message: "The v1 API is deprecated. Please use /v2 apis".into(),
+    }
+    .into_response()
+}
+
+pub async fn not_found() -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        name: "NotFoundError",
+        message: "no such route".into(),
+    }
+    .into_response()
+}
+
+// ----- tenants and databases -----
+
+#[derive(serde::Deserialize)]
+pub struct NameBody {
+    name: String,
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    ChromaJson(body): ChromaJson<NameBody>,
+) -> ApiResult<Json<Value>> {
+    blocking(&state, move |db| {
+        db.create_tenant(&body.name).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let info = blocking(&state, move |db| db.get_tenant(&t).map_err(Into::into)).await?;
+    Ok(Json(
+        json!({"name": info.name, "resource_name": info.resource_name}),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+pub struct UpdateTenantBody {
+    resource_name: String,
+}
+
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    Path(t): Path<String>,
+    ChromaJson(body): ChromaJson<UpdateTenantBody>,
+) -> ApiResult<Json<Value>> {
+    blocking(&state, move |db| {
+        db.update_tenant(&t, Some(body.resource_name))
+            .map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+fn database_json(d: &ochre::DatabaseInfo) -> Value {
+    json!({"id": d.id.to_string(), "name": d.name, "tenant": d.tenant})
+}
+
+pub async fn create_database(
+    State(state): State<AppState>,
+    Path(t): Path<String>,
+    ChromaJson(body): ChromaJson<NameBody>,
+) -> ApiResult<Json<Value>> {
+    blocking(&state, move |db| {
+        db.create_database(&t, &body.name)
+            .map(|_| ())
+            .map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn list_databases(
+    State(state): State<AppState>,
+    Path(t): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let (limit, offset) = paging(&q)?;
+    let dbs = blocking(&state, move |db| Ok(db.list_databases(&t, limit, offset))).await?;
+    Ok(Json(Value::Array(dbs.iter().map(database_json).collect())))
+}
+
+pub async fn get_database(
+    State(state): State<AppState>,
+    Path((t, d)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let info = blocking(&state, move |db| {
+        db.get_database(&t, &d).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(database_json(&info)))
+}
+
+pub async fn delete_database(
+    State(state): State<AppState>,
+    Path((t, d)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    blocking(&state, move |db| {
+        db.delete_database(&t, &d).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+// ----- collections -----
+
+pub async fn list_collections(
+    State(state): State<AppState>,
+    Path((t, d)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let (limit, offset) = paging(&q)?;
+    let list = blocking(&state, move |db| {
+        Ok(db.list_collections(&t, &d, limit, offset))
+    })
+    .await?;
+    Ok(Json(Value::Array(
+        list.iter().map(collection_json).collect(),
+    )))
+}
+
+pub async fn count_collections(
+    State(state): State<AppState>,
+    Path((t, d)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let n = blocking(&state, move |db| Ok(db.count_collections(&t, &d))).await?;
+    Ok(Json(json!(n)))
+}
+
+pub async fn create_collection(
+    State(state): State<AppState>,
+    Path((t, d)): Path<(String, String)>,
+    ChromaJson(body): ChromaJson<CreateCollectionBody>,
+) -> ApiResult<Json<Value>> {
+    let configuration = resolve_configuration(
+        body.configuration.as_ref(),
+        body.metadata.as_ref(),
+        body.schema.as_ref(),
+    )?;
+    check_db_name(&d)?;
+    let metadata = create_metadata(body.metadata.as_ref())?;
+    let req = CreateCollection {
+        name: body.name,
+        metadata,
+        configuration,
+        get_or_create: body.get_or_create.unwrap_or(false),
+    };
+    let info = blocking(&state, move |db| {
+        db.create_collection(&t, &d, req).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(collection_json(&info)))
+}
+
+pub async fn get_collection(
+    State(state): State<AppState>,
+    Path((t, d, name)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let info = blocking(&state, move |db| {
+        db.get_collection(&t, &d, &name).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(collection_json(&info)))
+}
+
+pub async fn get_collection_by_id(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = Uuid::parse_str(&id).map(CollectionId).map_err(|_| {
+        ApiError::invalid(
+            "Validation error: collection_id: Invalid collection ID format, expected UUID",
+        )
+    })?;
+    let info = blocking(&state, move |db| {
+        db.get_collection_by_id(&t, &d, id).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(collection_json(&info)))
+}
+
+pub async fn get_collection_by_crn(
+    State(state): State<AppState>,
+    Path(crn): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let parts: Vec<&str> = crn.split(':').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(ApiError::invalid("Validation error: crn: CRN must be in the format <tenant_resource_name>:<database_name>:<collection_name> with non-empty parts"));
+    }
+    let (t, d, name) = (
+        parts[0].to_owned(),
+        parts[1].to_owned(),
+        parts[2].to_owned(),
+    );
+    let info = blocking(&state, move |db| {
+        let tenant = db
+            .list_tenants()
+            .into_iter()
+            .find(|x| x.resource_name.as_deref() == Some(t.as_str()))
+            .map_or(t.clone(), |x| x.name);
+        db.get_collection(&tenant, &d, &name).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(collection_json(&info)))
+}
+
+pub async fn modify_collection(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<ModifyCollectionBody>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    let mut req = ModifyCollection {
+        new_name: body.new_name,
+        ..Default::default()
+    };
+    if let Some(m) = &body.new_metadata {
+        req.new_metadata = Some(parse_metadata("new_metadata", m)?);
+    }
+    if let Some(c) = body.new_configuration {
+        if c.hnsw.is_some() && c.spann.is_some() {
+            return Err(ApiError::invalid(
+                "Multiple vector index configurations provided",
+            ));
+        }
+        if let Some(h) = c.hnsw {
+            req.hnsw = Some(HnswUpdate {
+                ef_search: h.ef_search,
+                max_neighbors: h.max_neighbors,
+                num_threads: h.num_threads,
+                resize_factor: h.resize_factor,
+                sync_threshold: h.sync_threshold,
+                batch_size: h.batch_size,
+            });
+        }
+        req.embedding_function = c.embedding_function.filter(|v| !v.is_null());
+    }
+    blocking(&state, move |db| {
+        db.modify_collection(&t, &d, id, req).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_collection(
+    State(state): State<AppState>,
+    Path((t, d, name)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    blocking(&state, move |db| {
+        db.delete_collection(&t, &d, &name).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ForkBody {
+    new_name: String,
+}
+
+pub async fn fork_collection(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<ForkBody>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    let info = blocking(&state, move |db| {
+        db.fork_collection(&t, &d, id, &body.new_name)
+            .map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(collection_json(&info)))
+}
+
+pub async fn fork_count(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    blocking(&state, move |db| {
+        db.collection_in(&t, &d, id).map(|_| ()).map_err(Into::into)
+    })
+    .await?;
+    Err(ApiError::chroma(
+        StatusCode::NOT_IMPLEMENTED,
+        "Count forks is not implemented yet in Ochre",
+    ))
+}
+
+pub async fn indexing_status(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    blocking(&state, move |db| {
+        db.collection_in(&t, &d, id).map(|_| ()).map_err(Into::into)
+    })
+    .await?;
+    // Ochre indexes synchronously: every acknowledged operation is indexed.
+    Ok(Json(json!({
+        "op_indexing_progress": 1.0,
+        "num_unindexed_ops": 0,
+        "num_indexed_ops": 0,
+        "total_ops": 0
+    })))
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    blocking(&state, move |db| {
+        db.collection_in(&t, &d, id).map(|_| ()).map_err(Into::into)
+    })
+    .await?;
+    Err(ApiError::chroma(
+        StatusCode::NOT_IMPLEMENTED,
+        "The Search API is not implemented yet in Ochre",
+    ))
+}
+
+// ----- records -----
+
+#[derive(Clone, Copy)]
+enum Write {
+    Add,
+    Upsert,
+    Update,
+}
+
+async fn write(
+    state: AppState,
+    (t, d, id): (String, String, String),
+    body: WriteBody,
+    kind: Write,
+) -> ApiResult<()> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    let embeddings = match (&body.embeddings, kind) {
+        (None | Some(Value::Null), Write::Update) => None,
+        (None | Some(Value::Null), _) => {
+            return Err(ApiError::shape("missing field `embeddings`"));
+        }
+        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, Write::Update))?),
+    };
+    let metadatas = body
+        .metadatas
+        .as_deref()
+        .map(decode_metadatas)
+        .transpose()?;
+    let batch = RecordBatch {
+        ids: body.ids,
+        embeddings,
+        documents: body.documents,
+        uris: body.uris,
+        metadatas,
+    };
+    blocking(&state, move |db| {
+        let c = db.collection_in(&t, &d, id)?;
+        match kind {
+            Write::Add => c.add(batch),
+            Write::Upsert => c.upsert(batch),
+            Write::Update => c.update(batch),
+        }
+        .map_err(Into::into)
+    })
+    .await
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    Path(p): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<WriteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    write(state, p, body, Write::Add).await?;
+    Ok((StatusCode::CREATED, Json(json!({}))))
+}
+
+pub async fn upsert(
+    State(state): State<AppState>,
+    Path(p): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<WriteBody>,
+) -> ApiResult<Json<Value>> {
+    write(state, p, body, Write::Upsert).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(p): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<WriteBody>,
+) -> ApiResult<Json<Value>> {
+    write(state, p, body, Write::Update).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<DeleteBody>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    let req = DeleteRequest {
+        ids: body.ids,
+        where_: parse_where(body.where_.as_ref())?,
+        where_document: parse_where_document(body.where_document.as_ref())?,
+        limit: body.limit,
+    };
+    let n = blocking(&state, move |db| {
+        db.collection_in(&t, &d, id)?
+            .delete(req)
+            .map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!({"deleted": n})))
+}
+
+pub async fn count(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    if let Some(level) = q.get("read_level") {
+        if !matches!(
+            level.as_str(),
+            "index_and_wal" | "index_only" | "index_and_bounded_wal"
+        ) {
+            return Err(ApiError::invalid(format!(
+                "Failed to deserialize query string: read_level: unknown variant `{level}`"
+            )));
+        }
+    }
+    let n = blocking(&state, move |db| {
+        db.collection_in(&t, &d, id)?.count().map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(json!(n)))
+}
+
+pub async fn get_records(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<GetBody>,
+) -> ApiResult<Json<GetResponse>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    let include_items = body
+        .include
+        .unwrap_or_else(|| vec![IncludeItem::Documents, IncludeItem::Metadatas]);
+    let req = GetRequest {
+        ids: body.ids,
+        where_: parse_where(body.where_.as_ref())?,
+        where_document: parse_where_document(body.where_document.as_ref())?,
+        limit: body.limit,
+        offset: body.offset,
+        include: include_of(&include_items),
+    };
+    let r = blocking(&state, move |db| {
+        db.collection_in(&t, &d, id)?.get(req).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(GetResponse::new(r, include_items)))
+}
+
+pub async fn query(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<QueryBody>,
+) -> ApiResult<Json<QueryResponse>> {
+    check_db_name(&d)?;
+    let id = collection_id(&id)?;
+    let include_items = body.include.unwrap_or_else(|| {
+        vec![
+            IncludeItem::Documents,
+            IncludeItem::Metadatas,
+            IncludeItem::Distances,
+        ]
+    });
+    let embeddings: Vec<Vec<f32>> = body
+        .query_embeddings
+        .iter()
+        .map(|q| q.iter().map(|x| *x as f32).collect())
+        .collect();
+    let req = QueryRequest {
+        embeddings,
+        n_results: body.n_results.unwrap_or(10),
+        ids: body.ids,
+        where_: parse_where(body.where_.as_ref())?,
+        where_document: parse_where_document(body.where_document.as_ref())?,
+        include: include_of(&include_items),
+    };
+    let r = blocking(&state, move |db| {
+        db.collection_in(&t, &d, id)?.query(req).map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(QueryResponse::new(r, include_items)))
+}

@@ -1,0 +1,355 @@
+//! In-process HTTP tests: requests through the router, responses checked against Chroma's shapes.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+
+fn state(config: ServerConfig) -> AppState {
+    AppState::new(Ochre::ephemeral(), config).expect("state")
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value, bool) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let trace = resp.headers().contains_key("chroma-trace-id");
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value, trace)
+}
+
+const BASE: &str = "/api/v2/tenants/default_tenant/databases/default_database";
+
+#[tokio::test]
+async fn rag_flow_over_http() {
+    let app = app(state(ServerConfig::default()));
+    let (s, v, _) = call(&app, "GET", "/api/v2/pre-flight-checks", None).await;
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::OK,
+            json!({"max_batch_size": 5461, "supports_base64_encoding": true})
+        )
+    );
+    let (s, c, _) = call(&app, "POST", &format!("{BASE}/collections"), Some(json!({"name": "docs", "metadata": {"k": "v"}, "configuration": {"hnsw": {"space": "cosine"}}}))).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["configuration_json"]["hnsw"]["space"], "cosine");
+    assert_eq!(
+        c["schema"]["keys"]["#embedding"]["float_list"]["vector_index"]["config"]["space"],
+        "cosine"
+    );
+    assert_eq!(c["dimension"], Value::Null);
+    let id = c["id"].as_str().expect("id").to_owned();
+    // base64 little-endian f32 of [1.0, 0.0] and JSON arrays.
+    let (s, v, _) = call(&app, "POST", &format!("{BASE}/collections/{id}/add"), Some(json!({
+        "ids": ["a", "b"], "embeddings": ["AACAPwAAAAA=", "AAAAAAAAgD8="],
+        "documents": ["hello", null], "metadatas": [{"n": 1, "f": 1.0, "t": ["x"]}, null], "uris": null
+    }))).await;
+    assert_eq!((s, v), (StatusCode::CREATED, json!({})));
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/get"),
+        Some(json!({"ids": ["b", "a"], "include": ["embeddings", "metadatas", "documents"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ids"], json!(["a", "b"]));
+    assert_eq!(v["embeddings"], json!([[1.0, 0.0], [0.0, 1.0]]));
+    assert_eq!(
+        v["metadatas"],
+        json!([{"n": 1, "f": 1.0, "t": ["x"]}, null])
+    );
+    assert_eq!(v["uris"], Value::Null);
+    assert_eq!(
+        v["include"],
+        json!(["embeddings", "metadatas", "documents"])
+    );
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/query"),
+        Some(
+            json!({"query_embeddings": [[1.0, 1.0]], "n_results": 5, "where": {"n": {"$gte": 1}}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ids"], json!([["a"]]));
+    assert_eq!(v["distances"], json!([[0.29289323]]), "f32 shortest form");
+    let (s, v, _) = call(&app, "GET", &format!("{BASE}/collections/{id}/count"), None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!(2)));
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/delete"),
+        Some(json!({"ids": ["a", "zz"]})),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"deleted": 2})));
+    let (s, c, _) = call(&app, "GET", &format!("{BASE}/collections/docs"), None).await;
+    assert_eq!((s, c["dimension"].clone()), (StatusCode::OK, json!(2)));
+}
+
+#[tokio::test]
+async fn errors_carry_chroma_names_statuses_and_trace_id() {
+    let app = app(state(ServerConfig::default()));
+    type Case = (
+        &'static str,
+        String,
+        Option<Value>,
+        StatusCode,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            format!("{BASE}/collections/nope"),
+            None,
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            "Collection [nope] does not exist",
+        ),
+        (
+            "POST",
+            format!("{BASE}/collections"),
+            Some(json!({"name": "ab"})),
+            StatusCode::BAD_REQUEST,
+            "InvalidArgumentError",
+            "Validation error: name: Expected a name",
+        ),
+        (
+            "POST",
+            format!("{BASE}/collections"),
+            Some(json!({"nom": "abc"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ChromaError",
+            "missing field `name`",
+        ),
+        (
+            "POST",
+            format!("{BASE}/collections/not-a-uuid/add"),
+            Some(json!({"ids": [], "embeddings": []})),
+            StatusCode::BAD_REQUEST,
+            "InvalidArgumentError",
+            "Collection ID is not a valid UUIDv4",
+        ),
+        (
+            "POST",
+            format!("{BASE}/collections/00000000-0000-0000-0000-000000000001/get"),
+            Some(json!({})),
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            "does not exist.",
+        ),
+        (
+            "POST",
+            "/api/v2/reset".into(),
+            None,
+            StatusCode::FORBIDDEN,
+            "ChromaError",
+            "Reset is disabled by config",
+        ),
+        (
+            "GET",
+            "/api/v1/heartbeat".into(),
+            None,
+            StatusCode::GONE,
+            "Unimplemented",
+            "deprecated",
+        ),
+        (
+            "GET",
+            "/api/v2/tenants/default_tenant/databases/ab".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "InvalidArgumentError",
+            "at least 3 characters",
+        ),
+        (
+            "POST",
+            "/api/v2/tenants".into(),
+            Some(json!({"name": "default_tenant"})),
+            StatusCode::CONFLICT,
+            "ChromaError",
+            "already exists",
+        ),
+    ];
+    for (method, uri, body, status, name, fragment) in cases {
+        let (s, v, trace) = call(&app, method, &uri, body).await;
+        assert_eq!(s, status, "{method} {uri}: {v}");
+        assert_eq!(v["error"], name, "{method} {uri}: {v}");
+        assert!(
+            v["message"].as_str().expect("message").contains(fragment),
+            "{method} {uri}: {v}"
+        );
+        assert!(trace, "{method} {uri}: chroma-trace-id header");
+    }
+    // Invalid JSON is a 400, a foreign content type a 415.
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("{BASE}/collections"))
+        .header("content-type", "application/json")
+        .body(Body::from("{"))
+        .expect("request");
+    assert_eq!(
+        app.clone().oneshot(req).await.expect("response").status(),
+        StatusCode::BAD_REQUEST
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("{BASE}/collections"))
+        .header("content-type", "text/plain")
+        .body(Body::from("{}"))
+        .expect("request");
+    assert_eq!(
+        app.clone().oneshot(req).await.expect("response").status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+}
+
+#[tokio::test]
+async fn body_limit_gives_413() {
+    let config = ServerConfig {
+        max_payload_size_bytes: 64,
+        ..Default::default()
+    };
+    let app = app(state(config));
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/api/v2/tenants",
+        Some(json!({"name": "x".repeat(200)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn auth_rejects_before_touching_data() {
+    let mut config = ServerConfig::default();
+    config.auth.tokens = vec!["secret".into()];
+    config.allow_reset = true;
+    let app = app(state(config));
+    let (s, _, _) = call(&app, "GET", "/api/v2/heartbeat", None).await;
+    assert_eq!(s, StatusCode::OK, "heartbeat stays open");
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        "/api/v2/tenants",
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("AuthError"))
+    );
+    let req = Request::builder()
+        .method("GET")
+        .uri("/api/v2/tenants/acme")
+        .header("x-chroma-token", "secret")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.clone().oneshot(req).await.expect("response").status(),
+        StatusCode::NOT_FOUND,
+        "the rejected create wrote nothing"
+    );
+    let req = Request::builder()
+        .method("GET")
+        .uri("/api/v2/tenants/default_tenant")
+        .header("authorization", "Bearer wrong")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.clone().oneshot(req).await.expect("response").status(),
+        StatusCode::FORBIDDEN
+    );
+    let req = Request::builder()
+        .method("GET")
+        .uri("/api/v2/tenants/default_tenant")
+        .header("authorization", "Bearer secret")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.clone().oneshot(req).await.expect("response").status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_with_bcrypt_htpasswd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = bcrypt::hash("pw", 4).expect("hash");
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, format!("admin:{hash}\n")).expect("write");
+    let mut config = ServerConfig::default();
+    config.auth.htpasswd_file = Some(file);
+    let app = app(state(config));
+    let basic = |cred: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cred)
+        )
+    };
+    for (cred, status) in [
+        ("admin:pw", StatusCode::OK),
+        ("admin:bad", StatusCode::FORBIDDEN),
+    ] {
+        let req = Request::builder()
+            .uri("/api/v2/tenants/default_tenant")
+            .header("authorization", basic(cred))
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            app.clone().oneshot(req).await.expect("response").status(),
+            status,
+            "{cred}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = app(state(ServerConfig::default()));
+    call(&app, "GET", "/api/v2/heartbeat", None).await;
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(
+        text.contains("ochre_http_requests_total{method=\"GET\",route=\"/api/v2/heartbeat\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("ochre_collections 0"), "{text}");
+}

@@ -1,0 +1,620 @@
+//! Chroma's wire types and their conversion to and from the engine's types.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use base64::Engine as _;
+use ochre::{
+    CollectionConfiguration, CollectionInfo, GetResult, HnswConfig, Include, Metadata,
+    MetadataValue, QueryResult, Space, UpdateMetadata, Where, WhereDocument,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+
+/// A JSON request body with Chroma's error behaviour: 415 for other content types, 400 for
+/// invalid JSON, 422 for valid JSON of the wrong shape, 413 when too large.
+pub struct ChromaJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ChromaJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ok = ct
+                .to_str()
+                .map(|s| {
+                    s.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("application/json")
+                })
+                .unwrap_or(false);
+            if !ok {
+                return Err(ApiError::chroma(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Expected request with `Content-Type: application/json`",
+                )
+                .into_response());
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            ApiError::chroma(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Failed to buffer the request body: length limit exceeded",
+            )
+            .into_response()
+        })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::invalid(format!("Failed to parse the request body as JSON: {e}"))
+                .into_response()
+        })?;
+        serde_json::from_value(value)
+            .map(ChromaJson)
+            .map_err(|e| ApiError::shape(e.to_string()).into_response())
+    }
+}
+
+// ----- collections -----
+
+#[derive(Deserialize)]
+pub struct CreateCollectionBody {
+    pub name: String,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub configuration: Option<ConfigurationBody>,
+    #[serde(default)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    pub get_or_create: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ConfigurationBody {
+    #[serde(default)]
+    pub hnsw: Option<HnswBody>,
+    #[serde(default)]
+    pub spann: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub embedding_function: Option<Value>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HnswBody {
+    #[serde(default)]
+    pub space: Option<SpaceBody>,
+    #[serde(default)]
+    pub ef_construction: Option<u64>,
+    #[serde(default)]
+    pub ef_search: Option<u64>,
+    #[serde(default)]
+    pub max_neighbors: Option<u64>,
+    #[serde(default)]
+    pub num_threads: Option<u64>,
+    #[serde(default)]
+    pub resize_factor: Option<f64>,
+    #[serde(default)]
+    pub sync_threshold: Option<u64>,
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum SpaceBody {
+    L2,
+    Cosine,
+    Ip,
+}
+
+impl From<SpaceBody> for Space {
+    fn from(s: SpaceBody) -> Space {
+        match s {
+            SpaceBody::L2 => Space::L2,
+            SpaceBody::Cosine => Space::Cosine,
+            SpaceBody::Ip => Space::Ip,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ModifyCollectionBody {
+    #[serde(default)]
+    pub new_name: Option<String>,
+    #[serde(default)]
+    pub new_metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub new_configuration: Option<ModifyConfigurationBody>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ModifyConfigurationBody {
+    #[serde(default)]
+    pub hnsw: Option<HnswUpdateBody>,
+    #[serde(default)]
+    pub spann: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub embedding_function: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HnswUpdateBody {
+    #[serde(default)]
+    pub ef_search: Option<u64>,
+    #[serde(default)]
+    pub max_neighbors: Option<u64>,
+    #[serde(default)]
+    pub num_threads: Option<u64>,
+    #[serde(default)]
+    pub resize_factor: Option<f64>,
+    #[serde(default)]
+    pub sync_threshold: Option<u64>,
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+}
+
+fn hnsw_from_metadata(m: &Map<String, Value>) -> Result<Option<HnswConfig>, ApiError> {
+    let bad = || ApiError::invalid("Failed to parse hnsw parameters from segment metadata");
+    let mut cfg = HnswConfig::default();
+    let mut any = false;
+    for (k, v) in m {
+        let Some(param) = k.strip_prefix("hnsw:") else {
+            continue;
+        };
+        any = true;
+        let int = || v.as_u64().ok_or_else(bad);
+        match param {
+            "space" => cfg.space = v.as_str().ok_or_else(bad)?.parse().map_err(|_| bad())?,
+            "construction_ef" => cfg.ef_construction = int()?,
+            "search_ef" => cfg.ef_search = int()?,
+            "M" => cfg.max_neighbors = int()?,
+            "num_threads" => cfg.num_threads = int()?,
+            "resize_factor" => cfg.resize_factor = v.as_f64().ok_or_else(bad)?,
+            "batch_size" => {
+                cfg.batch_size = int()?;
+                if cfg.batch_size < 2 {
+                    return Err(bad());
+                }
+            }
+            "sync_threshold" => {
+                cfg.sync_threshold = int()?;
+                if cfg.sync_threshold < 2 {
+                    return Err(bad());
+                }
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(any.then_some(cfg))
+}
+
+fn apply_hnsw(cfg: &mut HnswConfig, h: &HnswBody) {
+    if let Some(s) = h.space {
+        cfg.space = s.into();
+    }
+    if let Some(v) = h.ef_construction {
+        cfg.ef_construction = v;
+    }
+    if let Some(v) = h.ef_search {
+        cfg.ef_search = v;
+    }
+    if let Some(v) = h.max_neighbors {
+        cfg.max_neighbors = v;
+    }
+    if let Some(v) = h.num_threads {
+        cfg.num_threads = v;
+    }
+    if let Some(v) = h.resize_factor {
+        cfg.resize_factor = v;
+    }
+    if let Some(v) = h.sync_threshold {
+        cfg.sync_threshold = v;
+    }
+    if let Some(v) = h.batch_size {
+        cfg.batch_size = v;
+    }
+}
+
+/// Resolves the collection configuration from the request (spec §11.3, simplified: the user
+/// schema's `#embedding` vector index wins when given, then `configuration`, then `hnsw:*` metadata).
+pub fn resolve_configuration(
+    body_config: Option<&ConfigurationBody>,
+    metadata: Option<&Map<String, Value>>,
+    schema: Option<&Value>,
+) -> Result<CollectionConfiguration, ApiError> {
+    let meta_cfg = metadata.map(hnsw_from_metadata).transpose()?.flatten();
+    let mut out = CollectionConfiguration::default();
+    let defaults = HnswConfig::default();
+    if let Some(c) = body_config {
+        if c.hnsw.is_some() && c.spann.is_some() {
+            return Err(ApiError::invalid(
+                "Multiple vector index configurations provided",
+            ));
+        }
+        out.embedding_function = c.embedding_function.clone().filter(|v| !v.is_null());
+        if let Some(h) = &c.hnsw {
+            let mut cfg = defaults.clone();
+            apply_hnsw(&mut cfg, h);
+            out.hnsw = match meta_cfg {
+                Some(m) if cfg == defaults => m,
+                _ => cfg,
+            };
+        } else if let Some(s) = &c.spann {
+            let mut cfg = defaults.clone();
+            if let Some(space) = s.get("space").and_then(Value::as_str) {
+                cfg.space = space
+                    .parse()
+                    .map_err(|e: String| ApiError::shape(format!("spann.space: {e}")))?;
+            }
+            out.hnsw = cfg;
+        } else if let Some(m) = meta_cfg {
+            out.hnsw = m;
+        }
+    } else if let Some(m) = meta_cfg {
+        out.hnsw = m;
+    }
+    if let Some(schema) = schema.filter(|s| !s.is_null()) {
+        let vi = schema
+            .pointer("/keys/#embedding/float_list/vector_index/config")
+            .or_else(|| schema.pointer("/defaults/float_list/vector_index/config"));
+        if let Some(vi) = vi {
+            if let Some(space) = vi.get("space").and_then(Value::as_str) {
+                out.hnsw.space = space
+                    .parse()
+                    .map_err(|e: String| ApiError::shape(format!("schema space: {e}")))?;
+            }
+            if let Some(h) = vi.get("hnsw") {
+                let h: HnswBody = serde_json::from_value(h.clone())
+                    .map_err(|e| ApiError::shape(format!("schema hnsw: {e}")))?;
+                apply_hnsw(&mut out.hnsw, &h);
+            }
+            if let Some(ef) = vi.get("embedding_function").filter(|v| !v.is_null()) {
+                out.embedding_function = Some(ef.clone());
+            }
+        }
+        out.schema = Some(schema.clone());
+    }
+    Ok(out)
+}
+
+fn hnsw_json(h: &HnswConfig, full: bool) -> Value {
+    let mut v = json!({
+        "ef_construction": h.ef_construction,
+        "max_neighbors": h.max_neighbors,
+        "ef_search": h.ef_search,
+        "sync_threshold": h.sync_threshold,
+        "resize_factor": h.resize_factor,
+    });
+    if full {
+        v["num_threads"] = json!(h.num_threads);
+        v["batch_size"] = json!(h.batch_size);
+    } else {
+        v["space"] = json!(h.space.as_str());
+    }
+    v
+}
+
+/// The schema Chroma reports for a collection with this configuration.
+pub fn schema_json(c: &CollectionConfiguration) -> Value {
+    if let Some(s) = &c.schema {
+        return s.clone();
+    }
+    let ef = c.embedding_function.clone();
+    let mut vector = json!({"space": c.hnsw.space.as_str(), "hnsw": hnsw_json(&c.hnsw, true)});
+    if let Some(ef) = &ef {
+        vector["embedding_function"] = ef.clone();
+    }
+    let mut embedding = vector.clone();
+    embedding["source_key"] = json!("#document");
+    let on = |b: bool| json!({"enabled": b, "config": {}});
+    json!({
+        "defaults": {
+            "string": {"fts_index": on(false), "string_inverted_index": on(true)},
+            "float_list": {"vector_index": {"enabled": false, "config": vector}},
+            "sparse_vector": {"sparse_vector_index": {"enabled": false, "config": {"embedding_function": {"type": "unknown"}, "bm25": false}}},
+            "int": {"int_inverted_index": on(true)},
+            "float": {"float_inverted_index": on(true)},
+            "bool": {"bool_inverted_index": on(true)},
+        },
+        "keys": {
+            "#embedding": {"float_list": {"vector_index": {"enabled": true, "config": embedding}}},
+            "#document": {"string": {"fts_index": on(true), "string_inverted_index": on(false)}},
+        }
+    })
+}
+
+/// The Collection object.
+pub fn collection_json(c: &CollectionInfo) -> Value {
+    json!({
+        "id": c.id.to_string(),
+        "name": c.name,
+        "configuration_json": {
+            "hnsw": hnsw_json(&c.configuration.hnsw, false),
+            "spann": null,
+            "embedding_function": c.configuration.embedding_function,
+        },
+        "schema": schema_json(&c.configuration),
+        "metadata": c.metadata.as_ref().map(ochre_metadata_json),
+        "dimension": c.dimension,
+        "tenant": c.tenant,
+        "database": c.database,
+        "log_position": 0,
+        "version": 0,
+    })
+}
+
+pub fn ochre_metadata_json(m: &Metadata) -> Value {
+    Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+}
+
+/// Parses metadata (object) for collection create/modify; `null` values kept as deletions.
+pub fn parse_metadata(field: &str, m: &Map<String, Value>) -> Result<UpdateMetadata, ApiError> {
+    let mut out = UpdateMetadata::new();
+    for (k, v) in m {
+        if v.is_null() {
+            out.insert(k.clone(), None);
+            continue;
+        }
+        match MetadataValue::from_json(v) {
+            Ok(Some(val)) => {
+                out.insert(k.clone(), Some(val));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::shape(format!("{field}.{k}: {e}"))),
+        }
+    }
+    Ok(out)
+}
+
+// ----- records -----
+
+#[derive(Deserialize)]
+pub struct WriteBody {
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub embeddings: Option<Value>,
+    #[serde(default)]
+    pub documents: Option<Vec<Option<String>>>,
+    #[serde(default)]
+    pub uris: Option<Vec<Option<String>>>,
+    #[serde(default)]
+    pub metadatas: Option<Vec<Option<Map<String, Value>>>>,
+}
+
+/// Decodes `embeddings`: JSON number arrays or base64 strings of little-endian f32 (one form per
+/// request); `null` entries only when `allow_null`.
+pub fn decode_embeddings(v: &Value, allow_null: bool) -> Result<Vec<Option<Vec<f32>>>, ApiError> {
+    let shape = || {
+        ApiError::shape(
+            "embeddings: data did not match any variant of untagged enum EmbeddingsPayload",
+        )
+    };
+    let items = v.as_array().ok_or_else(shape)?;
+    let base64_form = items.iter().any(Value::is_string);
+    let json_form = items.iter().any(Value::is_array);
+    if base64_form && json_form {
+        return Err(shape());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::Null if allow_null => out.push(None),
+            Value::Array(nums) => {
+                let mut e = Vec::with_capacity(nums.len());
+                for n in nums {
+                    let f = n.as_f64().ok_or_else(shape)?;
+                    e.push(f as f32);
+                }
+                out.push(Some(e));
+            }
+            Value::String(s) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|e| ApiError::invalid(format!("Invalid base64 string: {e}")))?;
+                if !bytes.len().is_multiple_of(4) {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid byte length: {} bytes cannot be converted to f32 values (must be divisible by 4)",
+                        bytes.len()
+                    )));
+                }
+                let e: Vec<f32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                if let Some((i, x)) = e.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                    return Err(ApiError::invalid(format!(
+                        "Non-finite float value at embedding index {i}: {x}"
+                    )));
+                }
+                out.push(Some(e));
+            }
+            _ => return Err(shape()),
+        }
+    }
+    Ok(out)
+}
+
+/// Converts record metadatas; `null` values are deletions (rejected later for `add`).
+pub fn decode_metadatas(
+    ms: &[Option<Map<String, Value>>],
+) -> Result<Vec<Option<UpdateMetadata>>, ApiError> {
+    ms.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.as_ref()
+                .map(|m| parse_metadata(&format!("metadatas[{i}]"), m))
+                .transpose()
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct GetBody {
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default, rename = "where")]
+    pub where_: Option<Value>,
+    #[serde(default)]
+    pub where_document: Option<Value>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub offset: Option<u32>,
+    #[serde(default)]
+    pub include: Option<Vec<IncludeItem>>,
+}
+
+#[derive(Deserialize)]
+pub struct DeleteBody {
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default, rename = "where")]
+    pub where_: Option<Value>,
+    #[serde(default)]
+    pub where_document: Option<Value>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct QueryBody {
+    pub query_embeddings: Vec<Vec<f64>>,
+    #[serde(default)]
+    pub n_results: Option<u32>,
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default, rename = "where")]
+    pub where_: Option<Value>,
+    #[serde(default)]
+    pub where_document: Option<Value>,
+    #[serde(default)]
+    pub include: Option<Vec<IncludeItem>>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IncludeItem {
+    Documents,
+    Embeddings,
+    Metadatas,
+    Uris,
+    Distances,
+}
+
+pub fn include_of(items: &[IncludeItem]) -> Include {
+    Include {
+        embeddings: items.contains(&IncludeItem::Embeddings),
+        documents: items.contains(&IncludeItem::Documents),
+        metadatas: items.contains(&IncludeItem::Metadatas),
+        uris: items.contains(&IncludeItem::Uris),
+        distances: items.contains(&IncludeItem::Distances),
+    }
+}
+
+pub fn parse_where(v: Option<&Value>) -> Result<Option<Where>, ApiError> {
+    v.filter(|v| !v.is_null())
+        .map(Where::from_json)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+pub fn parse_where_document(v: Option<&Value>) -> Result<Option<WhereDocument>, ApiError> {
+    v.filter(|v| !v.is_null())
+        .map(WhereDocument::from_json)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// Metadata as it goes out: a JSON object (f64 precision is what Chroma sends for metadata).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct OutMetadata(pub Value);
+
+fn out_meta(m: Option<Metadata>) -> Option<OutMetadata> {
+    m.map(|m| OutMetadata(ochre_metadata_json(&m)))
+}
+
+#[derive(Serialize)]
+pub struct GetResponse {
+    pub ids: Vec<String>,
+    pub embeddings: Option<Vec<Vec<f32>>>,
+    pub documents: Option<Vec<Option<String>>>,
+    pub uris: Option<Vec<Option<String>>>,
+    pub metadatas: Option<Vec<Option<OutMetadata>>>,
+    pub include: Vec<IncludeItem>,
+}
+
+impl GetResponse {
+    pub fn new(r: GetResult, include: Vec<IncludeItem>) -> Self {
+        GetResponse {
+            ids: r.ids,
+            embeddings: r.embeddings,
+            documents: r.documents,
+            uris: r.uris,
+            metadatas: r.metadatas.map(|v| v.into_iter().map(out_meta).collect()),
+            include,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct QueryResponse {
+    pub ids: Vec<Vec<String>>,
+    pub embeddings: Option<Vec<Vec<Vec<f32>>>>,
+    pub documents: Option<Vec<Vec<Option<String>>>>,
+    pub uris: Option<Vec<Vec<Option<String>>>>,
+    pub metadatas: Option<Vec<Vec<Option<OutMetadata>>>>,
+    pub distances: Option<Vec<Vec<f32>>>,
+    pub include: Vec<IncludeItem>,
+}
+
+impl QueryResponse {
+    pub fn new(r: QueryResult, include: Vec<IncludeItem>) -> Self {
+        QueryResponse {
+            ids: r.ids,
+            embeddings: r.embeddings,
+            documents: r.documents,
+            uris: r.uris,
+            metadatas: r.metadatas.map(|v| {
+                v.into_iter()
+                    .map(|q| q.into_iter().map(out_meta).collect())
+                    .collect()
+            }),
+            distances: r.distances,
+            include,
+        }
+    }
+}
+
+/// Collection metadata from a create body: null values are a shape error (Chroma: 422).
+pub fn create_metadata(m: Option<&Map<String, Value>>) -> Result<Option<Metadata>, ApiError> {
+    let Some(m) = m else { return Ok(None) };
+    let parsed = parse_metadata("metadata", m)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in parsed {
+        match v {
+            Some(v) => {
+                out.insert(k, v);
+            }
+            None => {
+                return Err(ApiError::shape(format!(
+                    "metadata.{k}: null is not a valid metadata value"
+                )))
+            }
+        }
+    }
+    Ok(Some(out))
+}
