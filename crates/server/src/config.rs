@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub cors_allow_origins: Vec<String>,
     /// Chroma: `max_payload_size_bytes`. Default 40 MiB.
     pub max_payload_size_bytes: usize,
+    /// Largest write batch (records per add/upsert/update), reported by pre-flight-checks.
+    /// Default 5461, Chroma's figure.
+    pub max_batch_size: usize,
     /// Ochre: authentication. Default off.
     pub auth: AuthConfig,
 }
@@ -44,6 +47,7 @@ impl Default for ServerConfig {
             allow_reset: false,
             cors_allow_origins: Vec::new(),
             max_payload_size_bytes: 40 * 1024 * 1024,
+            max_batch_size: 5461,
             auth: AuthConfig::default(),
         }
     }

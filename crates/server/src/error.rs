@@ -5,6 +5,16 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ochre::ErrorKind;
 
+/// The JSON body of every error response.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// Chroma's error name (`InvalidArgumentError`, `NotFoundError`, `ChromaError`, ...).
+    pub error: String,
+    /// A human-readable message.
+    pub message: String,
+}
+
 /// An error answered to a client.
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -13,6 +13,7 @@ mod auth;
 mod config;
 mod error;
 mod metrics;
+mod openapi;
 mod routes;
 mod wire;
 
@@ -28,6 +29,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 pub use auth::Credentials;
 pub use config::{AuthConfig, ServerConfig};
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -115,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1", any(v1_gone))
         .route("/api/v1/{*rest}", any(v1_gone))
         .route("/metrics", get(metrics::render))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

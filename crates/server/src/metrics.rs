@@ -35,7 +35,7 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     let resp = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
     let status = resp.status();
-    tracing::info!(%method, %route, status = status.as_u16(), ms = elapsed * 1e3, "request");
+    tracing::debug!(%method, %route, status = status.as_u16(), ms = elapsed * 1e3, "request");
     if let Ok(mut m) = state.metrics.routes.lock() {
         let s = m.entry((method, route)).or_default();
         s.count += 1;

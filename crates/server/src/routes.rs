@@ -13,7 +13,7 @@ use ochre::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wire::*;
 use crate::AppState;
 
@@ -65,6 +65,7 @@ fn paging(q: &HashMap<String, String>) -> ApiResult<(Option<u32>, u32)> {
 
 // ----- system -----
 
+#[utoipa::path(get, path = "/api/v2/heartbeat", responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn heartbeat() -> Json<Value> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -72,22 +73,27 @@ pub async fn heartbeat() -> Json<Value> {
     Json(json!({ "nanosecond heartbeat": nanos }))
 }
 
+#[utoipa::path(get, path = "/api/v2/version", responses((status = 200, description = "see the Chroma API v2 specification", body = String), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn version() -> Json<Value> {
     Json(json!("1.0.0"))
 }
 
+#[utoipa::path(get, path = "/api/v2/healthcheck", responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn healthcheck() -> Json<Value> {
     Json(json!({"is_executor_ready": true, "is_log_client_ready": true}))
 }
 
-pub async fn preflight() -> Json<Value> {
-    Json(json!({"max_batch_size": 5461, "supports_base64_encoding": true}))
+#[utoipa::path(get, path = "/api/v2/pre-flight-checks", responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+pub async fn preflight(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"max_batch_size": state.config.max_batch_size, "supports_base64_encoding": true}))
 }
 
+#[utoipa::path(get, path = "/api/v2/auth/identity", responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn identity() -> Json<Value> {
     Json(json!({"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}))
 }
 
+#[utoipa::path(post, path = "/api/v2/reset", responses((status = 200, description = "see the Chroma API v2 specification", body = bool), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn reset(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     if !state.config.allow_reset {
         return Err(ApiError::chroma(
@@ -119,11 +125,12 @@ pub async fn not_found() -> Response {
 
 // ----- tenants and databases -----
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct NameBody {
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants", request_body = NameBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn create_tenant(
     State(state): State<AppState>,
     ChromaJson(body): ChromaJson<NameBody>,
@@ -135,6 +142,7 @@ pub async fn create_tenant(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}", params(("tenant" = String, Path, description = "tenant name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn get_tenant(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -145,11 +153,12 @@ pub async fn get_tenant(
     ))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct UpdateTenantBody {
     resource_name: String,
 }
 
+#[utoipa::path(patch, path = "/api/v2/tenants/{tenant}", params(("tenant" = String, Path, description = "tenant name")), request_body = UpdateTenantBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn update_tenant(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -167,6 +176,7 @@ fn database_json(d: &ochre::DatabaseInfo) -> Value {
     json!({"id": d.id.to_string(), "name": d.name, "tenant": d.tenant})
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases", params(("tenant" = String, Path, description = "tenant name")), request_body = NameBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn create_database(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -181,6 +191,7 @@ pub async fn create_database(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases", params(("tenant" = String, Path, description = "tenant name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Vec<Object>), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn list_databases(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -191,6 +202,7 @@ pub async fn list_databases(
     Ok(Json(Value::Array(dbs.iter().map(database_json).collect())))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn get_database(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -203,6 +215,7 @@ pub async fn get_database(
     Ok(Json(database_json(&info)))
 }
 
+#[utoipa::path(delete, path = "/api/v2/tenants/{tenant}/databases/{database}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn delete_database(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -216,6 +229,7 @@ pub async fn delete_database(
 
 // ----- collections -----
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Vec<Object>), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn list_collections(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -232,6 +246,7 @@ pub async fn list_collections(
     )))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections_count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), responses((status = 200, description = "see the Chroma API v2 specification", body = u64), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn count_collections(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -241,6 +256,7 @@ pub async fn count_collections(
     Ok(Json(json!(n)))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), request_body = CreateCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn create_collection(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -266,6 +282,7 @@ pub async fn create_collection(
     Ok(Json(collection_json(&info)))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn get_collection(
     State(state): State<AppState>,
     Path((t, d, name)): Path<(String, String, String)>,
@@ -278,6 +295,7 @@ pub async fn get_collection(
     Ok(Json(collection_json(&info)))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/by-id/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn get_collection_by_id(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -295,6 +313,7 @@ pub async fn get_collection_by_id(
     Ok(Json(collection_json(&info)))
 }
 
+#[utoipa::path(get, path = "/api/v2/collections/{crn}", params(("crn" = String, Path, description = "tenant_resource_name:database:collection")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn get_collection_by_crn(
     State(state): State<AppState>,
     Path(crn): Path<String>,
@@ -320,6 +339,7 @@ pub async fn get_collection_by_crn(
     Ok(Json(collection_json(&info)))
 }
 
+#[utoipa::path(put, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ModifyCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn modify_collection(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -359,6 +379,7 @@ pub async fn modify_collection(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(delete, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection name")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn delete_collection(
     State(state): State<AppState>,
     Path((t, d, name)): Path<(String, String, String)>,
@@ -371,11 +392,12 @@ pub async fn delete_collection(
     Ok(Json(json!({})))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct ForkBody {
     new_name: String,
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/fork", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ForkBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn fork_collection(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -391,6 +413,7 @@ pub async fn fork_collection(
     Ok(Json(collection_json(&info)))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/fork_count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn fork_count(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -407,6 +430,7 @@ pub async fn fork_count(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/indexing_status", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn indexing_status(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -426,6 +450,7 @@ pub async fn indexing_status(
     })))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -459,6 +484,13 @@ async fn write(
 ) -> ApiResult<()> {
     check_db_name(&d)?;
     let id = collection_id(&id)?;
+    if body.ids.len() > state.config.max_batch_size {
+        return Err(ApiError::invalid(format!(
+            "Batch size {} exceeds maximum batch size {}",
+            body.ids.len(),
+            state.config.max_batch_size
+        )));
+    }
     let embeddings = match (&body.embeddings, kind) {
         (None | Some(Value::Null), Write::Update) => None,
         (None | Some(Value::Null), _) => {
@@ -490,6 +522,7 @@ async fn write(
     .await
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = WriteBody, responses((status = 201, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
     Path(p): Path<(String, String, String)>,
@@ -499,6 +532,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/upsert", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = WriteBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn upsert(
     State(state): State<AppState>,
     Path(p): Path<(String, String, String)>,
@@ -508,6 +542,7 @@ pub async fn upsert(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/update", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = WriteBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Path(p): Path<(String, String, String)>,
@@ -517,6 +552,7 @@ pub async fn update(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/delete", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = DeleteBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -539,6 +575,7 @@ pub async fn delete(
     Ok(Json(json!({"deleted": n})))
 }
 
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = u64), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn count(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -563,6 +600,7 @@ pub async fn count(
     Ok(Json(json!(n)))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/get", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = GetBody, responses((status = 200, description = "see the Chroma API v2 specification", body = GetResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn get_records(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -588,6 +626,7 @@ pub async fn get_records(
     Ok(Json(GetResponse::new(r, include_items)))
 }
 
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/query", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = QueryBody, responses((status = 200, description = "see the Chroma API v2 specification", body = QueryResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn query(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,

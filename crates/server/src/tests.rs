@@ -353,3 +353,66 @@ async fn metrics_are_prometheus_text() {
     );
     assert!(text.contains("ochre_collections 0"), "{text}");
 }
+
+#[tokio::test]
+async fn batch_size_is_reported_and_enforced() {
+    let config = ServerConfig {
+        max_batch_size: 2,
+        ..Default::default()
+    };
+    let app = app(state(config));
+    let (_, v, _) = call(&app, "GET", "/api/v2/pre-flight-checks", None).await;
+    assert_eq!(v["max_batch_size"], 2);
+    let (_, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "small"})),
+    )
+    .await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a", "b", "c"], "embeddings": [[1.0], [2.0], [3.0]]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["message"], "Batch size 3 exceeds maximum batch size 2");
+    let (_, v, _) = call(&app, "GET", &format!("{BASE}/collections/{id}/count"), None).await;
+    assert_eq!(v, json!(0));
+}
+
+#[tokio::test]
+async fn openapi_and_offline_docs_are_served() {
+    let app = app(state(ServerConfig::default()));
+    let (s, v, _) = call(&app, "GET", "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = v["paths"].as_object().expect("paths");
+    for p in [
+        "/api/v2/heartbeat",
+        "/api/v2/tenants/{tenant}/databases/{database}/collections",
+        "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/query",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(v["components"]["schemas"]["QueryBody"].is_object());
+    let req = Request::builder()
+        .uri("/docs/")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert!(
+        String::from_utf8_lossy(&html).contains("swagger"),
+        "Swagger UI page"
+    );
+}

@@ -13,6 +13,7 @@ use ochre::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -67,30 +68,34 @@ where
 
 // ----- collections -----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateCollectionBody {
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub configuration: Option<ConfigurationBody>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<Value>,
     #[serde(default)]
     pub get_or_create: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 pub struct ConfigurationBody {
     #[serde(default)]
     pub hnsw: Option<HnswBody>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub spann: Option<Map<String, Value>>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub embedding_function: Option<Value>,
 }
 
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Default, Clone, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswBody {
     #[serde(default)]
@@ -111,7 +116,7 @@ pub struct HnswBody {
     pub batch_size: Option<u64>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SpaceBody {
     L2,
@@ -129,27 +134,30 @@ impl From<SpaceBody> for Space {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ModifyCollectionBody {
     #[serde(default)]
     pub new_name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub new_metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub new_configuration: Option<ModifyConfigurationBody>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 pub struct ModifyConfigurationBody {
     #[serde(default)]
     pub hnsw: Option<HnswUpdateBody>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub spann: Option<Map<String, Value>>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub embedding_function: Option<Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswUpdateBody {
     #[serde(default)]
@@ -381,16 +389,19 @@ pub fn parse_metadata(field: &str, m: &Map<String, Value>) -> Result<UpdateMetad
 
 // ----- records -----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct WriteBody {
     pub ids: Vec<String>,
     #[serde(default)]
+    /// Lists of numbers, or base64 strings of little-endian f32.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub embeddings: Option<Value>,
     #[serde(default)]
     pub documents: Option<Vec<Option<String>>>,
     #[serde(default)]
     pub uris: Option<Vec<Option<String>>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub metadatas: Option<Vec<Option<Map<String, Value>>>>,
 }
 
@@ -461,13 +472,15 @@ pub fn decode_metadatas(
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct GetBody {
     #[serde(default)]
     pub ids: Option<Vec<String>>,
     #[serde(default, rename = "where")]
+    #[schema(value_type = Option<Object>)]
     pub where_: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub where_document: Option<Value>,
     #[serde(default)]
     pub limit: Option<u32>,
@@ -477,19 +490,21 @@ pub struct GetBody {
     pub include: Option<Vec<IncludeItem>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct DeleteBody {
     #[serde(default)]
     pub ids: Option<Vec<String>>,
     #[serde(default, rename = "where")]
+    #[schema(value_type = Option<Object>)]
     pub where_: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub where_document: Option<Value>,
     #[serde(default)]
     pub limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct QueryBody {
     pub query_embeddings: Vec<Vec<f64>>,
     #[serde(default)]
@@ -497,14 +512,16 @@ pub struct QueryBody {
     #[serde(default)]
     pub ids: Option<Vec<String>>,
     #[serde(default, rename = "where")]
+    #[schema(value_type = Option<Object>)]
     pub where_: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub where_document: Option<Value>,
     #[serde(default)]
     pub include: Option<Vec<IncludeItem>>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IncludeItem {
     Documents,
@@ -539,15 +556,16 @@ pub fn parse_where_document(v: Option<&Value>) -> Result<Option<WhereDocument>, 
 }
 
 /// Metadata as it goes out: a JSON object (f64 precision is what Chroma sends for metadata).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = Object)]
 pub struct OutMetadata(pub Value);
 
 fn out_meta(m: Option<Metadata>) -> Option<OutMetadata> {
     m.map(|m| OutMetadata(ochre_metadata_json(&m)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct GetResponse {
     pub ids: Vec<String>,
     pub embeddings: Option<Vec<Vec<f32>>>,
@@ -570,7 +588,7 @@ impl GetResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct QueryResponse {
     pub ids: Vec<Vec<String>>,
     pub embeddings: Option<Vec<Vec<Vec<f32>>>>,
