@@ -1,9 +1,9 @@
 //! One collection's in-memory state and its record operations.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ochre_index::{AnyIndex, Neighbor, VectorIndex};
+use ochre_index::{AnyIndex, HnswParams, Neighbor, VectorIndex};
 use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RecordRow};
 use ochre_types::{CollectionId, Metadata, SeqNo, Where, WhereDocument};
 use parking_lot::RwLock;
@@ -18,6 +18,22 @@ use crate::validate::{self, WriteKind};
 
 /// Largest sequence number a collection may hand out (the store reserves 40 bits).
 const MAX_SEQ: u64 = (1 << 40) - 1;
+
+/// The vector index for a collection: HNSW with the collection's parameters.
+fn new_index(row: &CollectionRow, dimension: u32) -> AnyIndex {
+    let h = &row.configuration.hnsw;
+    let clamp = |v: u64, lo: usize| (v.min(1 << 16) as usize).max(lo);
+    AnyIndex::hnsw(
+        h.space,
+        dimension as usize,
+        HnswParams {
+            m: clamp(h.max_neighbors, 2),
+            ef_construction: clamp(h.ef_construction, 1),
+            ef_search: clamp(h.ef_search, 1),
+            ..HnswParams::default()
+        },
+    )
+}
 
 /// A record's non-vector fields; the embedding lives in the vector index.
 #[derive(Debug, Clone)]
@@ -73,9 +89,7 @@ struct Staged {
 
 impl CollectionState {
     pub(crate) fn new(row: CollectionRow, tenant: String, database: String) -> Self {
-        let index = row
-            .dimension
-            .map(|d| AnyIndex::flat(row.configuration.hnsw.space, d as usize));
+        let index = row.dimension.map(|d| new_index(&row, d));
         CollectionState {
             row,
             tenant,
@@ -134,6 +148,13 @@ impl CollectionState {
             metadata: self.row.metadata.clone(),
             configuration: self.row.configuration.clone(),
             dimension: self.row.dimension,
+        }
+    }
+
+    /// Applies a changed `ef_search` to the live index.
+    pub(crate) fn set_ef_search(&mut self, ef: u64) {
+        if let Some(ix) = self.index.as_mut() {
+            ix.set_ef_search((ef.min(1 << 16) as usize).max(1));
         }
     }
 
@@ -501,6 +522,11 @@ impl Collection {
                 ix.remove(s);
             }
         }
+        if let Some(ix) = st.index.as_mut() {
+            if ix.maintain() {
+                tracing::debug!(collection = %self.handle.id, "rebuilt the vector index after deletes");
+            }
+        }
         Ok(u32::try_from(reported).unwrap_or(u32::MAX))
     }
 
@@ -646,11 +672,7 @@ impl Collection {
         let search = |q: &Vec<f32>| -> Vec<Neighbor> {
             match &candidates {
                 None => index.search(q, k, None),
-                Some(c) if c.len() * 4 < index.len() => index.search_among(q, k, c),
-                Some(c) => {
-                    let allow: HashSet<SeqNo> = c.iter().copied().collect();
-                    index.search(q, k, Some(&allow))
-                }
+                Some(c) => index.search_among(q, k, c),
             }
         };
         let hits: Vec<Vec<Neighbor>> = parallel_map(&req.embeddings, index.len(), &search);

@@ -653,6 +653,7 @@ impl Ochre {
             row.configuration.schema = Some(schema.clone());
         }
         self.inner.commit(&[Mutation::PutCollection(&row)])?;
+        state.set_ef_search(row.configuration.hnsw.ef_search);
         if row.name != state.row.name {
             cat.by_name
                 .remove(&(row.database_id, state.row.name.clone()));

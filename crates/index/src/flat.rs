@@ -25,7 +25,7 @@ pub struct FlatIndex {
 
 /// Max-heap entry: the worst of the current best k sits on top.
 #[derive(PartialEq)]
-struct Candidate(f32, SeqNo);
+pub(crate) struct Candidate(pub(crate) f32, pub(crate) SeqNo);
 
 impl Eq for Candidate {}
 
@@ -41,13 +41,13 @@ impl Ord for Candidate {
     }
 }
 
-struct TopK {
+pub(crate) struct TopK {
     k: usize,
     heap: BinaryHeap<Candidate>,
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k.min(1 << 16) + 1),
@@ -55,7 +55,7 @@ impl TopK {
     }
 
     #[inline]
-    fn push(&mut self, distance: f32, seq: SeqNo) {
+    pub(crate) fn push(&mut self, distance: f32, seq: SeqNo) {
         if self.heap.len() < self.k {
             self.heap.push(Candidate(distance, seq));
         } else if let Some(top) = self.heap.peek() {
@@ -66,7 +66,7 @@ impl TopK {
         }
     }
 
-    fn into_sorted(self) -> Vec<Neighbor> {
+    pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
         self.heap
             .into_sorted_vec()
             .into_iter()

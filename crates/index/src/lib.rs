@@ -14,8 +14,10 @@
 
 pub mod distance;
 mod flat;
+pub mod hnsw;
 
 pub use flat::FlatIndex;
+pub use hnsw::{HnswIndex, HnswParams};
 use ochre_types::{SeqNo, Space};
 
 /// Which stored vectors a search may return.
@@ -66,6 +68,7 @@ pub trait VectorIndex {
 #[derive(Debug, Clone)]
 pub enum AnyIndex {
     Flat(FlatIndex),
+    Hnsw(Box<HnswIndex>),
 }
 
 impl AnyIndex {
@@ -73,42 +76,102 @@ impl AnyIndex {
     pub fn flat(space: Space, dimension: usize) -> Self {
         AnyIndex::Flat(FlatIndex::new(space, dimension))
     }
+
+    /// An empty HNSW index.
+    pub fn hnsw(space: Space, dimension: usize, params: HnswParams) -> Self {
+        AnyIndex::Hnsw(Box::new(HnswIndex::new(space, dimension, params)))
+    }
+
+    /// Changes the query-time beam width (no-op for exact indexes).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        if let AnyIndex::Hnsw(h) = self {
+            h.set_ef_search(ef);
+        }
+    }
+
+    /// Rebuilds the index when deletions have degraded it; returns true if it did.
+    pub fn maintain(&mut self) -> bool {
+        match self {
+            AnyIndex::Hnsw(h) if h.needs_rebuild() => {
+                **h = h.rebuilt();
+                true
+            }
+            AnyIndex::Hnsw(_) | AnyIndex::Flat(_) => false,
+        }
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn space(&self) -> Space {
+        HnswIndex::space(self)
+    }
+    fn len(&self) -> usize {
+        HnswIndex::len(self)
+    }
+    fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
+        HnswIndex::insert(self, seq, vector)
+    }
+    fn remove(&mut self, seq: SeqNo) {
+        HnswIndex::remove(self, seq)
+    }
+    fn get(&self, seq: SeqNo) -> Option<&[f32]> {
+        HnswIndex::get(self, seq)
+    }
+    fn search(&self, query: &[f32], k: usize, allow: Option<&dyn Allow>) -> Vec<Neighbor> {
+        match allow {
+            None => HnswIndex::search(self, query, k),
+            Some(a) => {
+                let seqs: Vec<SeqNo> = self.seqs().filter(|s| a.allows(*s)).collect();
+                HnswIndex::search_among(self, query, k, &seqs)
+            }
+        }
+    }
+    fn search_among(&self, query: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor> {
+        HnswIndex::search_among(self, query, k, candidates)
+    }
 }
 
 impl VectorIndex for AnyIndex {
     fn space(&self) -> Space {
         match self {
             AnyIndex::Flat(i) => i.space(),
+            AnyIndex::Hnsw(i) => i.space(),
         }
     }
     fn len(&self) -> usize {
         match self {
             AnyIndex::Flat(i) => i.len(),
+            AnyIndex::Hnsw(i) => HnswIndex::len(i),
         }
     }
     fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
         match self {
             AnyIndex::Flat(i) => i.insert(seq, vector),
+            AnyIndex::Hnsw(i) => HnswIndex::insert(i, seq, vector),
         }
     }
     fn remove(&mut self, seq: SeqNo) {
         match self {
             AnyIndex::Flat(i) => i.remove(seq),
+            AnyIndex::Hnsw(i) => HnswIndex::remove(i, seq),
         }
     }
     fn get(&self, seq: SeqNo) -> Option<&[f32]> {
         match self {
             AnyIndex::Flat(i) => i.get(seq),
+            AnyIndex::Hnsw(i) => HnswIndex::get(i, seq),
         }
     }
     fn search(&self, query: &[f32], k: usize, allow: Option<&dyn Allow>) -> Vec<Neighbor> {
         match self {
             AnyIndex::Flat(i) => i.search(query, k, allow),
+            AnyIndex::Hnsw(i) => VectorIndex::search(i.as_ref(), query, k, allow),
         }
     }
     fn search_among(&self, query: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor> {
         match self {
             AnyIndex::Flat(i) => i.search_among(query, k, candidates),
+            AnyIndex::Hnsw(i) => HnswIndex::search_among(i, query, k, candidates),
         }
     }
 }

@@ -1,0 +1,186 @@
+//! `cargo run --release -p ochre-bench -- <dataset dir> [n] [threads]`
+//!
+//! Reads the pypi-minilm data set (float16 vectors, exact top-100 ground truth), builds Ochre's
+//! HNSW index with Chroma's defaults (M 16, ef_construction 100) in inner-product space, and prints
+//! build time, recall@10 and queries/s across ef_search for 1 and `threads` threads, plus the exact
+//! scan, and filtered queries (bucket = row % 100 stands in for the data set's uniform bucket
+//! column) at 50%, 10% and 1% selectivity.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ochre_index::{FlatIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
+use ochre_types::{SeqNo, Space};
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match (exp, mant) {
+        (0, 0) => sign,
+        (0, m) => {
+            // Subnormal: normalize.
+            let mut e = 127 - 15 + 1;
+            let mut m = m;
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((m & 0x3ff) << 13)
+        }
+        (31, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn read_f16(path: &Path, dim: usize, limit: usize) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(2)
+        .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+        .collect::<Vec<f32>>()
+        .chunks_exact(dim)
+        .take(limit)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+fn read_gt(path: &Path) -> Vec<Vec<u64>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
+        .collect::<Vec<u64>>()
+        .chunks_exact(100)
+        .map(<[u64]>::to_vec)
+        .collect()
+}
+
+fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>], k: usize) -> f64 {
+    let mut hits = 0;
+    for (r, t) in results.iter().zip(truth) {
+        hits += r.iter().filter(|n| t[..k].contains(&n.seq.0)).count();
+    }
+    hits as f64 / (results.len() * k) as f64
+}
+
+fn timed<F: Fn(&[f32]) -> Vec<Neighbor> + Sync>(
+    queries: &[Vec<f32>],
+    threads: usize,
+    f: F,
+) -> (Vec<Vec<Neighbor>>, f64) {
+    let start = Instant::now();
+    let out: Vec<Vec<Neighbor>> = if threads <= 1 {
+        queries.iter().map(|q| f(q)).collect()
+    } else {
+        let chunk = queries.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let hs: Vec<_> = queries
+                .chunks(chunk)
+                .map(|part| s.spawn(|| part.iter().map(|q| f(q)).collect::<Vec<_>>()))
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().expect("worker"))
+                .collect()
+        })
+    };
+    let qps = queries.len() as f64 / start.elapsed().as_secs_f64();
+    (out, qps)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = Path::new(
+        args.get(1)
+            .map_or("../shared/datasets/pypi-minilm", String::as_str),
+    )
+    .to_owned();
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let dim = 384;
+    let k = 10;
+    let base = read_f16(&dir.join("base.f16"), dim, n);
+    let queries = read_f16(&dir.join("queries.f16"), dim, 1000);
+    let gt_file = dir.join(format!("gt_{n}.i32"));
+    let truth = if gt_file.exists() {
+        Some(read_gt(&gt_file))
+    } else {
+        None
+    };
+    println!(
+        "data: {} base x {dim}, {} queries, k={k}, threads={threads}",
+        base.len(),
+        queries.len()
+    );
+
+    let start = Instant::now();
+    let mut h = HnswIndex::new(Space::Ip, dim, HnswParams::default());
+    for (i, v) in base.iter().enumerate() {
+        h.insert(SeqNo(i as u64), v);
+    }
+    println!(
+        "hnsw build (1 thread): {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
+    let mut flat = FlatIndex::new(Space::Ip, dim);
+    for (i, v) in base.iter().enumerate() {
+        flat.insert(SeqNo(i as u64), v);
+    }
+    let (exact, qps1) = timed(&queries, 1, |q| flat.search(q, k, None));
+    let truth: Vec<Vec<u64>> = truth.unwrap_or_else(|| {
+        exact
+            .iter()
+            .map(|r| {
+                let mut t: Vec<u64> = r.iter().map(|n| n.seq.0).collect();
+                t.resize(100, u64::MAX);
+                t
+            })
+            .collect()
+    });
+    let (_, qps2) = timed(&queries, threads, |q| flat.search(q, k, None));
+    println!("| index | ef_search | recall@10 | qps 1 thread | qps {threads} threads |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| exact | - | {:.4} | {qps1:.0} | {qps2:.0} |",
+        recall(&exact, &truth, k)
+    );
+    for ef in [10, 20, 40, 60, 80, 100, 150, 200, 300] {
+        h.set_ef_search(ef);
+        let (res, qps1) = timed(&queries, 1, |q| h.search(q, k));
+        let (_, qps2) = timed(&queries, threads, |q| h.search(q, k));
+        println!(
+            "| ochre-hnsw | {ef} | {:.4} | {qps1:.0} | {qps2:.0} |",
+            recall(&res, &truth, k)
+        );
+    }
+    h.set_ef_search(100);
+    println!();
+    println!("| filter (bucket) | selectivity | recall@10 vs filtered exact | qps 1 thread |");
+    println!("|---|---|---|---|");
+    for (name, m) in [
+        ("bucket < 50", 2u64),
+        ("bucket < 10", 10),
+        ("bucket == 7", 100),
+    ] {
+        let cands: Vec<SeqNo> = (0..base.len() as u64)
+            .filter(|s| s % m == 0)
+            .map(SeqNo)
+            .collect();
+        let (want, _) = timed(&queries, 1, |q| flat.search_among(q, k, &cands));
+        let (got, qps) = timed(&queries, 1, |q| h.search_among(q, k, &cands));
+        let t: Vec<Vec<u64>> = want
+            .iter()
+            .map(|r| {
+                let mut t: Vec<u64> = r.iter().map(|n| n.seq.0).collect();
+                t.resize(100, u64::MAX);
+                t
+            })
+            .collect();
+        println!(
+            "| {name} | {:.0}% | {:.4} | {qps:.0} |",
+            100.0 / m as f64,
+            recall(&got, &t, k)
+        );
+    }
+}

@@ -1,0 +1,746 @@
+//! Hierarchical navigable small-world graph (Malkov & Yashunin, 2016), Ochre's own.
+//!
+//! Layout: vectors in one contiguous arena indexed by node id; layer-0 adjacency in one flat array
+//! (`m0 + 1` slots per node: count, then neighbour ids) so a search walks memory it can prefetch;
+//! upper layers (few nodes) in small per-node vectors. Neighbour selection uses the paper's
+//! heuristic (keep a candidate only if it is closer to the new node than to every neighbour kept
+//! so far), which is what keeps recall high on clustered real embeddings.
+//!
+//! Deletes are tombstones: a deleted node still routes searches but is never returned. When
+//! tombstones pass a quarter of the nodes the owner rebuilds the graph from the live vectors
+//! ([`HnswIndex::needs_rebuild`], [`HnswIndex::rebuilt`]), which also reclaims their memory.
+//!
+//! Filtered search: small candidate sets are scanned exactly; larger ones use a bitmap over node
+//! ids during traversal, and if the traversal finds fewer than `min(k, candidates)` results the
+//! search falls back to the exact scan, so a filter never shrinks the answer.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Mutex;
+
+use ochre_types::{SeqNo, Space};
+
+use crate::distance::Kernels;
+use crate::flat::{Candidate, TopK};
+use crate::Neighbor;
+
+/// Node id inside one graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+/// Graph parameters (Chroma's names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HnswParams {
+    /// Neighbours per node on upper layers; layer 0 keeps `2 * m`.
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    /// Seed of the level generator (fixed for reproducible graphs).
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 100,
+            ef_search: 100,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Below this many live vectors (or candidates) a scan is both exact and as fast as the graph.
+pub const EXACT_SCAN_BELOW: usize = 2048;
+
+/// Generation-stamped visited set, reused across searches.
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn new(n: usize) -> Self {
+        Visited {
+            marks: vec![0; n],
+            generation: 1,
+        }
+    }
+
+    fn reset(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `i`; true if it was not yet visited.
+    #[inline]
+    fn insert(&mut self, i: u32) -> bool {
+        let slot = &mut self.marks[i as usize];
+        if *slot == self.generation {
+            false
+        } else {
+            *slot = self.generation;
+            true
+        }
+    }
+}
+
+/// An HNSW index over vectors of one dimension.
+pub struct HnswIndex {
+    space: Space,
+    dim: usize,
+    params: HnswParams,
+    kernels: Kernels,
+    m0: usize,
+    level_mult: f64,
+    rng: u64,
+    vectors: Vec<f32>,
+    /// `1 / (‖v‖ + 1e-32)` per node (cosine only; 1.0 otherwise).
+    inv_norms: Vec<f32>,
+    node_seq: Vec<SeqNo>,
+    seq_node: HashMap<SeqNo, NodeId>,
+    deleted: Vec<bool>,
+    n_deleted: usize,
+    levels: Vec<u8>,
+    /// `(m0 + 1)` slots per node: count, then ids.
+    layer0: Vec<u32>,
+    /// Per node, its neighbour lists on layers 1..=level.
+    upper: Vec<Vec<Vec<u32>>>,
+    entry: Option<NodeId>,
+    max_level: usize,
+    visited: Mutex<Vec<Visited>>,
+}
+
+impl Clone for HnswIndex {
+    fn clone(&self) -> Self {
+        HnswIndex {
+            space: self.space,
+            dim: self.dim,
+            params: self.params,
+            kernels: self.kernels,
+            m0: self.m0,
+            level_mult: self.level_mult,
+            rng: self.rng,
+            vectors: self.vectors.clone(),
+            inv_norms: self.inv_norms.clone(),
+            node_seq: self.node_seq.clone(),
+            seq_node: self.seq_node.clone(),
+            deleted: self.deleted.clone(),
+            n_deleted: self.n_deleted,
+            levels: self.levels.clone(),
+            layer0: self.layer0.clone(),
+            upper: self.upper.clone(),
+            entry: self.entry,
+            max_level: self.max_level,
+            visited: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("space", &self.space)
+            .field("dim", &self.dim)
+            .field("params", &self.params)
+            .field("nodes", &self.node_seq.len())
+            .field("deleted", &self.n_deleted)
+            .finish()
+    }
+}
+
+impl HnswIndex {
+    /// An empty graph.
+    pub fn new(space: Space, dim: usize, params: HnswParams) -> Self {
+        let m = params.m.max(2);
+        HnswIndex {
+            space,
+            dim,
+            params: HnswParams { m, ..params },
+            kernels: Kernels::detect(),
+            m0: 2 * m,
+            level_mult: 1.0 / (m as f64).ln(),
+            rng: params.seed | 1,
+            vectors: Vec::new(),
+            inv_norms: Vec::new(),
+            node_seq: Vec::new(),
+            seq_node: HashMap::new(),
+            deleted: Vec::new(),
+            n_deleted: 0,
+            levels: Vec::new(),
+            layer0: Vec::new(),
+            upper: Vec::new(),
+            entry: None,
+            max_level: 0,
+            visited: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Changes the query-time beam width.
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.params.ef_search = ef.max(1);
+    }
+
+    /// The distance space.
+    pub fn space(&self) -> Space {
+        self.space
+    }
+
+    /// The vector dimension.
+    pub fn dimension(&self) -> usize {
+        self.dim
+    }
+
+    /// Live (not deleted) vectors.
+    pub fn len(&self) -> usize {
+        self.node_seq.len() - self.n_deleted
+    }
+
+    /// True when no live vector is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sequence numbers of the live vectors.
+    pub fn seqs(&self) -> impl Iterator<Item = SeqNo> + '_ {
+        self.node_seq
+            .iter()
+            .zip(&self.deleted)
+            .filter(|(_, d)| !**d)
+            .map(|(s, _)| *s)
+    }
+
+    /// Nodes including tombstones.
+    pub fn nodes(&self) -> usize {
+        self.node_seq.len()
+    }
+
+    /// True when tombstones have grown past a quarter of the graph.
+    pub fn needs_rebuild(&self) -> bool {
+        self.n_deleted > 64 && self.n_deleted * 4 > self.node_seq.len()
+    }
+
+    /// A fresh graph holding only the live vectors (reclaims tombstones).
+    pub fn rebuilt(&self) -> HnswIndex {
+        let mut fresh = HnswIndex::new(self.space, self.dim, self.params);
+        for (n, seq) in self.node_seq.iter().enumerate() {
+            if !self.deleted[n] {
+                fresh.insert(*seq, self.vector(n as u32));
+            }
+        }
+        fresh
+    }
+
+    #[inline]
+    fn vector(&self, n: u32) -> &[f32] {
+        let s = n as usize * self.dim;
+        &self.vectors[s..s + self.dim]
+    }
+
+    #[inline]
+    fn neighbors0(&self, n: u32) -> &[u32] {
+        let s = n as usize * (self.m0 + 1);
+        let count = self.layer0[s] as usize;
+        &self.layer0[s + 1..s + 1 + count]
+    }
+
+    fn neighbors(&self, n: u32, layer: usize) -> &[u32] {
+        if layer == 0 {
+            self.neighbors0(n)
+        } else {
+            &self.upper[n as usize][layer - 1]
+        }
+    }
+
+    fn set_neighbors(&mut self, n: u32, layer: usize, list: &[u32]) {
+        if layer == 0 {
+            let s = n as usize * (self.m0 + 1);
+            let count = list.len().min(self.m0);
+            self.layer0[s] = count as u32;
+            self.layer0[s + 1..s + 1 + count].copy_from_slice(&list[..count]);
+        } else {
+            let slot = &mut self.upper[n as usize][layer - 1];
+            slot.clear();
+            slot.extend_from_slice(list);
+        }
+    }
+
+    /// Distance from a prepared query to node `n`.
+    #[inline]
+    fn dist_q(&self, q: &[f32], q_inv: f32, n: u32) -> f32 {
+        let v = self.vector(n);
+        match self.space {
+            Space::L2 => self.kernels.l2_squared(q, v),
+            Space::Ip => 1.0 - self.kernels.dot(q, v),
+            Space::Cosine => 1.0 - self.kernels.dot(q, v) * q_inv * self.inv_norms[n as usize],
+        }
+    }
+
+    #[inline]
+    fn dist_nodes(&self, a: u32, b: u32) -> f32 {
+        self.dist_q(self.vector(a), self.inv_norms[a as usize], b)
+    }
+
+    fn inv_norm(&self, v: &[f32]) -> f32 {
+        match self.space {
+            Space::Cosine => 1.0 / (self.kernels.norm(v) + 1e-32),
+            Space::L2 | Space::Ip => 1.0,
+        }
+    }
+
+    fn random_level(&mut self) -> usize {
+        // xorshift64*: deterministic per seed, good enough for level assignment.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let u = ((r >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        ((-u.ln() * self.level_mult) as usize).min(31)
+    }
+
+    fn take_visited(&self) -> Visited {
+        let n = self.node_seq.len();
+        let mut v = self
+            .visited
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_else(|| Visited::new(n));
+        v.reset(n);
+        v
+    }
+
+    fn give_visited(&self, v: Visited) {
+        if let Ok(mut pool) = self.visited.lock() {
+            if pool.len() < 16 {
+                pool.push(v);
+            }
+        }
+    }
+
+    /// Greedy descent on one layer from `ep`.
+    fn greedy(&self, q: &[f32], q_inv: f32, mut ep: u32, mut d: f32, layer: usize) -> (u32, f32) {
+        loop {
+            let mut changed = false;
+            for &nb in self.neighbors(ep, layer) {
+                let dn = self.dist_q(q, q_inv, nb);
+                if dn < d {
+                    d = dn;
+                    ep = nb;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return (ep, d);
+            }
+        }
+    }
+
+    /// Beam search on one layer. Returns up to `ef` (distance, node) pairs, nearest first, among
+    /// nodes accepted by `accept` (all nodes route the search).
+    // The hot loop takes its inputs unbundled on purpose: no struct to build per call.
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer(
+        &self,
+        q: &[f32],
+        q_inv: f32,
+        entries: &[(f32, u32)],
+        ef: usize,
+        layer: usize,
+        accept: &dyn Fn(u32) -> bool,
+        visited: &mut Visited,
+    ) -> Vec<(f32, u32)> {
+        let mut candidates: BinaryHeap<Reverse<Candidate>> = BinaryHeap::new();
+        let mut results: BinaryHeap<Candidate> = BinaryHeap::new();
+        for &(d, n) in entries {
+            if visited.insert(n) {
+                candidates.push(Reverse(Candidate(d, SeqNo(n as u64))));
+                if accept(n) {
+                    results.push(Candidate(d, SeqNo(n as u64)));
+                }
+            }
+        }
+        while results.len() > ef {
+            results.pop();
+        }
+        while let Some(Reverse(Candidate(d, node))) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
+                break;
+            }
+            let node = node.0 as u32;
+            let nbs = self.neighbors(node, layer);
+            for &nb in nbs {
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let dn = self.dist_q(q, q_inv, nb);
+                let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
+                if results.len() < ef || dn < worst {
+                    candidates.push(Reverse(Candidate(dn, SeqNo(nb as u64))));
+                    if accept(nb) {
+                        results.push(Candidate(dn, SeqNo(nb as u64)));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        results
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Candidate(d, n)| (d, n.0 as u32))
+            .collect()
+    }
+
+    /// The paper's neighbour-selection heuristic over candidates sorted nearest first.
+    fn select(&self, candidates: &[(f32, u32)], m: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for &(d, c) in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            if kept.iter().all(|&k| self.dist_nodes(c, k) > d) {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+
+    /// Stores (or replaces) the vector of `seq`.
+    ///
+    /// # Panics
+    /// When `vector` does not have the index dimension (callers validate first).
+    pub fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
+        assert_eq!(vector.len(), self.dim, "dimension checked by the caller");
+        self.remove(seq);
+        let node = self.node_seq.len() as u32;
+        let level = self.random_level();
+        self.vectors.extend_from_slice(vector);
+        let inv = self.inv_norm(vector);
+        self.inv_norms.push(inv);
+        self.node_seq.push(seq);
+        self.seq_node.insert(seq, NodeId(node));
+        self.deleted.push(false);
+        self.levels.push(level as u8);
+        self.layer0.resize(self.layer0.len() + self.m0 + 1, 0);
+        self.upper.push(vec![Vec::new(); level]);
+        let Some(NodeId(mut ep)) = self.entry else {
+            self.entry = Some(NodeId(node));
+            self.max_level = level;
+            return;
+        };
+        let q = vector.to_vec();
+        let mut d = self.dist_q(&q, inv, ep);
+        for layer in (level + 1..=self.max_level).rev() {
+            (ep, d) = self.greedy(&q, inv, ep, d, layer);
+        }
+        let mut entries = vec![(d, ep)];
+        let mut visited = self.take_visited();
+        for layer in (0..=level.min(self.max_level)).rev() {
+            visited.reset(self.node_seq.len());
+            let found = self.search_layer(
+                &q,
+                inv,
+                &entries,
+                self.params.ef_construction.max(self.params.m),
+                layer,
+                &|_| true,
+                &mut visited,
+            );
+            let found: Vec<(f32, u32)> = found.into_iter().filter(|&(_, n)| n != node).collect();
+            let max = if layer == 0 { self.m0 } else { self.params.m };
+            let chosen = self.select(&found, self.params.m);
+            self.set_neighbors(node, layer, &chosen);
+            for &nb in &chosen {
+                self.link(nb, node, layer, max);
+            }
+            if !found.is_empty() {
+                entries = found;
+            }
+        }
+        self.give_visited(visited);
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(NodeId(node));
+        }
+    }
+
+    /// Adds `new` to `node`'s list on `layer`, shrinking with the heuristic when full.
+    fn link(&mut self, node: u32, new: u32, layer: usize, max: usize) {
+        let current = self.neighbors(node, layer).to_vec();
+        if current.contains(&new) {
+            return;
+        }
+        if current.len() < max {
+            let mut list = current;
+            list.push(new);
+            self.set_neighbors(node, layer, &list);
+            return;
+        }
+        let mut cands: Vec<(f32, u32)> = current
+            .iter()
+            .chain(std::iter::once(&new))
+            .map(|&c| (self.dist_nodes(node, c), c))
+            .collect();
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let kept = self.select(&cands, max);
+        self.set_neighbors(node, layer, &kept);
+    }
+
+    /// Tombstones the vector of `seq`; absent sequence numbers are ignored.
+    pub fn remove(&mut self, seq: SeqNo) {
+        if let Some(NodeId(n)) = self.seq_node.remove(&seq) {
+            self.deleted[n as usize] = true;
+            self.n_deleted += 1;
+        }
+    }
+
+    /// The stored vector of `seq`.
+    pub fn get(&self, seq: SeqNo) -> Option<&[f32]> {
+        self.seq_node.get(&seq).map(|n| self.vector(n.0))
+    }
+
+    fn exact(
+        &self,
+        q: &[f32],
+        q_inv: f32,
+        k: usize,
+        nodes: impl Iterator<Item = u32>,
+    ) -> Vec<Neighbor> {
+        let mut top = TopK::new(k);
+        for n in nodes {
+            top.push(self.dist_q(q, q_inv, n), self.node_seq[n as usize]);
+        }
+        top.into_sorted()
+    }
+
+    fn traverse(
+        &self,
+        q: &[f32],
+        q_inv: f32,
+        k: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<Neighbor> {
+        let Some(NodeId(mut ep)) = self.entry else {
+            return Vec::new();
+        };
+        let mut d = self.dist_q(q, q_inv, ep);
+        for layer in (1..=self.max_level).rev() {
+            (ep, d) = self.greedy(q, q_inv, ep, d, layer);
+        }
+        let mut visited = self.take_visited();
+        let found = self.search_layer(
+            q,
+            q_inv,
+            &[(d, ep)],
+            self.params.ef_search.max(k),
+            0,
+            accept,
+            &mut visited,
+        );
+        self.give_visited(visited);
+        found
+            .into_iter()
+            .take(k)
+            .map(|(distance, n)| Neighbor {
+                seq: self.node_seq[n as usize],
+                distance,
+            })
+            .collect()
+    }
+
+    /// The `k` nearest live vectors.
+    pub fn search(&self, q: &[f32], k: usize) -> Vec<Neighbor> {
+        if k == 0 || q.len() != self.dim || self.is_empty() {
+            return Vec::new();
+        }
+        let q_inv = self.inv_norm(q);
+        let live = |n: u32| !self.deleted[n as usize];
+        if self.len() < EXACT_SCAN_BELOW {
+            return self.exact(q, q_inv, k, (0..self.nodes() as u32).filter(|&n| live(n)));
+        }
+        let found = self.traverse(q, q_inv, k, &live);
+        if found.len() < k.min(self.len()) {
+            return self.exact(q, q_inv, k, (0..self.nodes() as u32).filter(|&n| live(n)));
+        }
+        found
+    }
+
+    /// The `k` nearest among the live vectors of `candidates`: an exact scan for small sets, a
+    /// filtered traversal otherwise (falling back to the scan if it comes up short).
+    pub fn search_among(&self, q: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor> {
+        if k == 0 || q.len() != self.dim {
+            return Vec::new();
+        }
+        let q_inv = self.inv_norm(q);
+        let nodes: Vec<u32> = candidates
+            .iter()
+            .filter_map(|s| self.seq_node.get(s).map(|n| n.0))
+            .collect();
+        if nodes.len() < EXACT_SCAN_BELOW || nodes.len() * 50 < self.len() {
+            return self.exact(q, q_inv, k, nodes.iter().copied());
+        }
+        let mut bitmap = vec![0u64; self.nodes().div_ceil(64)];
+        for &n in &nodes {
+            bitmap[n as usize / 64] |= 1 << (n % 64);
+        }
+        let accept = |n: u32| bitmap[n as usize / 64] & (1 << (n % 64)) != 0;
+        let found = self.traverse(q, q_inv, k, &accept);
+        if found.len() < k.min(nodes.len()) {
+            return self.exact(q, q_inv, k, nodes.iter().copied());
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FlatIndex, VectorIndex};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Clustered data, closer to real embeddings than uniform noise.
+    fn data(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let centers: Vec<Vec<f32>> = (0..32)
+            .map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect())
+            .collect();
+        (0..n)
+            .map(|_| {
+                let c = &centers[rng.gen_range(0..centers.len())];
+                c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect()
+            })
+            .collect()
+    }
+
+    fn recall(space: Space, n: usize, filter_every: Option<u64>) -> f64 {
+        let dim = 24;
+        let vs = data(n, dim, 1);
+        let mut h = HnswIndex::new(space, dim, HnswParams::default());
+        let mut f = FlatIndex::new(space, dim);
+        for (i, v) in vs.iter().enumerate() {
+            h.insert(SeqNo(i as u64), v);
+            f.insert(SeqNo(i as u64), v);
+        }
+        let queries = data(100, dim, 2);
+        let k = 10;
+        let mut hits = 0;
+        let mut total = 0;
+        for q in &queries {
+            let (got, want) = match filter_every {
+                None => (h.search(q, k), f.search(q, k, None)),
+                Some(m) => {
+                    let c: Vec<SeqNo> = (0..n as u64).filter(|s| s % m == 0).map(SeqNo).collect();
+                    let got = h.search_among(q, k, &c);
+                    assert!(got.iter().all(|g| g.seq.0 % m == 0), "filter respected");
+                    (got, f.search_among(q, k, &c))
+                }
+            };
+            assert_eq!(got.len(), want.len(), "min(k, matches) results");
+            for w in &want {
+                if got.iter().any(|g| g.seq == w.seq) {
+                    hits += 1;
+                }
+            }
+            for g in &got {
+                let exact = want.iter().find(|w| w.seq == g.seq).map(|w| w.distance);
+                if let Some(e) = exact {
+                    assert!((e - g.distance).abs() < 1e-4, "exact distances");
+                }
+            }
+            total += want.len();
+        }
+        hits as f64 / total as f64
+    }
+
+    #[test]
+    fn recall_is_high_in_every_space() {
+        for space in [Space::L2, Space::Cosine, Space::Ip] {
+            let r = recall(space, 6000, None);
+            assert!(r >= 0.93, "{space}: recall {r}");
+        }
+    }
+
+    #[test]
+    fn filtered_search_is_correct_at_every_selectivity() {
+        // 50% and 10% use the filtered traversal, 1% the exact scan.
+        for every in [2, 10, 100] {
+            let r = recall(Space::L2, 6000, Some(every));
+            assert!(r >= 0.95, "1/{every}: recall {r}");
+        }
+        assert_eq!(
+            recall(Space::L2, 6000, Some(100)),
+            1.0,
+            "selective filters are exact"
+        );
+    }
+
+    #[test]
+    fn deleted_vectors_are_never_returned_and_rebuild_reclaims() {
+        let dim = 8;
+        let vs = data(4000, dim, 3);
+        let mut h = HnswIndex::new(Space::L2, dim, HnswParams::default());
+        for (i, v) in vs.iter().enumerate() {
+            h.insert(SeqNo(i as u64), v);
+        }
+        for s in (0..4000).filter(|s| s % 3 != 0) {
+            h.remove(SeqNo(s));
+        }
+        assert_eq!(h.len(), 1334);
+        for q in data(50, dim, 4) {
+            let got = h.search(&q, 10);
+            assert_eq!(got.len(), 10);
+            assert!(
+                got.iter().all(|g| g.seq.0 % 3 == 0),
+                "tombstones stay hidden"
+            );
+        }
+        assert!(h.needs_rebuild());
+        let fresh = h.rebuilt();
+        assert_eq!((fresh.len(), fresh.nodes()), (1334, 1334));
+        assert!(!fresh.needs_rebuild());
+        // Replacing a vector moves the record.
+        h.insert(SeqNo(0), &vec![100.0; dim]);
+        assert_eq!(h.search(&vec![100.0; dim], 1)[0].seq, SeqNo(0));
+        assert_eq!(h.get(SeqNo(0)), Some(&vec![100.0; dim][..]));
+    }
+
+    #[test]
+    fn search_never_returns_fewer_than_available() {
+        let dim = 4;
+        let mut h = HnswIndex::new(
+            Space::Cosine,
+            dim,
+            HnswParams {
+                m: 4,
+                ef_construction: 8,
+                ef_search: 1,
+                seed: 9,
+            },
+        );
+        for (i, v) in data(3000, dim, 5).iter().enumerate() {
+            h.insert(SeqNo(i as u64), v);
+        }
+        let q = vec![0.5; dim];
+        assert_eq!(
+            h.search(&q, 500).len(),
+            500,
+            "k beyond ef still gets k results"
+        );
+        let c: Vec<SeqNo> = (0..2500).map(SeqNo).collect();
+        assert_eq!(h.search_among(&q, 3000, &c).len(), 2500);
+    }
+}
