@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ochre_index::{AnyIndex, HnswParams, Neighbor, VectorIndex};
+use ochre_index::{AnyIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
 use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RecordRow};
 use ochre_types::{CollectionId, Metadata, SeqNo, Where, WhereDocument};
 use parking_lot::RwLock;
@@ -58,6 +58,8 @@ pub(crate) struct CollectionState {
     records: BTreeMap<SeqNo, StoredRecord>,
     index: Option<AnyIndex>,
     next_seq: u64,
+    /// Index changes since the last checkpoint.
+    dirty: usize,
 }
 
 /// A collection in the catalog: its store key, id and state.
@@ -99,12 +101,17 @@ impl CollectionState {
             records: BTreeMap::new(),
             index,
             next_seq: 1,
+            dirty: 0,
         }
     }
 
     /// Adds one record read from the store during recovery.
-    pub(crate) fn load(&mut self, r: LoadedRecord) -> std::result::Result<(), String> {
-        let Some(index) = &mut self.index else {
+    pub(crate) fn load(
+        &mut self,
+        r: LoadedRecord,
+        vectors: &mut Vec<(SeqNo, Vec<f32>)>,
+    ) -> std::result::Result<(), String> {
+        if self.index.is_none() {
             return Err(format!(
                 "collection {} has records but no dimension",
                 self.row.id
@@ -125,7 +132,7 @@ impl CollectionState {
         if self.by_id.insert(r.id.clone(), r.seq).is_some() {
             return Err(format!("record id {:?} appears twice", r.id));
         }
-        index.insert(r.seq, &r.embedding);
+        vectors.push((r.seq, r.embedding));
         self.next_seq = self.next_seq.max(r.seq.0 + 1);
         self.records.insert(
             r.seq,
@@ -137,6 +144,65 @@ impl CollectionState {
             },
         );
         Ok(())
+    }
+
+    /// Builds the vector index after loading: from the checkpoint when it is valid (inserting
+    /// only records it lacks), from scratch otherwise.
+    pub(crate) fn build_index(
+        &mut self,
+        vectors: Vec<(SeqNo, Vec<f32>)>,
+        checkpoint: Option<Vec<u8>>,
+    ) {
+        let Some(dim) = self.row.dimension else {
+            return;
+        };
+        let h = &self.row.configuration.hnsw;
+        if let Some(bytes) = checkpoint {
+            let map: HashMap<SeqNo, &[f32]> =
+                vectors.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+            let m = (h.max_neighbors.min(1 << 16) as usize).max(2);
+            match HnswIndex::from_checkpoint(&bytes, h.space, dim as usize, m, &map) {
+                Ok((mut index, report)) => {
+                    index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
+                    for seq in &report.missing {
+                        if let Some(v) = map.get(seq) {
+                            index.insert(*seq, v);
+                        }
+                    }
+                    self.dirty = report.stale + report.missing.len();
+                    tracing::info!(collection = %self.row.id, replayed = report.missing.len(), stale = report.stale, "loaded index checkpoint");
+                    let mut any = AnyIndex::Hnsw(Box::new(index));
+                    any.maintain();
+                    self.index = Some(any);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(collection = %self.row.id, error = %e, "index checkpoint unusable; rebuilding from the stored records");
+                }
+            }
+        }
+        let mut index = new_index(&self.row, dim);
+        for (seq, v) in &vectors {
+            index.insert(*seq, v);
+        }
+        self.dirty = vectors.len().max(1);
+        self.index = Some(index);
+    }
+
+    /// Checkpoint bytes of the vector index, if it has changed since the last checkpoint.
+    pub(crate) fn checkpoint_bytes(&mut self, force: bool) -> Option<Vec<u8>> {
+        let threshold = (self.row.configuration.hnsw.sync_threshold as usize)
+            .max(self.records.len() / 4)
+            .max(1);
+        if self.dirty == 0 || (!force && self.dirty < threshold) {
+            return None;
+        }
+        let bytes = match self.index.as_ref()? {
+            AnyIndex::Hnsw(h) => h.to_checkpoint(),
+            AnyIndex::Flat(_) => return None,
+        };
+        self.dirty = 0;
+        Some(bytes)
     }
 
     pub(crate) fn info(&self, id: CollectionId) -> CollectionInfo {
@@ -182,6 +248,7 @@ impl CollectionState {
             records: self.records.clone(),
             index: self.index.clone(),
             next_seq: self.next_seq,
+            dirty: self.records.len().max(1),
         }
     }
 
@@ -440,13 +507,11 @@ impl Collection {
         }
         // Committed: apply to memory. Nothing below can fail.
         if let Some(r) = row {
-            st.index = Some(AnyIndex::flat(
-                r.configuration.hnsw.space,
-                r.dimension.unwrap_or(0) as usize,
-            ));
+            st.index = Some(new_index(&r, r.dimension.unwrap_or(0)));
             st.row = r;
         }
         st.next_seq = next_seq;
+        st.dirty += staged.len();
         for s in staged {
             st.index
                 .as_mut()
@@ -463,6 +528,7 @@ impl Collection {
                 },
             );
         }
+        self.inner.maybe_checkpoint(self.handle.id, &mut st, false);
         Ok(())
     }
 
@@ -522,11 +588,13 @@ impl Collection {
                 ix.remove(s);
             }
         }
+        st.dirty += reported;
         if let Some(ix) = st.index.as_mut() {
             if ix.maintain() {
                 tracing::debug!(collection = %self.handle.id, "rebuilt the vector index after deletes");
             }
         }
+        self.inner.maybe_checkpoint(self.handle.id, &mut st, false);
         Ok(u32::try_from(reported).unwrap_or(u32::MAX))
     }
 

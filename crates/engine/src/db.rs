@@ -48,7 +48,71 @@ impl Catalog {
     }
 }
 
+/// Where a collection's index checkpoint lives.
+fn checkpoint_path(dir: &Path, id: CollectionId) -> PathBuf {
+    dir.join("index").join(format!("{id}.hnsw"))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("hnsw.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Drop for Inner {
+    /// A clean close checkpoints every changed index so the next open is fast.
+    fn drop(&mut self) {
+        if self.path.is_none() || self.poisoned.load(Ordering::SeqCst) {
+            return;
+        }
+        let handles: Vec<Arc<CollectionHandle>> =
+            self.catalog.read().collections.values().cloned().collect();
+        for h in handles {
+            let mut st = h.state.write();
+            self.maybe_checkpoint(h.id, &mut st, true);
+        }
+    }
+}
+
 impl Inner {
+    /// Writes the collection's index checkpoint when enough has changed (or `force`).
+    /// A failure only costs restart time (the index is rebuilt from the store), so it is logged,
+    /// not returned.
+    pub(crate) fn maybe_checkpoint(&self, id: CollectionId, st: &mut CollectionState, force: bool) {
+        let Some(dir) = &self.path else {
+            return;
+        };
+        if let Some(bytes) = st.checkpoint_bytes(force) {
+            let path = checkpoint_path(dir, id);
+            if let Err(e) = write_atomically(&path, &bytes) {
+                tracing::warn!(path = %path.display(), error = %e, "index checkpoint failed; the next open rebuilds the index");
+            }
+        }
+    }
+
+    /// Removes a dropped collection's checkpoint.
+    pub(crate) fn remove_checkpoint(&self, id: CollectionId) {
+        if let Some(dir) = &self.path {
+            let path = checkpoint_path(dir, id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove index checkpoint")
+                }
+            }
+        }
+    }
+
     /// Commits mutations durably (no-op when ephemeral). A failure poisons the instance.
     pub(crate) fn commit(&self, mutations: &[Mutation<'_>]) -> Result<()> {
         self.check_writable()?;
@@ -176,15 +240,19 @@ impl Ochre {
             };
             catalog.next_key = catalog.next_key.max(row.key + 1);
             let key = row.key;
+            let id = row.id;
             let mut state = CollectionState::new(row, tenant, database);
+            let mut vectors = Vec::new();
             store.load_records(key, |r| {
                 state
-                    .load(r)
+                    .load(r, &mut vectors)
                     .map_err(|detail| ochre_storage::Error::Corrupted {
                         path: store.path().to_owned(),
                         detail,
                     })
             })?;
+            let checkpoint = std::fs::read(checkpoint_path(path, id)).ok();
+            state.build_index(vectors, checkpoint);
             let handle = Arc::new(CollectionHandle::new(key, state));
             catalog.by_name.insert(
                 (
@@ -405,6 +473,7 @@ impl Ochre {
         self.inner.commit(&muts)?;
         for (c, g) in doomed.iter().zip(guards.iter_mut()) {
             g.drop_all();
+            self.inner.remove_checkpoint(c.id);
             cat.by_name.remove(&(g.row.database_id, g.row.name.clone()));
             cat.collections.remove(&c.id);
         }
@@ -680,6 +749,7 @@ impl Ochre {
         self.inner
             .commit(&[Mutation::DeleteCollection { key: handle.key }])?;
         state.drop_all();
+        self.inner.remove_checkpoint(id);
         cat.by_name.remove(&(db, name.to_owned()));
         cat.collections.remove(&id);
         Ok(())

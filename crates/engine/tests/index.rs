@@ -169,3 +169,124 @@ fn concurrent_inserts_and_searches() {
     });
     assert_eq!(c.count().expect("count"), 4000);
 }
+
+fn open_big(dir: &std::path::Path) -> (Ochre, ochre::Collection) {
+    let db = Ochre::open(dir).expect("open");
+    let info = db
+        .create_collection(
+            "default_tenant",
+            "default_database",
+            CreateCollection {
+                name: "big".into(),
+                get_or_create: true,
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    let c = db.collection(info.id).expect("handle");
+    (db, c)
+}
+
+fn top_ids(c: &ochre::Collection, q: &[f32]) -> Vec<String> {
+    let mut req = QueryRequest::new(vec![q.to_vec()]);
+    req.n_results = 20;
+    c.query(req).expect("query").ids.remove(0)
+}
+
+#[test]
+fn index_checkpoints_survive_reopen_staleness_and_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = vectors(5000, 7);
+    let queries = vectors(20, 8);
+    let ids: Vec<String> = (0..5000).map(|i| format!("r{i}")).collect();
+    let first: Vec<Vec<String>>;
+    {
+        let (_db, c) = open_big(dir.path());
+        for start in (0..4000).step_by(1000) {
+            c.add(RecordBatch::new(
+                ids[start..start + 1000].to_vec(),
+                vs[start..start + 1000].to_vec(),
+            ))
+            .expect("add");
+        }
+        first = queries.iter().map(|q| top_ids(&c, q)).collect();
+    }
+    let ckpt_dir = dir.path().join("index");
+    let files: Vec<_> = std::fs::read_dir(&ckpt_dir)
+        .expect("index dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one checkpoint per collection");
+    let file = files[0].clone();
+    let old = std::fs::read(&file).expect("checkpoint");
+    assert_eq!(&old[..8], b"OCHRHNSW");
+
+    // Reopen from the checkpoint: same answers.
+    {
+        let (_db, c) = open_big(dir.path());
+        let again: Vec<Vec<String>> = queries.iter().map(|q| top_ids(&c, q)).collect();
+        assert_eq!(again, first, "a checkpoint restores the same graph");
+        // Change things: delete some, add new, move one.
+        c.delete(DeleteRequest {
+            ids: Some(ids[..1000].to_vec()),
+            ..Default::default()
+        })
+        .expect("delete");
+        c.add(RecordBatch::new(ids[4000..].to_vec(), vs[4000..].to_vec()))
+            .expect("add");
+        c.upsert(RecordBatch::new(
+            vec!["r1500".into()],
+            vec![queries[0].clone()],
+        ))
+        .expect("move");
+    }
+    // Put the stale checkpoint back, as if the process died before checkpointing the changes.
+    std::fs::write(&file, &old).expect("stale checkpoint");
+    {
+        let (_db, c) = open_big(dir.path());
+        assert_eq!(c.count().expect("count"), 4000);
+        let got = top_ids(&c, &queries[0]);
+        let g = c
+            .get(ochre::GetRequest {
+                ids: Some(vec!["r1500".into()]),
+                include: Include::all(),
+                ..Default::default()
+            })
+            .expect("get");
+        let mut rq = QueryRequest::new(vec![queries[0].clone()]);
+        rq.n_results = 5;
+        let dbg = c.query(rq).expect("q");
+        assert_eq!(
+            got[0], "r1500",
+            "the moved record is found at its new place: {:?} {:?} {:?} {:?}",
+            g.embeddings, queries[0], dbg.ids, dbg.distances
+        );
+        for q in &queries {
+            let got = top_ids(&c, q);
+            assert_eq!(got.len(), 20);
+            assert!(
+                got.iter()
+                    .all(|id| id[1..].parse::<usize>().expect("n") >= 1000),
+                "deleted records never come back"
+            );
+        }
+    }
+    // A damaged checkpoint is rebuilt from the store.
+    let mut bad = std::fs::read(&file).expect("checkpoint");
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&file, &bad).expect("corrupt");
+    {
+        let (_db, c) = open_big(dir.path());
+        assert_eq!(c.count().expect("count"), 4000);
+        let got = top_ids(&c, &queries[0]);
+        assert_eq!(got[0], "r1500");
+    }
+    // Deleting the collection removes its checkpoint.
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        db.delete_collection("default_tenant", "default_database", "big")
+            .expect("delete");
+    }
+    assert!(!file.exists());
+}

@@ -24,6 +24,8 @@ use crate::distance::Kernels;
 use crate::flat::{Candidate, TopK};
 use crate::Neighbor;
 
+pub mod format;
+
 /// Node id inside one graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u32);
@@ -463,8 +465,17 @@ impl HnswIndex {
             let max = if layer == 0 { self.m0 } else { self.params.m };
             let chosen = self.select(&found, self.params.m);
             self.set_neighbors(node, layer, &chosen);
+            let mut reachable = false;
             for &nb in &chosen {
-                self.link(nb, node, layer, max);
+                reachable |= self.link(nb, node, layer, max);
+            }
+            if !reachable {
+                // Every neighbour pruned the new node away (it is an outlier): force one
+                // incoming edge, replacing the nearest neighbour's farthest link, so the node can
+                // always be found.
+                if let Some(&nb) = chosen.first() {
+                    self.force_link(nb, node, layer);
+                }
             }
             if !found.is_empty() {
                 entries = found;
@@ -477,17 +488,37 @@ impl HnswIndex {
         }
     }
 
-    /// Adds `new` to `node`'s list on `layer`, shrinking with the heuristic when full.
-    fn link(&mut self, node: u32, new: u32, layer: usize, max: usize) {
+    /// Replaces the farthest link of `node` with `new`.
+    fn force_link(&mut self, node: u32, new: u32, layer: usize) {
+        let mut list = self.neighbors(node, layer).to_vec();
+        if list.contains(&new) {
+            return;
+        }
+        let farthest = list
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (self.dist_nodes(node, c), i))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, i)| i);
+        match farthest {
+            Some(i) => list[i] = new,
+            None => list.push(new),
+        }
+        self.set_neighbors(node, layer, &list);
+    }
+
+    /// Adds `new` to `node`'s list on `layer`, shrinking with the heuristic when full. Returns
+    /// whether `new` is in the list afterwards.
+    fn link(&mut self, node: u32, new: u32, layer: usize, max: usize) -> bool {
         let current = self.neighbors(node, layer).to_vec();
         if current.contains(&new) {
-            return;
+            return true;
         }
         if current.len() < max {
             let mut list = current;
             list.push(new);
             self.set_neighbors(node, layer, &list);
-            return;
+            return true;
         }
         let mut cands: Vec<(f32, u32)> = current
             .iter()
@@ -496,7 +527,9 @@ impl HnswIndex {
             .collect();
         cands.sort_by(|a, b| a.0.total_cmp(&b.0));
         let kept = self.select(&cands, max);
+        let linked = kept.contains(&new);
         self.set_neighbors(node, layer, &kept);
+        linked
     }
 
     /// Tombstones the vector of `seq`; absent sequence numbers are ignored.
@@ -628,14 +661,23 @@ mod tests {
 
     fn recall(space: Space, n: usize, filter_every: Option<u64>) -> f64 {
         let dim = 24;
-        let vs = data(n, dim, 1);
+        // Inner product is used with normalized embeddings in practice (it is not a metric on
+        // raw vectors, for any graph index); normalize for the angular spaces.
+        let norm = |mut v: Vec<f32>| {
+            if space != Space::L2 {
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= n);
+            }
+            v
+        };
+        let vs: Vec<Vec<f32>> = data(n, dim, 1).into_iter().map(norm).collect();
         let mut h = HnswIndex::new(space, dim, HnswParams::default());
         let mut f = FlatIndex::new(space, dim);
         for (i, v) in vs.iter().enumerate() {
             h.insert(SeqNo(i as u64), v);
             f.insert(SeqNo(i as u64), v);
         }
-        let queries = data(100, dim, 2);
+        let queries: Vec<Vec<f32>> = data(100, dim, 2).into_iter().map(norm).collect();
         let k = 10;
         let mut hits = 0;
         let mut total = 0;

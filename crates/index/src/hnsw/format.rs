@@ -1,0 +1,454 @@
+//! The HNSW checkpoint file (docs/format/hnsw.md): graph, node ↔ sequence-number map and a
+//! fingerprint of each node's vector. Vectors themselves live in the store; on load they are
+//! supplied by the caller and checked against the fingerprints.
+
+use std::collections::HashMap;
+
+use ochre_types::{SeqNo, Space};
+
+use super::{HnswIndex, HnswParams, NodeId};
+
+/// First bytes of a checkpoint file.
+pub const MAGIC: &[u8; 8] = b"OCHRHNSW";
+/// Last bytes of a checkpoint file.
+pub const END_MAGIC: &[u8; 8] = b"OCHREND\0";
+/// The format this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The oldest format this build reads.
+pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
+
+/// Why a checkpoint could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("not an HNSW checkpoint (bad magic)")]
+    BadMagic,
+    #[error("checkpoint format version {0} is not supported")]
+    Version(u32),
+    #[error("checkpoint checksum mismatch (torn or damaged file)")]
+    Checksum,
+    #[error("checkpoint is truncated or malformed: {0}")]
+    Malformed(&'static str),
+    #[error("checkpoint is for another index shape: {0}")]
+    Mismatch(&'static str),
+}
+
+/// What loading a checkpoint found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Nodes whose record is gone or changed since the checkpoint (now tombstones).
+    pub stale: usize,
+    /// Records the caller must (re)insert: not in the checkpoint, or changed since.
+    pub missing: Vec<SeqNo>,
+}
+
+/// FNV-1a 64 of a vector's little-endian bytes.
+pub fn fingerprint(v: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in v {
+        for b in x.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// CRC-32 (IEEE) of `bytes`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *slot = c;
+        }
+        t
+    });
+    let mut crc = !0u32;
+    for b in bytes {
+        crc = table[((crc ^ u32::from(*b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+fn space_code(s: Space) -> u8 {
+    match s {
+        Space::L2 => 0,
+        Space::Cosine => 1,
+        Space::Ip => 2,
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or(FormatError::Malformed("unexpected end"))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, FormatError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, FormatError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, FormatError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    }
+}
+
+impl HnswIndex {
+    /// Serializes the graph (not the vectors) into checkpoint bytes.
+    pub fn to_checkpoint(&self) -> Vec<u8> {
+        let n = self.node_seq.len();
+        let mut out = Vec::with_capacity(64 + n * (8 + 8 + 2 + (self.m0 + 1) * 4));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.push(space_code(self.space));
+        out.extend_from_slice(&[0, 0, 0]);
+        for v in [
+            self.dim as u32,
+            self.params.m as u32,
+            self.params.ef_construction as u32,
+            self.params.ef_search as u32,
+            n as u32,
+            self.entry.map_or(u32::MAX, |e| e.0),
+            self.max_level as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.rng.to_le_bytes());
+        for s in &self.node_seq {
+            out.extend_from_slice(&s.0.to_le_bytes());
+        }
+        for i in 0..n {
+            let fp = if self.deleted[i] {
+                0
+            } else {
+                fingerprint(self.vector(i as u32))
+            };
+            out.extend_from_slice(&fp.to_le_bytes());
+        }
+        out.extend(self.deleted.iter().map(|d| u8::from(*d)));
+        out.extend_from_slice(&self.levels);
+        for x in &self.layer0 {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for (i, lists) in self.upper.iter().enumerate() {
+            debug_assert_eq!(lists.len(), self.levels[i] as usize);
+            for list in lists {
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for x in list {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(END_MAGIC);
+        out
+    }
+
+    /// Rebuilds an index from checkpoint bytes and the current records' vectors.
+    ///
+    /// `vectors` maps every live record to its vector. Nodes whose record is gone or whose vector
+    /// changed become tombstones (routing through an approximate vector: their nearest live
+    /// neighbour's); records absent from the checkpoint are listed in [`LoadReport::missing`] for
+    /// the caller to insert.
+    ///
+    /// # Errors
+    /// [`FormatError`] when the bytes are not a valid checkpoint of this shape; the caller then
+    /// rebuilds from the records.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        space: Space,
+        dim: usize,
+        m: usize,
+        vectors: &HashMap<SeqNo, &[f32]>,
+    ) -> Result<(HnswIndex, LoadReport), FormatError> {
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        if &bytes[bytes.len() - 8..] != END_MAGIC {
+            return Err(FormatError::Checksum);
+        }
+        let body = &bytes[..bytes.len() - 12];
+        let crc_bytes = &bytes[bytes.len() - 12..bytes.len() - 8];
+        let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+        if crc32(body) != stored {
+            return Err(FormatError::Checksum);
+        }
+        let mut r = Reader { bytes: body, at: 8 };
+        let version = r.u32()?;
+        if !(OLDEST_SUPPORTED_FORMAT..=FORMAT_VERSION).contains(&version) {
+            return Err(FormatError::Version(version));
+        }
+        let code = r.u8()?;
+        r.take(3)?;
+        if code != space_code(space) {
+            return Err(FormatError::Mismatch("space"));
+        }
+        let fdim = r.u32()? as usize;
+        let fm = r.u32()? as usize;
+        let ef_construction = r.u32()? as usize;
+        let ef_search = r.u32()? as usize;
+        let n = r.u32()? as usize;
+        let entry = r.u32()?;
+        let max_level = r.u32()? as usize;
+        let rng = r.u64()?;
+        if fdim != dim {
+            return Err(FormatError::Mismatch("dimension"));
+        }
+        if fm != m.max(2) {
+            return Err(FormatError::Mismatch("max_neighbors"));
+        }
+        let mut index = HnswIndex::new(
+            space,
+            dim,
+            HnswParams {
+                m: fm,
+                ef_construction,
+                ef_search,
+                seed: rng,
+            },
+        );
+        index.rng = rng;
+        let m0 = index.m0;
+        let node_seq: Vec<SeqNo> = (0..n)
+            .map(|_| r.u64().map(SeqNo))
+            .collect::<Result<_, _>>()?;
+        let fps: Vec<u64> = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+        let deleted: Vec<bool> = r.take(n)?.iter().map(|b| *b != 0).collect();
+        let levels: Vec<u8> = r.take(n)?.to_vec();
+        let layer0: Vec<u32> = (0..n * (m0 + 1))
+            .map(|_| r.u32())
+            .collect::<Result<_, _>>()?;
+        let mut upper = Vec::with_capacity(n);
+        for &l in &levels {
+            if l > 31 {
+                return Err(FormatError::Malformed("level"));
+            }
+            let mut lists = Vec::with_capacity(l as usize);
+            for _ in 0..l {
+                let c = r.u32()? as usize;
+                if c > fm {
+                    return Err(FormatError::Malformed("upper list length"));
+                }
+                lists.push((0..c).map(|_| r.u32()).collect::<Result<Vec<u32>, _>>()?);
+            }
+            upper.push(lists);
+        }
+        if r.at != body.len() {
+            return Err(FormatError::Malformed("trailing bytes"));
+        }
+        // Structural checks: every id in range, counts within bounds, entry valid.
+        for i in 0..n {
+            let s = i * (m0 + 1);
+            let c = layer0[s] as usize;
+            if c > m0 || layer0[s + 1..s + 1 + c].iter().any(|&x| x as usize >= n) {
+                return Err(FormatError::Malformed("layer-0 list"));
+            }
+        }
+        if upper.iter().flatten().flatten().any(|&x| x as usize >= n) {
+            return Err(FormatError::Malformed("upper list id"));
+        }
+        if n > 0 && (entry as usize >= n || levels[entry as usize] as usize != max_level) {
+            return Err(FormatError::Malformed("entry point"));
+        }
+        for (node, lists) in upper.iter().enumerate() {
+            for (li, list) in lists.iter().enumerate() {
+                if list.iter().any(|&x| (levels[x as usize] as usize) < li + 1) {
+                    return Err(FormatError::Malformed("upper list level"));
+                }
+                let _ = node;
+            }
+        }
+
+        let mut report = LoadReport::default();
+        let mut known: Vec<bool> = vec![false; n];
+        let mut vecs = vec![0.0f32; n * dim];
+        let mut seq_node = HashMap::with_capacity(n);
+        let mut deleted = deleted;
+        let mut n_deleted = 0;
+        for i in 0..n {
+            let live = !deleted[i];
+            match vectors.get(&node_seq[i]) {
+                Some(v)
+                    if live
+                        && v.len() == dim
+                        && fingerprint(v) == fps[i]
+                        && !seq_node.contains_key(&node_seq[i]) =>
+                {
+                    vecs[i * dim..(i + 1) * dim].copy_from_slice(v);
+                    known[i] = true;
+                    seq_node.insert(node_seq[i], NodeId(i as u32));
+                }
+                _ => {
+                    if live {
+                        report.stale += 1;
+                    }
+                    deleted[i] = true;
+                }
+            }
+            if deleted[i] {
+                n_deleted += 1;
+            }
+        }
+        // Tombstones without a vector route through their nearest known neighbour's vector.
+        for i in 0..n {
+            if known[i] {
+                continue;
+            }
+            let s = i * (m0 + 1);
+            let c = layer0[s] as usize;
+            if let Some(&nb) = layer0[s + 1..s + 1 + c]
+                .iter()
+                .find(|&&x| known[x as usize])
+            {
+                let (a, b) = (i * dim, nb as usize * dim);
+                let src: Vec<f32> = vecs[b..b + dim].to_vec();
+                vecs[a..a + dim].copy_from_slice(&src);
+            }
+        }
+        for seq in vectors.keys() {
+            if !seq_node.contains_key(seq) {
+                report.missing.push(*seq);
+            }
+        }
+        report.missing.sort_unstable();
+        index.inv_norms = (0..n)
+            .map(|i| index.inv_norm(&vecs[i * dim..(i + 1) * dim]))
+            .collect();
+        index.vectors = vecs;
+        index.node_seq = node_seq;
+        index.seq_node = seq_node;
+        index.deleted = deleted;
+        index.n_deleted = n_deleted;
+        index.levels = levels;
+        index.layer0 = layer0;
+        index.upper = upper;
+        index.entry = (n > 0).then_some(NodeId(entry));
+        index.max_level = max_level;
+        Ok((index, report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (HnswIndex, Vec<Vec<f32>>) {
+        let mut h = HnswIndex::new(
+            Space::Cosine,
+            3,
+            HnswParams {
+                m: 4,
+                ef_construction: 16,
+                ef_search: 16,
+                seed: 1,
+            },
+        );
+        let vs: Vec<Vec<f32>> = (0..300)
+            .map(|i| vec![(i as f32).sin(), (i as f32).cos(), i as f32 * 0.01])
+            .collect();
+        for (i, v) in vs.iter().enumerate() {
+            h.insert(SeqNo(i as u64), v);
+        }
+        h.remove(SeqNo(5));
+        (h, vs)
+    }
+
+    #[test]
+    fn round_trip_restores_the_same_answers() {
+        let (h, vs) = sample();
+        let bytes = h.to_checkpoint();
+        assert_eq!(&bytes[..8], MAGIC);
+        let map: HashMap<SeqNo, &[f32]> = vs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 5)
+            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+            .collect();
+        let (back, report) =
+            HnswIndex::from_checkpoint(&bytes, Space::Cosine, 3, 4, &map).expect("valid");
+        assert_eq!(report, LoadReport::default());
+        for q in &vs[..20] {
+            assert_eq!(back.search(q, 5), h.search(q, 5));
+        }
+    }
+
+    #[test]
+    fn changed_and_new_records_are_reported() {
+        let (h, vs) = sample();
+        let bytes = h.to_checkpoint();
+        let changed = vec![9.0f32, 9.0, 9.0];
+        let extra = vec![1.0f32, 2.0, 3.0];
+        let mut map: HashMap<SeqNo, &[f32]> = vs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 5 && *i != 7)
+            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+            .collect();
+        map.insert(SeqNo(8), &changed);
+        map.insert(SeqNo(1000), &extra);
+        let (back, report) =
+            HnswIndex::from_checkpoint(&bytes, Space::Cosine, 3, 4, &map).expect("valid");
+        assert_eq!(report.stale, 2, "7 deleted, 8 changed");
+        assert_eq!(report.missing, vec![SeqNo(8), SeqNo(1000)]);
+        assert!(back.get(SeqNo(7)).is_none());
+    }
+
+    #[test]
+    fn damage_is_detected_never_a_panic() {
+        let (h, vs) = sample();
+        let bytes = h.to_checkpoint();
+        let map: HashMap<SeqNo, &[f32]> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+            .collect();
+        assert_eq!(
+            HnswIndex::from_checkpoint(&bytes[..bytes.len() - 1], Space::Cosine, 3, 4, &map).err(),
+            Some(FormatError::Checksum)
+        );
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 0x40;
+        assert_eq!(
+            HnswIndex::from_checkpoint(&flipped, Space::Cosine, 3, 4, &map).err(),
+            Some(FormatError::Checksum)
+        );
+        assert_eq!(
+            HnswIndex::from_checkpoint(b"garbage!", Space::Cosine, 3, 4, &map).err(),
+            Some(FormatError::BadMagic)
+        );
+        assert_eq!(
+            HnswIndex::from_checkpoint(&bytes, Space::L2, 3, 4, &map).err(),
+            Some(FormatError::Mismatch("space"))
+        );
+        // Every truncation fails cleanly.
+        for cut in (0..bytes.len()).step_by(97) {
+            assert!(HnswIndex::from_checkpoint(&bytes[..cut], Space::Cosine, 3, 4, &map).is_err());
+        }
+    }
+}
