@@ -114,13 +114,16 @@ fn main() {
         queries.len()
     );
 
+    let items: Vec<(SeqNo, &[f32])> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+        .collect();
     let start = Instant::now();
     let mut h = HnswIndex::new(Space::Ip, dim, HnswParams::default());
-    for (i, v) in base.iter().enumerate() {
-        h.insert(SeqNo(i as u64), v);
-    }
+    h.insert_batch(&items, threads);
     println!(
-        "hnsw build (1 thread): {:.2}s",
+        "hnsw build ({threads} threads): {:.2}s",
         start.elapsed().as_secs_f64()
     );
     let mut flat = FlatIndex::new(Space::Ip, dim);
@@ -168,7 +171,8 @@ fn main() {
             .map(SeqNo)
             .collect();
         let (want, _) = timed(&queries, 1, |q| flat.search_among(q, k, &cands));
-        let (got, qps) = timed(&queries, 1, |q| h.search_among(q, k, &cands));
+        let prepared = h.candidates(&cands);
+        let (got, qps) = timed(&queries, 1, |q| h.search_candidates(q, k, &prepared));
         let t: Vec<Vec<u64>> = want
             .iter()
             .map(|r| {

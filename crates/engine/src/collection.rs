@@ -164,11 +164,15 @@ impl CollectionState {
             match HnswIndex::from_checkpoint(&bytes, h.space, dim as usize, m, &map) {
                 Ok((mut index, report)) => {
                     index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
-                    for seq in &report.missing {
-                        if let Some(v) = map.get(seq) {
-                            index.insert(*seq, v);
-                        }
-                    }
+                    let items: Vec<(SeqNo, &[f32])> = report
+                        .missing
+                        .iter()
+                        .filter_map(|s| map.get(s).map(|v| (*s, *v)))
+                        .collect();
+                    index.insert_batch(
+                        &items,
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    );
                     self.dirty = report.stale + report.missing.len();
                     tracing::info!(collection = %self.row.id, replayed = report.missing.len(), stale = report.stale, "loaded index checkpoint");
                     let mut any = AnyIndex::Hnsw(Box::new(index));
@@ -182,9 +186,8 @@ impl CollectionState {
             }
         }
         let mut index = new_index(&self.row, dim);
-        for (seq, v) in &vectors {
-            index.insert(*seq, v);
-        }
+        let items: Vec<(SeqNo, &[f32])> = vectors.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+        index.insert_batch(&items);
         self.dirty = vectors.len().max(1);
         self.index = Some(index);
     }
@@ -512,11 +515,17 @@ impl Collection {
         }
         st.next_seq = next_seq;
         st.dirty += staged.len();
-        for s in staged {
+        {
+            let items: Vec<(SeqNo, &[f32])> = staged
+                .iter()
+                .map(|s| (s.seq, s.embedding.as_slice()))
+                .collect();
             st.index
                 .as_mut()
                 .expect("a record write fixes the dimension")
-                .insert(s.seq, &s.embedding);
+                .insert_batch(&items);
+        }
+        for s in staged {
             st.by_id.insert(s.id.clone(), s.seq);
             st.records.insert(
                 s.seq,
@@ -737,10 +746,11 @@ impl Collection {
             )),
         };
         let k = req.n_results as usize;
+        let prepared = candidates.as_deref().map(|c| index.prepare(c));
         let search = |q: &Vec<f32>| -> Vec<Neighbor> {
-            match &candidates {
+            match &prepared {
                 None => index.search(q, k, None),
-                Some(c) => index.search_among(q, k, c),
+                Some(p) => index.search_prepared(q, k, p),
             }
         };
         let hits: Vec<Vec<Neighbor>> = parallel_map(&req.embeddings, index.len(), &search);

@@ -17,7 +17,7 @@ mod flat;
 pub mod hnsw;
 
 pub use flat::FlatIndex;
-pub use hnsw::{HnswIndex, HnswParams};
+pub use hnsw::{CandidateSet, HnswIndex, HnswParams};
 use ochre_types::{SeqNo, Space};
 
 /// Which stored vectors a search may return.
@@ -64,6 +64,18 @@ pub trait VectorIndex {
     fn search_among(&self, query: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor>;
 }
 
+/// Threads for index builds: the machine's cores.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A candidate set prepared for one index.
+#[derive(Debug)]
+pub enum Prepared<'a> {
+    Seqs(&'a [SeqNo]),
+    Hnsw(CandidateSet),
+}
+
 /// The closed set of index implementations.
 #[derive(Debug, Clone)]
 pub enum AnyIndex {
@@ -89,11 +101,36 @@ impl AnyIndex {
         }
     }
 
+    /// Stores many vectors at once (in parallel where the index supports it).
+    pub fn insert_batch(&mut self, items: &[(SeqNo, &[f32])]) {
+        match self {
+            AnyIndex::Hnsw(h) => h.insert_batch(items, threads()),
+            AnyIndex::Flat(f) => items.iter().for_each(|(s, v)| f.insert(*s, v)),
+        }
+    }
+
+    /// Resolves a candidate set once for several searches.
+    pub fn prepare<'a>(&self, seqs: &'a [SeqNo]) -> Prepared<'a> {
+        match self {
+            AnyIndex::Hnsw(h) => Prepared::Hnsw(h.candidates(seqs)),
+            AnyIndex::Flat(_) => Prepared::Seqs(seqs),
+        }
+    }
+
+    /// The `k` nearest among a prepared candidate set.
+    pub fn search_prepared(&self, query: &[f32], k: usize, p: &Prepared<'_>) -> Vec<Neighbor> {
+        match (self, p) {
+            (AnyIndex::Hnsw(h), Prepared::Hnsw(c)) => h.search_candidates(query, k, c),
+            (_, Prepared::Seqs(s)) => self.search_among(query, k, s),
+            (AnyIndex::Flat(_), Prepared::Hnsw(_)) => Vec::new(),
+        }
+    }
+
     /// Rebuilds the index when deletions have degraded it; returns true if it did.
     pub fn maintain(&mut self) -> bool {
         match self {
             AnyIndex::Hnsw(h) if h.needs_rebuild() => {
-                **h = h.rebuilt();
+                **h = h.rebuilt(threads());
                 true
             }
             AnyIndex::Hnsw(_) | AnyIndex::Flat(_) => false,

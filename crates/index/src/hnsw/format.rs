@@ -127,14 +127,15 @@ impl HnswIndex {
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.push(space_code(self.space));
         out.extend_from_slice(&[0, 0, 0]);
+        let (entry, max_level) = *self.top.lock();
         for v in [
             self.dim as u32,
             self.params.m as u32,
             self.params.ef_construction as u32,
             self.params.ef_search as u32,
             n as u32,
-            self.entry.map_or(u32::MAX, |e| e.0),
-            self.max_level as u32,
+            entry.map_or(u32::MAX, |e| e.0),
+            max_level as u32,
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -153,11 +154,12 @@ impl HnswIndex {
         out.extend(self.deleted.iter().map(|d| u8::from(*d)));
         out.extend_from_slice(&self.levels);
         for x in &self.layer0 {
-            out.extend_from_slice(&x.to_le_bytes());
+            out.extend_from_slice(&x.load(std::sync::atomic::Ordering::Relaxed).to_le_bytes());
         }
         for (i, lists) in self.upper.iter().enumerate() {
+            let lists = lists.lock();
             debug_assert_eq!(lists.len(), self.levels[i] as usize);
-            for list in lists {
+            for list in lists.iter() {
                 out.extend_from_slice(&(list.len() as u32).to_le_bytes());
                 for x in list {
                     out.extend_from_slice(&x.to_le_bytes());
@@ -346,10 +348,12 @@ impl HnswIndex {
         index.deleted = deleted;
         index.n_deleted = n_deleted;
         index.levels = levels;
-        index.layer0 = layer0;
-        index.upper = upper;
-        index.entry = (n > 0).then_some(NodeId(entry));
-        index.max_level = max_level;
+        index.layer0 = layer0
+            .into_iter()
+            .map(std::sync::atomic::AtomicU32::new)
+            .collect();
+        index.upper = upper.into_iter().map(parking_lot::Mutex::new).collect();
+        index.top = parking_lot::Mutex::new(((n > 0).then_some(NodeId(entry)), max_level));
         Ok((index, report))
     }
 }

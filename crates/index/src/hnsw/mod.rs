@@ -16,7 +16,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
+
+use parking_lot::Mutex as NodeLock;
 
 use ochre_types::{SeqNo, Space};
 
@@ -110,12 +113,14 @@ pub struct HnswIndex {
     deleted: Vec<bool>,
     n_deleted: usize,
     levels: Vec<u8>,
-    /// `(m0 + 1)` slots per node: count, then ids.
-    layer0: Vec<u32>,
-    /// Per node, its neighbour lists on layers 1..=level.
-    upper: Vec<Vec<Vec<u32>>>,
-    entry: Option<NodeId>,
-    max_level: usize,
+    /// `(m0 + 1)` slots per node: count, then ids. Atomics so parallel insertion can update
+    /// lists while other inserters read them; a torn read only yields a slightly stale list.
+    layer0: Vec<AtomicU32>,
+    /// Per node, its neighbour lists on layers 1..=level. The mutex is also the node's lock:
+    /// writers of the node's layer-0 list hold it.
+    upper: Vec<NodeLock<Vec<Vec<u32>>>>,
+    /// Entry node and top level.
+    top: NodeLock<(Option<NodeId>, usize)>,
     visited: Mutex<Vec<Visited>>,
 }
 
@@ -136,10 +141,17 @@ impl Clone for HnswIndex {
             deleted: self.deleted.clone(),
             n_deleted: self.n_deleted,
             levels: self.levels.clone(),
-            layer0: self.layer0.clone(),
-            upper: self.upper.clone(),
-            entry: self.entry,
-            max_level: self.max_level,
+            layer0: self
+                .layer0
+                .iter()
+                .map(|a| AtomicU32::new(a.load(Relaxed)))
+                .collect(),
+            upper: self
+                .upper
+                .iter()
+                .map(|u| NodeLock::new(u.lock().clone()))
+                .collect(),
+            top: NodeLock::new(*self.top.lock()),
             visited: Mutex::new(Vec::new()),
         }
     }
@@ -178,8 +190,7 @@ impl HnswIndex {
             levels: Vec::new(),
             layer0: Vec::new(),
             upper: Vec::new(),
-            entry: None,
-            max_level: 0,
+            top: NodeLock::new((None, 0)),
             visited: Mutex::new(Vec::new()),
         }
     }
@@ -234,13 +245,16 @@ impl HnswIndex {
     }
 
     /// A fresh graph holding only the live vectors (reclaims tombstones).
-    pub fn rebuilt(&self) -> HnswIndex {
+    pub fn rebuilt(&self, threads: usize) -> HnswIndex {
         let mut fresh = HnswIndex::new(self.space, self.dim, self.params);
-        for (n, seq) in self.node_seq.iter().enumerate() {
-            if !self.deleted[n] {
-                fresh.insert(*seq, self.vector(n as u32));
-            }
-        }
+        let live: Vec<(SeqNo, &[f32])> = self
+            .node_seq
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !self.deleted[*n])
+            .map(|(n, seq)| (*seq, self.vector(n as u32)))
+            .collect();
+        fresh.insert_batch(&live, threads);
         fresh
     }
 
@@ -250,29 +264,47 @@ impl HnswIndex {
         &self.vectors[s..s + self.dim]
     }
 
+    /// Calls `f` for each neighbour of `n` on `layer`.
     #[inline]
-    fn neighbors0(&self, n: u32) -> &[u32] {
-        let s = n as usize * (self.m0 + 1);
-        let count = self.layer0[s] as usize;
-        &self.layer0[s + 1..s + 1 + count]
-    }
-
-    fn neighbors(&self, n: u32, layer: usize) -> &[u32] {
+    fn for_neighbors(&self, n: u32, layer: usize, mut f: impl FnMut(u32)) {
         if layer == 0 {
-            self.neighbors0(n)
+            let s = n as usize * (self.m0 + 1);
+            let count = (self.layer0[s].load(Relaxed) as usize).min(self.m0);
+            for slot in &self.layer0[s + 1..s + 1 + count] {
+                f(slot.load(Relaxed));
+            }
         } else {
-            &self.upper[n as usize][layer - 1]
+            let lists = self.upper[n as usize].lock();
+            if let Some(list) = lists.get(layer - 1) {
+                list.iter().for_each(|&x| f(x));
+            }
         }
     }
 
-    fn set_neighbors(&mut self, n: u32, layer: usize, list: &[u32]) {
+    /// A copy of `n`'s list on `layer`; the caller holds `n`'s lock (`lists`) for upper layers.
+    fn list_locked(&self, n: u32, layer: usize, lists: &[Vec<u32>]) -> Vec<u32> {
+        if layer == 0 {
+            let s = n as usize * (self.m0 + 1);
+            let count = (self.layer0[s].load(Relaxed) as usize).min(self.m0);
+            self.layer0[s + 1..s + 1 + count]
+                .iter()
+                .map(|a| a.load(Relaxed))
+                .collect()
+        } else {
+            lists.get(layer - 1).cloned().unwrap_or_default()
+        }
+    }
+
+    /// Replaces `n`'s list on `layer`; the caller holds `n`'s lock (`lists`).
+    fn set_locked(&self, n: u32, layer: usize, list: &[u32], lists: &mut [Vec<u32>]) {
         if layer == 0 {
             let s = n as usize * (self.m0 + 1);
             let count = list.len().min(self.m0);
-            self.layer0[s] = count as u32;
-            self.layer0[s + 1..s + 1 + count].copy_from_slice(&list[..count]);
-        } else {
-            let slot = &mut self.upper[n as usize][layer - 1];
+            for (slot, &x) in self.layer0[s + 1..s + 1 + count].iter().zip(list) {
+                slot.store(x, Relaxed);
+            }
+            self.layer0[s].store(count as u32, Relaxed);
+        } else if let Some(slot) = lists.get_mut(layer - 1) {
             slot.clear();
             slot.extend_from_slice(list);
         }
@@ -335,14 +367,15 @@ impl HnswIndex {
     fn greedy(&self, q: &[f32], q_inv: f32, mut ep: u32, mut d: f32, layer: usize) -> (u32, f32) {
         loop {
             let mut changed = false;
-            for &nb in self.neighbors(ep, layer) {
+            let mut best = (ep, d);
+            self.for_neighbors(ep, layer, |nb| {
                 let dn = self.dist_q(q, q_inv, nb);
-                if dn < d {
-                    d = dn;
-                    ep = nb;
+                if dn < best.1 {
+                    best = (nb, dn);
                     changed = true;
                 }
-            }
+            });
+            (ep, d) = best;
             if !changed {
                 return (ep, d);
             }
@@ -381,10 +414,9 @@ impl HnswIndex {
                 break;
             }
             let node = node.0 as u32;
-            let nbs = self.neighbors(node, layer);
-            for &nb in nbs {
+            self.for_neighbors(node, layer, |nb| {
                 if !visited.insert(nb) {
-                    continue;
+                    return;
                 }
                 let dn = self.dist_q(q, q_inv, nb);
                 let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
@@ -397,7 +429,7 @@ impl HnswIndex {
                         }
                     }
                 }
-            }
+            });
         }
         results
             .into_sorted_vec()
@@ -425,6 +457,53 @@ impl HnswIndex {
     /// # Panics
     /// When `vector` does not have the index dimension (callers validate first).
     pub fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
+        let node = self.push_node(seq, vector);
+        self.connect(node);
+    }
+
+    /// Stores many vectors, linking them into the graph on `threads` threads.
+    ///
+    /// Parallel insertion follows hnswlib's scheme: each node's lists are guarded by its own lock,
+    /// readers see lists through atomics, so inserters only wait for each other on the few nodes
+    /// they both update.
+    ///
+    /// # Panics
+    /// When a vector does not have the index dimension (callers validate first).
+    pub fn insert_batch(&mut self, items: &[(SeqNo, &[f32])], threads: usize) {
+        let first = self.node_seq.len() as u32;
+        for (seq, v) in items {
+            self.push_node(*seq, v);
+        }
+        let last = self.node_seq.len() as u32;
+        let mut next = first;
+        // Seed the graph sequentially so parallel inserters always have somewhere to start.
+        while next < last && (next as usize) < 256 {
+            self.connect(next);
+            next += 1;
+        }
+        if threads <= 1 || last - next < 64 {
+            for n in next..last {
+                self.connect(n);
+            }
+            return;
+        }
+        let counter = AtomicUsize::new(next as usize);
+        let this = &*self;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let n = counter.fetch_add(1, Relaxed);
+                    if n >= last as usize {
+                        break;
+                    }
+                    this.connect(n as u32);
+                });
+            }
+        });
+    }
+
+    /// Appends a node (vector, level, empty lists) without linking it.
+    fn push_node(&mut self, seq: SeqNo, vector: &[f32]) -> u32 {
         assert_eq!(vector.len(), self.dim, "dimension checked by the caller");
         self.remove(seq);
         let node = self.node_seq.len() as u32;
@@ -436,24 +515,40 @@ impl HnswIndex {
         self.seq_node.insert(seq, NodeId(node));
         self.deleted.push(false);
         self.levels.push(level as u8);
-        self.layer0.resize(self.layer0.len() + self.m0 + 1, 0);
-        self.upper.push(vec![Vec::new(); level]);
-        let Some(NodeId(mut ep)) = self.entry else {
-            self.entry = Some(NodeId(node));
-            self.max_level = level;
-            return;
+        self.layer0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
+        self.upper.push(NodeLock::new(vec![Vec::new(); level]));
+        node
+    }
+
+    /// Links an appended node into the graph. Safe to run for different nodes concurrently.
+    fn connect(&self, node: u32) {
+        let level = self.levels[node as usize] as usize;
+        let (entry, max_level) = {
+            let mut top = self.top.lock();
+            match top.0 {
+                None => {
+                    *top = (Some(NodeId(node)), level);
+                    return;
+                }
+                Some(e) => (e.0, top.1),
+            }
         };
-        let q = vector.to_vec();
-        let mut d = self.dist_q(&q, inv, ep);
-        for layer in (level + 1..=self.max_level).rev() {
-            (ep, d) = self.greedy(&q, inv, ep, d, layer);
+        if entry == node {
+            return;
+        }
+        let q = self.vector(node);
+        let inv = self.inv_norms[node as usize];
+        let mut ep = entry;
+        let mut d = self.dist_q(q, inv, ep);
+        for layer in (level + 1..=max_level).rev() {
+            (ep, d) = self.greedy(q, inv, ep, d, layer);
         }
         let mut entries = vec![(d, ep)];
         let mut visited = self.take_visited();
-        for layer in (0..=level.min(self.max_level)).rev() {
+        for layer in (0..=level.min(max_level)).rev() {
             visited.reset(self.node_seq.len());
             let found = self.search_layer(
-                &q,
+                q,
                 inv,
                 &entries,
                 self.params.ef_construction.max(self.params.m),
@@ -464,7 +559,10 @@ impl HnswIndex {
             let found: Vec<(f32, u32)> = found.into_iter().filter(|&(_, n)| n != node).collect();
             let max = if layer == 0 { self.m0 } else { self.params.m };
             let chosen = self.select(&found, self.params.m);
-            self.set_neighbors(node, layer, &chosen);
+            {
+                let mut own = self.upper[node as usize].lock();
+                self.set_locked(node, layer, &chosen, &mut own);
+            }
             let mut reachable = false;
             for &nb in &chosen {
                 reachable |= self.link(nb, node, layer, max);
@@ -482,15 +580,18 @@ impl HnswIndex {
             }
         }
         self.give_visited(visited);
-        if level > self.max_level {
-            self.max_level = level;
-            self.entry = Some(NodeId(node));
+        if level > max_level {
+            let mut top = self.top.lock();
+            if level > top.1 {
+                *top = (Some(NodeId(node)), level);
+            }
         }
     }
 
     /// Replaces the farthest link of `node` with `new`.
-    fn force_link(&mut self, node: u32, new: u32, layer: usize) {
-        let mut list = self.neighbors(node, layer).to_vec();
+    fn force_link(&self, node: u32, new: u32, layer: usize) {
+        let mut lists = self.upper[node as usize].lock();
+        let mut list = self.list_locked(node, layer, &lists);
         if list.contains(&new) {
             return;
         }
@@ -504,20 +605,21 @@ impl HnswIndex {
             Some(i) => list[i] = new,
             None => list.push(new),
         }
-        self.set_neighbors(node, layer, &list);
+        self.set_locked(node, layer, &list, &mut lists);
     }
 
     /// Adds `new` to `node`'s list on `layer`, shrinking with the heuristic when full. Returns
     /// whether `new` is in the list afterwards.
-    fn link(&mut self, node: u32, new: u32, layer: usize, max: usize) -> bool {
-        let current = self.neighbors(node, layer).to_vec();
+    fn link(&self, node: u32, new: u32, layer: usize, max: usize) -> bool {
+        let mut lists = self.upper[node as usize].lock();
+        let current = self.list_locked(node, layer, &lists);
         if current.contains(&new) {
             return true;
         }
         if current.len() < max {
             let mut list = current;
             list.push(new);
-            self.set_neighbors(node, layer, &list);
+            self.set_locked(node, layer, &list, &mut lists);
             return true;
         }
         let mut cands: Vec<(f32, u32)> = current
@@ -528,7 +630,7 @@ impl HnswIndex {
         cands.sort_by(|a, b| a.0.total_cmp(&b.0));
         let kept = self.select(&cands, max);
         let linked = kept.contains(&new);
-        self.set_neighbors(node, layer, &kept);
+        self.set_locked(node, layer, &kept, &mut lists);
         linked
     }
 
@@ -566,11 +668,12 @@ impl HnswIndex {
         k: usize,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<Neighbor> {
-        let Some(NodeId(mut ep)) = self.entry else {
+        let (entry, max_level) = *self.top.lock();
+        let Some(NodeId(mut ep)) = entry else {
             return Vec::new();
         };
         let mut d = self.dist_q(q, q_inv, ep);
-        for layer in (1..=self.max_level).rev() {
+        for layer in (1..=max_level).rev() {
             (ep, d) = self.greedy(q, q_inv, ep, d, layer);
         }
         let mut visited = self.take_visited();
@@ -611,30 +714,64 @@ impl HnswIndex {
         found
     }
 
-    /// The `k` nearest among the live vectors of `candidates`: an exact scan for small sets, a
-    /// filtered traversal otherwise (falling back to the scan if it comes up short).
-    pub fn search_among(&self, q: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor> {
+    /// Resolves a candidate set once, for any number of searches.
+    ///
+    /// Sets below a quarter of the live vectors (or [`EXACT_SCAN_BELOW`]) are scanned exactly:
+    /// a filtered traversal has to visit about `1 / selectivity` times more nodes than an
+    /// unfiltered one, so below that share a scan is both cheaper and exact.
+    pub fn candidates(&self, seqs: &[SeqNo]) -> CandidateSet {
+        let nodes: Vec<u32> = seqs
+            .iter()
+            .filter_map(|s| self.seq_node.get(s).map(|n| n.0))
+            .collect();
+        let bitmap = if nodes.len() < EXACT_SCAN_BELOW || nodes.len() * 4 < self.len() {
+            None
+        } else {
+            let mut bitmap = vec![0u64; self.nodes().div_ceil(64)];
+            for &n in &nodes {
+                bitmap[n as usize / 64] |= 1 << (n % 64);
+            }
+            Some(bitmap)
+        };
+        CandidateSet { nodes, bitmap }
+    }
+
+    /// The `k` nearest among a prepared candidate set (see [`HnswIndex::candidates`]); a filtered
+    /// traversal that comes up short falls back to the exact scan.
+    pub fn search_candidates(&self, q: &[f32], k: usize, c: &CandidateSet) -> Vec<Neighbor> {
         if k == 0 || q.len() != self.dim {
             return Vec::new();
         }
         let q_inv = self.inv_norm(q);
-        let nodes: Vec<u32> = candidates
-            .iter()
-            .filter_map(|s| self.seq_node.get(s).map(|n| n.0))
-            .collect();
-        if nodes.len() < EXACT_SCAN_BELOW || nodes.len() * 50 < self.len() {
-            return self.exact(q, q_inv, k, nodes.iter().copied());
-        }
-        let mut bitmap = vec![0u64; self.nodes().div_ceil(64)];
-        for &n in &nodes {
-            bitmap[n as usize / 64] |= 1 << (n % 64);
-        }
+        let Some(bitmap) = &c.bitmap else {
+            return self.exact(q, q_inv, k, c.nodes.iter().copied());
+        };
         let accept = |n: u32| bitmap[n as usize / 64] & (1 << (n % 64)) != 0;
         let found = self.traverse(q, q_inv, k, &accept);
-        if found.len() < k.min(nodes.len()) {
-            return self.exact(q, q_inv, k, nodes.iter().copied());
+        if found.len() < k.min(c.nodes.len()) {
+            return self.exact(q, q_inv, k, c.nodes.iter().copied());
         }
         found
+    }
+
+    /// The `k` nearest among the live vectors of `candidates`.
+    pub fn search_among(&self, q: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor> {
+        self.search_candidates(q, k, &self.candidates(candidates))
+    }
+}
+
+/// A candidate set resolved to graph nodes (see [`HnswIndex::candidates`]).
+#[derive(Debug, Clone)]
+pub struct CandidateSet {
+    nodes: Vec<u32>,
+    /// Present when the set is large enough for a filtered traversal.
+    bitmap: Option<Vec<u64>>,
+}
+
+impl CandidateSet {
+    /// True when searches scan the set exactly.
+    pub fn is_exact(&self) -> bool {
+        self.bitmap.is_none()
     }
 }
 
@@ -709,6 +846,40 @@ mod tests {
     }
 
     #[test]
+    fn parallel_batch_insert_matches_sequential_quality() {
+        let dim = 24;
+        let vs = data(6000, dim, 11);
+        let items: Vec<(SeqNo, &[f32])> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+            .collect();
+        let mut h = HnswIndex::new(Space::L2, dim, HnswParams::default());
+        h.insert_batch(&items, 4);
+        assert_eq!(h.len(), 6000);
+        let mut f = FlatIndex::new(Space::L2, dim);
+        for (s, v) in &items {
+            f.insert(*s, v);
+        }
+        let mut hits = 0;
+        let queries = data(100, dim, 12);
+        for q in &queries {
+            let want = f.search(q, 10, None);
+            let got = h.search(q, 10);
+            hits += want
+                .iter()
+                .filter(|w| got.iter().any(|g| g.seq == w.seq))
+                .count();
+        }
+        let recall = hits as f64 / 1000.0;
+        assert!(recall >= 0.93, "recall {recall}");
+        // Every stored vector finds itself.
+        for (s, v) in items.iter().step_by(97) {
+            assert_eq!(h.search(v, 1)[0].seq, *s);
+        }
+    }
+
+    #[test]
     fn recall_is_high_in_every_space() {
         for space in [Space::L2, Space::Cosine, Space::Ip] {
             let r = recall(space, 6000, None);
@@ -751,7 +922,7 @@ mod tests {
             );
         }
         assert!(h.needs_rebuild());
-        let fresh = h.rebuilt();
+        let fresh = h.rebuilt(2);
         assert_eq!((fresh.len(), fresh.nodes()), (1334, 1334));
         assert!(!fresh.needs_rebuild());
         // Replacing a vector moves the record.
