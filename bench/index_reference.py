@@ -37,23 +37,22 @@ def main():
 
     idx = hnswlib.Index(space="ip", dim=base.shape[1])
     idx.init_index(max_elements=len(base), M=m, ef_construction=efc)
-    for t in (1, threads):
-        pass
     t0 = time.perf_counter()
     idx.set_num_threads(threads)
     idx.add_items(base, np.arange(len(base)))
     print(f"hnswlib build ({threads} threads): {time.perf_counter() - t0:.2f}s")
     for ef in efs:
         idx.set_ef(ef)
-        res = {}
+        res = {1: 0.0, threads: 0.0}
         for t in (1, threads):
             idx.set_num_threads(t)
-            t0 = time.perf_counter()
-            if t == 1:
-                labels = [idx.knn_query(q, k=k)[0][0] for q in queries]
-            else:
-                labels, _ = idx.knn_query(queries, k=k)
-            res[t] = len(queries) / (time.perf_counter() - t0)
+            for _ in range(3):  # best of three, as ochre-bench
+                t0 = time.perf_counter()
+                if t == 1:
+                    labels = [idx.knn_query(q, k=k)[0][0] for q in queries]
+                else:
+                    labels, _ = idx.knn_query(queries, k=k)
+                res[t] = max(res[t], len(queries) / (time.perf_counter() - t0))
         rows.append(("hnswlib", ef, recall(labels, truth), res[1], res[threads]))
 
     import faiss
@@ -66,15 +65,16 @@ def main():
     print(f"faiss build ({threads} threads): {time.perf_counter() - t0:.2f}s")
     for ef in efs:
         fidx.hnsw.efSearch = ef
-        res = {}
+        res = {1: 0.0, threads: 0.0}
         for t in (1, threads):
             faiss.omp_set_num_threads(t)
-            t0 = time.perf_counter()
-            if t == 1:
-                labels = [fidx.search(q[None, :], k)[1][0] for q in queries]
-            else:
-                labels = fidx.search(queries, k)[1]
-            res[t] = len(queries) / (time.perf_counter() - t0)
+            for _ in range(3):
+                t0 = time.perf_counter()
+                if t == 1:
+                    labels = [fidx.search(q[None, :], k)[1][0] for q in queries]
+                else:
+                    labels = fidx.search(queries, k)[1]
+                res[t] = max(res[t], len(queries) / (time.perf_counter() - t0))
         rows.append(("faiss-hnsw", ef, recall(labels, truth), res[1], res[threads]))
 
     print(f"| index | ef_search | recall@10 | qps 1 thread | qps {threads} threads |")
@@ -92,15 +92,17 @@ def main():
         allowed = np.arange(len(base))[np.arange(len(base)) % mod == 0]
         sub = base[allowed]
         exact = [allowed[np.argsort(-(sub @ q))[:k]] for q in queries]
-        t0 = time.perf_counter()
-        found = []
-        for q in queries:
-            try:
-                labels, _ = idx.knn_query(q, k=k, filter=lambda i, mod=mod: i % mod == 0)
-                found.append(labels[0])
-            except RuntimeError:
-                found.append([])
-        qps = len(queries) / (time.perf_counter() - t0)
+        qps = 0.0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            found = []
+            for q in queries:
+                try:
+                    labels, _ = idx.knn_query(q, k=k, filter=lambda i, mod=mod: i % mod == 0)
+                    found.append(labels[0])
+                except RuntimeError:
+                    found.append([])
+            qps = max(qps, len(queries) / (time.perf_counter() - t0))
         print(f"| {name} | {100 / mod:.0f}% | {recall(found, exact):.4f} | {qps:.0f} |")
 
 

@@ -11,6 +11,7 @@ use ochre_types::Space;
 pub struct Kernels {
     dot: fn(&[f32], &[f32]) -> f32,
     l2: fn(&[f32], &[f32]) -> f32,
+    dot_i8: fn(&[i8], &[i8]) -> i32,
     accelerated: bool,
 }
 
@@ -33,6 +34,7 @@ impl Kernels {
                 return Kernels {
                     dot: avx2::dot,
                     l2: avx2::l2_squared,
+                    dot_i8: avx2::dot_i8,
                     accelerated: true,
                 };
             }
@@ -45,6 +47,7 @@ impl Kernels {
         Kernels {
             dot: dot_portable,
             l2: l2_squared_portable,
+            dot_i8: dot_i8_portable,
             accelerated: false,
         }
     }
@@ -64,6 +67,12 @@ impl Kernels {
     #[inline]
     pub fn l2_squared(&self, a: &[f32], b: &[f32]) -> f32 {
         (self.l2)(a, b)
+    }
+
+    /// Inner product of int8 codes.
+    #[inline]
+    pub fn dot_i8(&self, a: &[i8], b: &[i8]) -> i32 {
+        (self.dot_i8)(a, b)
     }
 
     /// Euclidean norm.
@@ -109,6 +118,23 @@ pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut sum: f32 = acc.iter().sum();
     for i in chunks * LANES..a.len() {
         sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// Portable int8 inner product (exact in i32 for any dimension below 2^17).
+pub fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0i32; LANES];
+    let chunks = a.len() / LANES;
+    for c in 0..chunks {
+        for l in 0..LANES {
+            acc[l] += i32::from(a[c * LANES + l]) * i32::from(b[c * LANES + l]);
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for i in chunks * LANES..a.len() {
+        sum += i32::from(a[i]) * i32::from(b[i]);
     }
     sum
 }
@@ -225,6 +251,42 @@ mod avx2 {
         sum
     }
 
+    /// # Safety
+    /// As [`dot_avx2`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        // SAFETY: each step reads 16 bytes at i, and the loop keeps i + 16 <= n.
+        unsafe {
+            while i + 16 <= n {
+                let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i) as *const __m128i));
+                let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(pb.add(i) as *const __m128i));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+                i += 16;
+            }
+        }
+        let lo = _mm256_castsi256_si128(acc);
+        let hi = _mm256_extracti128_si256(acc, 1);
+        let s = _mm_add_epi32(lo, hi);
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        let mut sum = _mm_cvtsi128_si32(s);
+        while i < n {
+            sum += i32::from(a[i]) * i32::from(b[i]);
+            i += 1;
+        }
+        sum
+    }
+
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        assert_eq!(a.len(), b.len(), "codes of one index share a dimension");
+        // SAFETY: only selected by Kernels::detect after checking avx2 and fma.
+        unsafe { dot_i8_avx2(a, b) }
+    }
+
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
         // SAFETY: only selected by Kernels::detect after checking avx2 and fma.
@@ -264,6 +326,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn int8_kernels_are_exact(pairs in proptest::collection::vec((any::<i8>(), any::<i8>()), 0..300)) {
+            let a: Vec<i8> = pairs.iter().map(|p| p.0).collect();
+            let b: Vec<i8> = pairs.iter().map(|p| p.1).collect();
+            let exact: i32 = a.iter().zip(&b).map(|(x, y)| i32::from(*x) * i32::from(*y)).sum();
+            for k in [Kernels::detect(), Kernels::portable()] {
+                prop_assert_eq!(k.dot_i8(&a, &b), exact, "{:?}", k);
+            }
+        }
+
         #[test]
         fn kernels_agree_with_scalar(pairs in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..100)) {
             let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();

@@ -342,6 +342,17 @@ impl HnswIndex {
         index.inv_norms = (0..n)
             .map(|i| index.inv_norm(&vecs[i * dim..(i + 1) * dim]))
             .collect();
+        let mut codes = Vec::with_capacity(n * dim);
+        index.scales = (0..n)
+            .map(|i| super::quantize_into(&vecs[i * dim..(i + 1) * dim], &mut codes))
+            .collect();
+        index.codes = codes;
+        index.norms2 = (0..n)
+            .map(|i| {
+                let v = &vecs[i * dim..(i + 1) * dim];
+                index.kernels.dot(v, v)
+            })
+            .collect();
         index.vectors = vecs;
         index.node_seq = node_seq;
         index.seq_node = seq_node;
