@@ -30,9 +30,16 @@ fn new_index(row: &CollectionRow, dimension: u32) -> AnyIndex {
             m: clamp(h.max_neighbors, 2),
             ef_construction: clamp(h.ef_construction, 1),
             ef_search: clamp(h.ef_search, 1),
+            threads: build_threads(h.num_threads),
             ..HnswParams::default()
         },
     )
+}
+
+/// Index build threads: the collection's `num_threads`, at most the machine's cores.
+fn build_threads(num_threads: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (num_threads.min(1 << 10) as usize).clamp(1, cores)
 }
 
 /// A record's non-vector fields; the embedding lives in the vector index.
@@ -164,15 +171,14 @@ impl CollectionState {
             match HnswIndex::from_checkpoint(&bytes, h.space, dim as usize, m, &map) {
                 Ok((mut index, report)) => {
                     index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
+                    index.set_threads(build_threads(h.num_threads));
                     let items: Vec<(SeqNo, &[f32])> = report
                         .missing
                         .iter()
                         .filter_map(|s| map.get(s).map(|v| (*s, *v)))
                         .collect();
-                    index.insert_batch(
-                        &items,
-                        std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    );
+                    let threads = index.params().threads;
+                    index.insert_batch(&items, threads);
                     self.dirty = report.stale + report.missing.len();
                     tracing::info!(collection = %self.row.id, replayed = report.missing.len(), stale = report.stale, "loaded index checkpoint");
                     let mut any = AnyIndex::Hnsw(Box::new(index));
@@ -220,10 +226,11 @@ impl CollectionState {
         }
     }
 
-    /// Applies a changed `ef_search` to the live index.
-    pub(crate) fn set_ef_search(&mut self, ef: u64) {
+    /// Applies changed `ef_search` / `num_threads` to the live index.
+    pub(crate) fn apply_tuning(&mut self, ef: u64, num_threads: u64) {
         if let Some(ix) = self.index.as_mut() {
             ix.set_ef_search((ef.min(1 << 16) as usize).max(1));
+            ix.set_threads(build_threads(num_threads));
         }
     }
 

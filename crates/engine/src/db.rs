@@ -722,7 +722,10 @@ impl Ochre {
             row.configuration.schema = Some(schema.clone());
         }
         self.inner.commit(&[Mutation::PutCollection(&row)])?;
-        state.set_ef_search(row.configuration.hnsw.ef_search);
+        state.apply_tuning(
+            row.configuration.hnsw.ef_search,
+            row.configuration.hnsw.num_threads,
+        );
         if row.name != state.row.name {
             cat.by_name
                 .remove(&(row.database_id, state.row.name.clone()));

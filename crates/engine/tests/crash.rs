@@ -242,9 +242,11 @@ fn acknowledged_batches_survive_sigkill() {
                 }
             }
             Op::Rewrite => {
+                // The upsert rewrites batch b, or inserts it when b was never added (the step
+                // before was a delete of b - 1).
                 let b = inflight - 1;
                 if per_batch.get(&b).is_some_and(|p| p.1.contains(&true))
-                    && expect.get(&b) == Some(&Expect::Present { rewritten: false })
+                    && expect.get(&b) != Some(&Expect::Present { rewritten: true })
                 {
                     expect.insert(b, Expect::Present { rewritten: true });
                     next = inflight + 1;

@@ -64,11 +64,6 @@ pub trait VectorIndex {
     fn search_among(&self, query: &[f32], k: usize, candidates: &[SeqNo]) -> Vec<Neighbor>;
 }
 
-/// Threads for index builds: the machine's cores.
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// A candidate set prepared for one index.
 #[derive(Debug)]
 pub enum Prepared<'a> {
@@ -94,6 +89,13 @@ impl AnyIndex {
         AnyIndex::Hnsw(Box::new(HnswIndex::new(space, dimension, params)))
     }
 
+    /// Changes the build threads (no-op for exact indexes).
+    pub fn set_threads(&mut self, threads: usize) {
+        if let AnyIndex::Hnsw(h) = self {
+            h.set_threads(threads);
+        }
+    }
+
     /// Changes the query-time beam width (no-op for exact indexes).
     pub fn set_ef_search(&mut self, ef: usize) {
         if let AnyIndex::Hnsw(h) = self {
@@ -104,7 +106,10 @@ impl AnyIndex {
     /// Stores many vectors at once (in parallel where the index supports it).
     pub fn insert_batch(&mut self, items: &[(SeqNo, &[f32])]) {
         match self {
-            AnyIndex::Hnsw(h) => h.insert_batch(items, threads()),
+            AnyIndex::Hnsw(h) => {
+                let t = h.params().threads;
+                h.insert_batch(items, t)
+            }
             AnyIndex::Flat(f) => items.iter().for_each(|(s, v)| f.insert(*s, v)),
         }
     }
@@ -130,7 +135,7 @@ impl AnyIndex {
     pub fn maintain(&mut self) -> bool {
         match self {
             AnyIndex::Hnsw(h) if h.needs_rebuild() => {
-                **h = h.rebuilt(threads());
+                **h = h.rebuilt(h.params().threads);
                 true
             }
             AnyIndex::Hnsw(_) | AnyIndex::Flat(_) => false,

@@ -233,6 +233,7 @@ impl HnswIndex {
                 ef_construction,
                 ef_search,
                 seed: rng,
+                ..HnswParams::default()
             },
         );
         index.rng = rng;
@@ -382,6 +383,7 @@ mod tests {
                 ef_construction: 16,
                 ef_search: 16,
                 seed: 1,
+                threads: 1,
             },
         );
         let vs: Vec<Vec<f32>> = (0..300)

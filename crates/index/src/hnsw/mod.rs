@@ -42,6 +42,8 @@ pub struct HnswParams {
     pub ef_search: usize,
     /// Seed of the level generator (fixed for reproducible graphs).
     pub seed: u64,
+    /// Threads for batch insertion and rebuilds (Chroma's `num_threads`).
+    pub threads: usize,
 }
 
 impl Default for HnswParams {
@@ -51,6 +53,7 @@ impl Default for HnswParams {
             ef_construction: 100,
             ef_search: 100,
             seed: 0x5eed,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -217,6 +220,11 @@ impl HnswIndex {
     /// The parameters.
     pub fn params(&self) -> HnswParams {
         self.params
+    }
+
+    /// Changes the number of threads used by batch insertion and rebuilds.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.params.threads = threads.max(1);
     }
 
     /// Changes the query-time beam width.
@@ -1034,6 +1042,7 @@ mod tests {
                 ef_construction: 8,
                 ef_search: 1,
                 seed: 9,
+                threads: 1,
             },
         );
         for (i, v) in data(3000, dim, 5).iter().enumerate() {
