@@ -79,16 +79,30 @@ fn timed<F: Fn(&[f32]) -> Vec<Neighbor> + Sync>(
         out = if threads <= 1 {
             queries.iter().map(|q| f(q)).collect()
         } else {
-            let chunk = queries.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                let hs: Vec<_> = queries
-                    .chunks(chunk)
-                    .map(|part| s.spawn(|| part.iter().map(|q| f(q)).collect::<Vec<_>>()))
+            // Dynamic scheduling (an atomic cursor), as hnswlib's ParallelFor does.
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let mut slots: Vec<Vec<Neighbor>> = vec![Vec::new(); queries.len()];
+            let parts: Vec<Vec<(usize, Vec<Neighbor>)>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut mine = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                if i >= queries.len() {
+                                    break mine;
+                                }
+                                mine.push((i, f(&queries[i])));
+                            }
+                        })
+                    })
                     .collect();
-                hs.into_iter()
-                    .flat_map(|h| h.join().expect("worker"))
-                    .collect()
-            })
+                hs.into_iter().map(|h| h.join().expect("worker")).collect()
+            });
+            for (i, r) in parts.into_iter().flatten() {
+                slots[i] = r;
+            }
+            slots
         };
         best = best.max(queries.len() as f64 / start.elapsed().as_secs_f64());
     }
