@@ -15,6 +15,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod routes;
+mod schema;
 mod wire;
 
 use std::sync::Arc;

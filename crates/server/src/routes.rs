@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::schema::{self, Schema};
 use crate::wire::*;
 use crate::AppState;
 
@@ -469,6 +470,18 @@ pub async fn search(
 
 // ----- records -----
 
+/// Refuses filters on indexes the collection's schema disables (spec §8.5).
+fn check_filters(
+    c: &ochre::Collection,
+    where_: Option<&ochre::Where>,
+    where_document: bool,
+) -> ApiResult<()> {
+    if where_.is_none() && !where_document {
+        return Ok(());
+    }
+    Schema::of_collection(&c.info().configuration).check_filters(where_, where_document)
+}
+
 #[derive(Clone, Copy)]
 enum Write {
     Add,
@@ -503,6 +516,10 @@ async fn write(
         .as_deref()
         .map(decode_metadatas)
         .transpose()?;
+    let keys = metadatas
+        .as_deref()
+        .map(schema::key_types)
+        .unwrap_or_default();
     let batch = RecordBatch {
         ids: body.ids,
         embeddings,
@@ -516,8 +533,15 @@ async fn write(
             Write::Add => c.add(batch),
             Write::Upsert => c.upsert(batch),
             Write::Update => c.update(batch),
+        }?;
+        if !keys.is_empty() {
+            // Key evolution (spec §11.4): new key/type pairs join the schema.
+            db.update_schema(&t, &d, id, |config| {
+                let mut s = Schema::of_collection(config);
+                s.ensure_keys(&keys).then(|| s.to_json())
+            })?;
         }
-        .map_err(Into::into)
+        Ok(())
     })
     .await
 }
@@ -567,9 +591,9 @@ pub async fn delete(
         limit: body.limit,
     };
     let n = blocking(&state, move |db| {
-        db.collection_in(&t, &d, id)?
-            .delete(req)
-            .map_err(Into::into)
+        let c = db.collection_in(&t, &d, id)?;
+        check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
+        c.delete(req).map_err(Into::into)
     })
     .await?;
     Ok(Json(json!({"deleted": n})))
@@ -620,7 +644,9 @@ pub async fn get_records(
         include: include_of(&include_items),
     };
     let r = blocking(&state, move |db| {
-        db.collection_in(&t, &d, id)?.get(req).map_err(Into::into)
+        let c = db.collection_in(&t, &d, id)?;
+        check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
+        c.get(req).map_err(Into::into)
     })
     .await?;
     Ok(Json(GetResponse::new(r, include_items)))
@@ -655,7 +681,9 @@ pub async fn query(
         include: include_of(&include_items),
     };
     let r = blocking(&state, move |db| {
-        db.collection_in(&t, &d, id)?.query(req).map_err(Into::into)
+        let c = db.collection_in(&t, &d, id)?;
+        check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
+        c.query(req).map_err(Into::into)
     })
     .await?;
     Ok(Json(QueryResponse::new(r, include_items)))

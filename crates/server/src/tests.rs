@@ -416,3 +416,109 @@ async fn openapi_and_offline_docs_are_served() {
         "Swagger UI page"
     );
 }
+
+#[tokio::test]
+async fn schema_disables_filters_and_tracks_keys() {
+    let app = app(state(ServerConfig::default()));
+    let schema = json!({"keys": {"tag": {"string": {"string_inverted_index": {"enabled": false, "config": {}}}},
+                                 "#document": {"string": {"fts_index": {"enabled": false, "config": {}}}}}});
+    let (s, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "sch1", "schema": schema})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    // The partial schema was merged onto the default one.
+    assert_eq!(
+        c["schema"]["defaults"]["int"]["int_inverted_index"]["enabled"],
+        true
+    );
+    assert_eq!(
+        c["schema"]["keys"]["#embedding"]["float_list"]["vector_index"]["enabled"],
+        true
+    );
+    let id = c["id"].as_str().expect("id").to_owned();
+    let add = json!({"ids": ["a"], "embeddings": [[1.0, 0.0]], "documents": ["doc"],
+                     "metadatas": [{"tag": "x", "n": 1, "l": [true]}]});
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(add),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, c, _) = call(&app, "GET", &format!("{BASE}/collections/sch1"), None).await;
+    let keys = &c["schema"]["keys"];
+    assert_eq!(keys["n"]["int"]["int_inverted_index"]["enabled"], true);
+    assert_eq!(keys["l"]["bool"]["bool_inverted_index"]["enabled"], true);
+    assert_eq!(
+        keys["tag"]["string"]["string_inverted_index"]["enabled"],
+        false
+    );
+    for (route, body) in [
+        ("get", json!({"where": {"tag": "x"}})),
+        (
+            "delete",
+            json!({"where": {"$and": [{"n": 1}, {"tag": {"$in": ["x"]}}]}}),
+        ),
+        (
+            "query",
+            json!({"query_embeddings": [[1.0, 0.0]], "where": {"tag": {"$ne": "y"}}}),
+        ),
+    ] {
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{id}/{route}"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{route}: {v}");
+        assert_eq!(
+            v["message"],
+            "Cannot filter using metadata key 'tag' with type 'Str' because indexing is disabled"
+        );
+    }
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/get"),
+        Some(json!({"where_document": {"$contains": "d"}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["message"],
+        "Cannot filter using full-text search because FTS indexing is disabled"
+    );
+    // Other keys, and other types of the same key, still filter; nothing was deleted.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/get"),
+        Some(json!({"where": {"$and": [{"n": 1}, {"tag": 5}]}})),
+    )
+    .await;
+    assert_eq!((s, v["ids"].clone()), (StatusCode::OK, json!([])));
+    let (_, n, _) = call(&app, "GET", &format!("{BASE}/collections/{id}/count"), None).await;
+    assert_eq!(n, json!(1));
+    // A non-default configuration next to a non-default schema is refused, and creates nothing.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "sch2",
+        "configuration": {"hnsw": {"space": "ip"}}, "schema": {"keys": {"x": {}}}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["message"],
+        "Failed to reconcile schema: Cannot set both collection config and schema simultaneously"
+    );
+    let (s, _, _) = call(&app, "GET", &format!("{BASE}/collections/sch2"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

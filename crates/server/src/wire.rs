@@ -236,8 +236,8 @@ fn apply_hnsw(cfg: &mut HnswConfig, h: &HnswBody) {
     }
 }
 
-/// Resolves the collection configuration from the request (spec §11.3, simplified: the user
-/// schema's `#embedding` vector index wins when given, then `configuration`, then `hnsw:*` metadata).
+/// Resolves the collection configuration from a create request (spec §11.3): `configuration`
+/// first, `hnsw:*` metadata where it says nothing, then the schema ([`crate::schema::reconcile`]).
 pub fn resolve_configuration(
     body_config: Option<&ConfigurationBody>,
     metadata: Option<&Map<String, Value>>,
@@ -274,28 +274,7 @@ pub fn resolve_configuration(
     } else if let Some(m) = meta_cfg {
         out.hnsw = m;
     }
-    if let Some(schema) = schema.filter(|s| !s.is_null()) {
-        let vi = schema
-            .pointer("/keys/#embedding/float_list/vector_index/config")
-            .or_else(|| schema.pointer("/defaults/float_list/vector_index/config"));
-        if let Some(vi) = vi {
-            if let Some(space) = vi.get("space").and_then(Value::as_str) {
-                out.hnsw.space = space
-                    .parse()
-                    .map_err(|e: String| ApiError::shape(format!("schema space: {e}")))?;
-            }
-            if let Some(h) = vi.get("hnsw") {
-                let h: HnswBody = serde_json::from_value(h.clone())
-                    .map_err(|e| ApiError::shape(format!("schema hnsw: {e}")))?;
-                apply_hnsw(&mut out.hnsw, &h);
-            }
-            if let Some(ef) = vi.get("embedding_function").filter(|v| !v.is_null()) {
-                out.embedding_function = Some(ef.clone());
-            }
-        }
-        out.schema = Some(schema.clone());
-    }
-    Ok(out)
+    crate::schema::reconcile(out, schema)
 }
 
 fn hnsw_json(h: &HnswConfig, full: bool) -> Value {
@@ -317,31 +296,7 @@ fn hnsw_json(h: &HnswConfig, full: bool) -> Value {
 
 /// The schema Chroma reports for a collection with this configuration.
 pub fn schema_json(c: &CollectionConfiguration) -> Value {
-    if let Some(s) = &c.schema {
-        return s.clone();
-    }
-    let ef = c.embedding_function.clone();
-    let mut vector = json!({"space": c.hnsw.space.as_str(), "hnsw": hnsw_json(&c.hnsw, true)});
-    if let Some(ef) = &ef {
-        vector["embedding_function"] = ef.clone();
-    }
-    let mut embedding = vector.clone();
-    embedding["source_key"] = json!("#document");
-    let on = |b: bool| json!({"enabled": b, "config": {}});
-    json!({
-        "defaults": {
-            "string": {"fts_index": on(false), "string_inverted_index": on(true)},
-            "float_list": {"vector_index": {"enabled": false, "config": vector}},
-            "sparse_vector": {"sparse_vector_index": {"enabled": false, "config": {"embedding_function": {"type": "unknown"}, "bm25": false}}},
-            "int": {"int_inverted_index": on(true)},
-            "float": {"float_inverted_index": on(true)},
-            "bool": {"bool_inverted_index": on(true)},
-        },
-        "keys": {
-            "#embedding": {"float_list": {"vector_index": {"enabled": true, "config": embedding}}},
-            "#document": {"string": {"fts_index": on(true), "string_inverted_index": on(false)}},
-        }
-    })
+    crate::schema::Schema::of_collection(c).to_json()
 }
 
 /// The Collection object.
