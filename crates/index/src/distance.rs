@@ -1,8 +1,10 @@
 //! Distance kernels.
 //!
 //! Each kernel has a portable version (plain loops over fixed-width chunks, which the compiler
-//! turns into SSE/NEON code) and, on x86-64, an AVX2+FMA version chosen at run time. Property
-//! tests check the fast versions against the portable ones.
+//! turns into SSE2 code on x86-64 and NEON code on aarch64, where NEON is part of the base
+//! instruction set and needs no run-time check) and, on x86-64, AVX-512 (F + BW + VL) and
+//! AVX2+FMA versions chosen at run time. Property tests check every variant the CPU supports
+//! against exact scalar results.
 
 use ochre_types::Space;
 
@@ -12,34 +14,48 @@ pub struct Kernels {
     dot: fn(&[f32], &[f32]) -> f32,
     l2: fn(&[f32], &[f32]) -> f32,
     dot_i8: fn(&[i8], &[i8]) -> i32,
-    accelerated: bool,
+    name: &'static str,
 }
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_accelerated() {
-            "Kernels(avx2+fma)"
-        } else {
-            "Kernels(portable)"
-        })
+        write!(f, "Kernels({})", self.name)
     }
 }
 
 impl Kernels {
     /// The best kernels for this CPU.
     pub fn detect() -> Self {
+        Self::available()[0]
+    }
+
+    /// Every variant this CPU can run, best first (the portable one last).
+    pub fn available() -> Vec<Self> {
+        let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+            {
+                out.push(Kernels {
+                    dot: avx512::dot,
+                    l2: avx512::l2_squared,
+                    dot_i8: avx512::dot_i8,
+                    name: "avx512",
+                });
+            }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Kernels {
+                out.push(Kernels {
                     dot: avx2::dot,
                     l2: avx2::l2_squared,
                     dot_i8: avx2::dot_i8,
-                    accelerated: true,
-                };
+                    name: "avx2+fma",
+                });
             }
         }
-        Self::portable()
+        out.push(Self::portable());
+        out
     }
 
     /// The portable kernels.
@@ -48,13 +64,18 @@ impl Kernels {
             dot: dot_portable,
             l2: l2_squared_portable,
             dot_i8: dot_i8_portable,
-            accelerated: false,
+            name: "portable",
         }
     }
 
     /// True when SIMD kernels were selected at run time.
     pub fn is_accelerated(&self) -> bool {
-        self.accelerated
+        self.name != "portable"
+    }
+
+    /// The variant's name (`avx512`, `avx2+fma` or `portable`).
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Inner product.
@@ -125,18 +146,21 @@ pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 /// Portable int8 inner product (exact in i32 for any dimension below 2^17).
 pub fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0i32; LANES];
-    let chunks = a.len() / LANES;
-    for c in 0..chunks {
-        for l in 0..LANES {
-            acc[l] += i32::from(a[c * LANES + l]) * i32::from(b[c * LANES + l]);
+    const W: usize = 16;
+    let mut acc = [0i32; W];
+    let (ca, cb) = (a.chunks_exact(W), b.chunks_exact(W));
+    let tail: i32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..W {
+            acc[l] += i32::from(x[l]) * i32::from(y[l]);
         }
     }
-    let mut sum: i32 = acc.iter().sum();
-    for i in chunks * LANES..a.len() {
-        sum += i32::from(a[i]) * i32::from(b[i]);
-    }
-    sum
+    acc.iter().sum::<i32>() + tail
 }
 
 /// Portable squared Euclidean distance.
@@ -300,6 +324,131 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Lanes `0..n` set (n ≤ 16).
+    fn mask16(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512 F, BW and VL (checked by `Kernels::available`); `a` and `b` have
+    /// equal lengths (checked by the safe wrappers).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: full loads stay below n by the loop bounds; the tail load is masked to the
+        // remaining n - i < 16 lanes, and masked-off lanes are not read.
+        unsafe {
+            while i + 32 <= n {
+                acc0 =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+                acc1 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                    _mm512_loadu_ps(pb.add(i + 16)),
+                    acc1,
+                );
+                i += 32;
+            }
+            while i < n {
+                let m = mask16((n - i).min(16));
+                acc0 = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(m, pa.add(i)),
+                    _mm512_maskz_loadu_ps(m, pb.add(i)),
+                    acc0,
+                );
+                i += 16;
+            }
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// # Safety
+    /// As [`dot_avx512`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn l2_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: as in dot_avx512.
+        unsafe {
+            while i + 32 <= n {
+                let d0 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+                let d1 = _mm512_sub_ps(
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                    _mm512_loadu_ps(pb.add(i + 16)),
+                );
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+                i += 32;
+            }
+            while i < n {
+                let m = mask16((n - i).min(16));
+                let d = _mm512_sub_ps(
+                    _mm512_maskz_loadu_ps(m, pa.add(i)),
+                    _mm512_maskz_loadu_ps(m, pb.add(i)),
+                );
+                acc0 = _mm512_fmadd_ps(d, d, acc0);
+                i += 16;
+            }
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// # Safety
+    /// As [`dot_avx512`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn dot_i8_avx512(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = _mm512_setzero_si512();
+        let mut i = 0;
+        // SAFETY: full loads read 32 bytes at i with i + 32 <= n; the tail load is masked to the
+        // remaining n - i < 32 bytes.
+        unsafe {
+            while i + 32 <= n {
+                let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pa.add(i) as *const __m256i));
+                let y = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pb.add(i) as *const __m256i));
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
+                i += 32;
+            }
+            if i < n {
+                let m = ((1u64 << (n - i)) - 1) as __mmask32;
+                let x = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, pa.add(i)));
+                let y = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, pb.add(i)));
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
+            }
+        }
+        _mm512_reduce_add_epi32(acc)
+    }
+
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        assert_eq!(a.len(), b.len(), "codes of one index share a dimension");
+        // SAFETY: only selected by Kernels::available after checking avx512f, bw and vl.
+        unsafe { dot_i8_avx512(a, b) }
+    }
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
+        // SAFETY: as in dot_i8.
+        unsafe { dot_avx512(a, b) }
+    }
+
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
+        // SAFETY: as in dot_i8.
+        unsafe { l2_avx512(a, b) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,19 +480,19 @@ mod tests {
             let a: Vec<i8> = pairs.iter().map(|p| p.0).collect();
             let b: Vec<i8> = pairs.iter().map(|p| p.1).collect();
             let exact: i32 = a.iter().zip(&b).map(|(x, y)| i32::from(*x) * i32::from(*y)).sum();
-            for k in [Kernels::detect(), Kernels::portable()] {
+            for k in Kernels::available() {
                 prop_assert_eq!(k.dot_i8(&a, &b), exact, "{:?}", k);
             }
         }
 
         #[test]
-        fn kernels_agree_with_scalar(pairs in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..100)) {
+        fn kernels_agree_with_scalar(pairs in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..700)) {
             let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();
             let b: Vec<f32> = pairs.iter().map(|p| p.1).collect();
             let exact_dot = scalar_dot(&a, &b);
             let exact_l2: f64 = a.iter().zip(&b).map(|(x, y)| { let d = *x as f64 - *y as f64; d * d }).sum();
             let scale = 1e-4 * (1.0 + a.len() as f64 * 100.0);
-            for k in [Kernels::detect(), Kernels::portable()] {
+            for k in Kernels::available() {
                 prop_assert!((k.dot(&a, &b) as f64 - exact_dot).abs() <= scale, "{:?}", k);
                 prop_assert!((k.l2_squared(&a, &b) as f64 - exact_l2).abs() <= scale, "{:?}", k);
             }
