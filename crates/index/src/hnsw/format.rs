@@ -156,10 +156,9 @@ impl HnswIndex {
         for x in &self.layer0 {
             out.extend_from_slice(&x.load(std::sync::atomic::Ordering::Relaxed).to_le_bytes());
         }
-        for (i, lists) in self.upper.iter().enumerate() {
-            let lists = lists.lock();
-            debug_assert_eq!(lists.len(), self.levels[i] as usize);
-            for list in lists.iter() {
+        for (i, &level) in self.levels.iter().enumerate() {
+            for layer in 1..=level as usize {
+                let list = self.list(i as u32, layer);
                 out.extend_from_slice(&(list.len() as u32).to_le_bytes());
                 for x in list {
                     out.extend_from_slice(&x.to_le_bytes());
@@ -364,7 +363,18 @@ impl HnswIndex {
             .into_iter()
             .map(std::sync::atomic::AtomicU32::new)
             .collect();
-        index.upper = upper.into_iter().map(parking_lot::Mutex::new).collect();
+        index.upper_off = Vec::with_capacity(n);
+        index.upper = Vec::new();
+        for (node, lists) in upper.iter().enumerate() {
+            index.upper_off.push(index.upper.len() as u32);
+            index
+                .upper
+                .extend((0..lists.len() * (fm + 1)).map(|_| std::sync::atomic::AtomicU32::new(0)));
+            for (li, list) in lists.iter().enumerate() {
+                index.set_list(node as u32, li + 1, list);
+            }
+        }
+        index.locks = (0..n).map(|_| parking_lot::Mutex::new(())).collect();
         index.top = parking_lot::Mutex::new(((n > 0).then_some(NodeId(entry)), max_level));
         Ok((index, report))
     }

@@ -2,9 +2,11 @@
 //!
 //! Layout: vectors in one contiguous arena indexed by node id; layer-0 adjacency in one flat array
 //! (`m0 + 1` slots per node: count, then neighbour ids) so a search walks memory it can prefetch;
-//! upper layers (few nodes) in small per-node vectors. Neighbour selection uses the paper's
-//! heuristic (keep a candidate only if it is closer to the new node than to every neighbour kept
-//! so far), which is what keeps recall high on clustered real embeddings.
+//! upper layers (few nodes) in the same slot layout, per node. List slots are atomics: searches
+//! read them without locks, and inserters lock only the node whose lists they rewrite. Neighbour
+//! selection uses the paper's heuristic (keep a candidate only if it is closer to the new node
+//! than to every neighbour kept so far), which is what keeps recall high on clustered real
+//! embeddings.
 //!
 //! Deletes are tombstones: a deleted node still routes searches but is never returned. When
 //! tombstones pass a quarter of the nodes the owner rebuilds the graph from the live vectors
@@ -132,9 +134,12 @@ pub struct HnswIndex {
     /// `(m0 + 1)` slots per node: count, then ids. Atomics so parallel insertion can update
     /// lists while other inserters read them; a torn read only yields a slightly stale list.
     layer0: Vec<AtomicU32>,
-    /// Per node, its neighbour lists on layers 1..=level. The mutex is also the node's lock:
-    /// writers of the node's layer-0 list hold it.
-    upper: Vec<NodeLock<Vec<Vec<u32>>>>,
+    /// Lists on layers 1..=level, `(m + 1)` slots per list like `layer0`; node `n`'s lists start
+    /// at `upper_off[n]`. Searches read every list without taking a lock.
+    upper: Vec<AtomicU32>,
+    upper_off: Vec<u32>,
+    /// Per node, the lock its list writers hold.
+    locks: Vec<NodeLock<()>>,
     /// Entry node and top level.
     top: NodeLock<(Option<NodeId>, usize)>,
     visited: Mutex<Vec<Visited>>,
@@ -168,8 +173,10 @@ impl Clone for HnswIndex {
             upper: self
                 .upper
                 .iter()
-                .map(|u| NodeLock::new(u.lock().clone()))
+                .map(|a| AtomicU32::new(a.load(Relaxed)))
                 .collect(),
+            upper_off: self.upper_off.clone(),
+            locks: self.locks.iter().map(|_| NodeLock::new(())).collect(),
             top: NodeLock::new(*self.top.lock()),
             visited: Mutex::new(Vec::new()),
         }
@@ -212,6 +219,8 @@ impl HnswIndex {
             levels: Vec::new(),
             layer0: Vec::new(),
             upper: Vec::new(),
+            upper_off: Vec::new(),
+            locks: Vec::new(),
             top: NodeLock::new((None, 0)),
             visited: Mutex::new(Vec::new()),
         }
@@ -291,50 +300,53 @@ impl HnswIndex {
         &self.vectors[s..s + self.dim]
     }
 
-    /// Calls `f` for each neighbour of `n` on `layer`.
+    /// `n`'s list on `layer`: a count slot, then the capacity's id slots.
+    #[inline]
+    fn slots(&self, n: u32, layer: usize) -> &[AtomicU32] {
+        if layer == 0 {
+            let s = n as usize * (self.m0 + 1);
+            &self.layer0[s..s + self.m0 + 1]
+        } else if layer <= self.levels[n as usize] as usize {
+            let m = self.params.m;
+            let s = self.upper_off[n as usize] as usize + (layer - 1) * (m + 1);
+            &self.upper[s..s + m + 1]
+        } else {
+            &[]
+        }
+    }
+
+    /// Calls `f` for each neighbour of `n` on `layer`. Lock-free: a list being rewritten
+    /// concurrently reads as a mix of its old and new ids, all valid nodes.
     #[inline]
     fn for_neighbors(&self, n: u32, layer: usize, mut f: impl FnMut(u32)) {
-        if layer == 0 {
-            let s = n as usize * (self.m0 + 1);
-            let count = (self.layer0[s].load(Relaxed) as usize).min(self.m0);
-            for slot in &self.layer0[s + 1..s + 1 + count] {
-                f(slot.load(Relaxed));
-            }
-        } else {
-            let lists = self.upper[n as usize].lock();
-            if let Some(list) = lists.get(layer - 1) {
-                list.iter().for_each(|&x| f(x));
-            }
+        let slots = self.slots(n, layer);
+        let Some((count, ids)) = slots.split_first() else {
+            return;
+        };
+        let count = (count.load(Relaxed) as usize).min(ids.len());
+        for slot in &ids[..count] {
+            f(slot.load(Relaxed));
         }
     }
 
-    /// A copy of `n`'s list on `layer`; the caller holds `n`'s lock (`lists`) for upper layers.
-    fn list_locked(&self, n: u32, layer: usize, lists: &[Vec<u32>]) -> Vec<u32> {
-        if layer == 0 {
-            let s = n as usize * (self.m0 + 1);
-            let count = (self.layer0[s].load(Relaxed) as usize).min(self.m0);
-            self.layer0[s + 1..s + 1 + count]
-                .iter()
-                .map(|a| a.load(Relaxed))
-                .collect()
-        } else {
-            lists.get(layer - 1).cloned().unwrap_or_default()
-        }
+    /// A copy of `n`'s list on `layer`.
+    pub(crate) fn list(&self, n: u32, layer: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.for_neighbors(n, layer, |x| out.push(x));
+        out
     }
 
-    /// Replaces `n`'s list on `layer`; the caller holds `n`'s lock (`lists`).
-    fn set_locked(&self, n: u32, layer: usize, list: &[u32], lists: &mut [Vec<u32>]) {
-        if layer == 0 {
-            let s = n as usize * (self.m0 + 1);
-            let count = list.len().min(self.m0);
-            for (slot, &x) in self.layer0[s + 1..s + 1 + count].iter().zip(list) {
-                slot.store(x, Relaxed);
-            }
-            self.layer0[s].store(count as u32, Relaxed);
-        } else if let Some(slot) = lists.get_mut(layer - 1) {
-            slot.clear();
-            slot.extend_from_slice(list);
+    /// Replaces `n`'s list on `layer`; the caller holds `n`'s lock.
+    fn set_list(&self, n: u32, layer: usize, list: &[u32]) {
+        let slots = self.slots(n, layer);
+        let Some((count, ids)) = slots.split_first() else {
+            return;
+        };
+        let len = list.len().min(ids.len());
+        for (slot, &x) in ids.iter().zip(&list[..len]) {
+            slot.store(x, Relaxed);
         }
+        count.store(len as u32, Relaxed);
     }
 
     /// Distance from a prepared query to node `n`.
@@ -561,7 +573,10 @@ impl HnswIndex {
         self.deleted.push(false);
         self.levels.push(level as u8);
         self.layer0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
-        self.upper.push(NodeLock::new(vec![Vec::new(); level]));
+        self.upper_off.push(self.upper.len() as u32);
+        self.upper
+            .extend((0..level * (self.params.m + 1)).map(|_| AtomicU32::new(0)));
+        self.locks.push(NodeLock::new(()));
         node
     }
 
@@ -606,8 +621,8 @@ impl HnswIndex {
             let max = if layer == 0 { self.m0 } else { self.params.m };
             let chosen = self.select(&found, self.params.m);
             {
-                let mut own = self.upper[node as usize].lock();
-                self.set_locked(node, layer, &chosen, &mut own);
+                let _own = self.locks[node as usize].lock();
+                self.set_list(node, layer, &chosen);
             }
             let mut reachable = false;
             for &nb in &chosen {
@@ -636,8 +651,8 @@ impl HnswIndex {
 
     /// Replaces the farthest link of `node` with `new`.
     fn force_link(&self, node: u32, new: u32, layer: usize) {
-        let mut lists = self.upper[node as usize].lock();
-        let mut list = self.list_locked(node, layer, &lists);
+        let _lock = self.locks[node as usize].lock();
+        let mut list = self.list(node, layer);
         if list.contains(&new) {
             return;
         }
@@ -651,21 +666,21 @@ impl HnswIndex {
             Some(i) => list[i] = new,
             None => list.push(new),
         }
-        self.set_locked(node, layer, &list, &mut lists);
+        self.set_list(node, layer, &list);
     }
 
     /// Adds `new` to `node`'s list on `layer`, shrinking with the heuristic when full. Returns
     /// whether `new` is in the list afterwards.
     fn link(&self, node: u32, new: u32, layer: usize, max: usize) -> bool {
-        let mut lists = self.upper[node as usize].lock();
-        let current = self.list_locked(node, layer, &lists);
+        let _lock = self.locks[node as usize].lock();
+        let current = self.list(node, layer);
         if current.contains(&new) {
             return true;
         }
         if current.len() < max {
             let mut list = current;
             list.push(new);
-            self.set_locked(node, layer, &list, &mut lists);
+            self.set_list(node, layer, &list);
             return true;
         }
         let mut cands: Vec<(f32, u32)> = current
@@ -676,7 +691,7 @@ impl HnswIndex {
         cands.sort_by(|a, b| a.0.total_cmp(&b.0));
         let kept = self.select(&cands, max);
         let linked = kept.contains(&new);
-        self.set_locked(node, layer, &kept, &mut lists);
+        self.set_list(node, layer, &kept);
         linked
     }
 
