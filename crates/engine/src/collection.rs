@@ -223,6 +223,8 @@ impl CollectionState {
             metadata: self.row.metadata.clone(),
             configuration: self.row.configuration.clone(),
             dimension: self.row.dimension,
+            forks: self.row.forks,
+            total_ops: self.row.total_ops,
         }
     }
 
@@ -412,6 +414,7 @@ impl Collection {
         }
         self.inner.check_writable()?;
         let dim = validate::batch(kind, &batch, st.row.dimension)?;
+        let ops = batch.ids.len() as u64;
         let mut staged: Vec<Staged> = Vec::new();
         let mut pos: HashMap<&str, usize> = HashMap::new();
         let mut next_seq = st.next_seq;
@@ -495,10 +498,14 @@ impl Collection {
             row = Some(r);
         }
         {
-            let mut muts: Vec<Mutation<'_>> = Vec::with_capacity(staged.len() + 1);
+            let mut muts: Vec<Mutation<'_>> = Vec::with_capacity(staged.len() + 2);
             if let Some(r) = &row {
                 muts.push(Mutation::PutCollection(r));
             }
+            muts.push(Mutation::CountOps {
+                key: self.handle.key,
+                n: ops,
+            });
             for s in &staged {
                 muts.push(Mutation::PutRecord(RecordRow {
                     collection_key: self.handle.key,
@@ -520,6 +527,7 @@ impl Collection {
             st.index = Some(new_index(&r, r.dimension.unwrap_or(0)));
             st.row = r;
         }
+        st.row.total_ops += ops;
         st.next_seq = next_seq;
         st.dirty += staged.len();
         {
@@ -586,15 +594,21 @@ impl Collection {
             (Some(ids), false) => ids.len(),
             _ => seqs.len(),
         };
-        if !seqs.is_empty() {
-            let muts: Vec<Mutation<'_>> = seqs
+        let ops = reported as u64;
+        if ops > 0 {
+            let mut muts: Vec<Mutation<'_>> = seqs
                 .iter()
                 .map(|s| Mutation::DeleteRecord {
                     collection_key: self.handle.key,
                     seq: *s,
                 })
                 .collect();
+            muts.push(Mutation::CountOps {
+                key: self.handle.key,
+                n: ops,
+            });
             self.inner.commit(&muts)?;
+            st.row.total_ops += ops;
         }
         for s in seqs {
             if let Some(r) = st.records.remove(&s) {

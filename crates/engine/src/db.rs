@@ -561,6 +561,8 @@ impl Ochre {
             metadata: req.metadata,
             configuration: req.configuration,
             dimension: None,
+            forks: 0,
+            total_ops: 0,
         };
         self.inner.commit(&[Mutation::PutCollection(&row)])?;
         cat.next_key += 1;
@@ -805,7 +807,7 @@ impl Ochre {
         let source = self
             .scoped(&cat, tenant, database, id)
             .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist")))?;
-        let src = source.state.read();
+        let mut src = source.state.write();
         if cat
             .by_name
             .contains_key(&(src.row.database_id, new_name.to_owned()))
@@ -819,13 +821,20 @@ impl Ochre {
             key,
             id: CollectionId::new_random(),
             name: new_name.to_owned(),
+            forks: 0,
             ..src.row.clone()
         };
         let copy = src.fork(row);
-        let mut muts = vec![Mutation::PutCollection(&copy.row)];
+        let mut counted = src.row.clone();
+        counted.forks += 1;
+        let mut muts = vec![
+            Mutation::PutCollection(&counted),
+            Mutation::PutCollection(&copy.row),
+        ];
         muts.extend(copy.record_rows(key));
         self.inner.commit(&muts)?;
         drop(muts);
+        src.row = counted;
         cat.next_key += 1;
         let handle = Arc::new(CollectionHandle::new(key, copy));
         let info = handle.state.read().info(handle.id);

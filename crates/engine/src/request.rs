@@ -32,6 +32,11 @@ pub struct CollectionInfo {
     pub configuration: CollectionConfiguration,
     /// Fixed by the first write that carries an embedding; `None` before.
     pub dimension: Option<u32>,
+    /// Collections forked from this one.
+    pub forks: u64,
+    /// Record operations ever written: one per id of each add, upsert, update and delete (what
+    /// Chroma's `indexing_status` counts). Every one is indexed before its write returns.
+    pub total_ops: u64,
 }
 
 /// Arguments of `create_collection`.

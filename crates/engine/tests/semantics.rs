@@ -603,3 +603,35 @@ fn corrupt_store_is_a_clear_error() {
     assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
     assert!(e.message().contains("ochre.sqlite3"), "{e}");
 }
+
+#[test]
+fn operation_and_fork_counters_persist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = {
+        let db = Ochre::open(dir.path()).expect("open");
+        let c = collection(&db, "counted");
+        c.add(RecordBatch::new(
+            ids(&["a", "b", "c"]),
+            vec![vec![1.0], vec![2.0], vec![3.0]],
+        ))
+        .expect("add");
+        c.delete(DeleteRequest {
+            ids: Some(ids(&["a", "zz"])),
+            ..Default::default()
+        })
+        .expect("delete");
+        // A rejected write counts nothing.
+        c.add(RecordBatch::new(ids(&["d"]), vec![vec![1.0, 2.0]]))
+            .expect_err("dimension");
+        db.fork_collection(T, D, c.id(), "counted-fork")
+            .expect("fork");
+        let info = c.info();
+        assert_eq!((info.total_ops, info.forks), (5, 1));
+        c.id()
+    };
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let info = db.collection(id).expect("handle").info();
+    assert_eq!((info.total_ops, info.forks), (5, 1));
+    let fork = db.get_collection(T, D, "counted-fork").expect("fork");
+    assert_eq!((fork.total_ops, fork.forks), (5, 0));
+}

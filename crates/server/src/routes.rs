@@ -421,14 +421,13 @@ pub async fn fork_count(
 ) -> ApiResult<Json<Value>> {
     check_db_name(&d)?;
     let id = collection_id(&id)?;
-    blocking(&state, move |db| {
-        db.collection_in(&t, &d, id).map(|_| ()).map_err(Into::into)
+    let info = blocking(&state, move |db| {
+        db.collection_in(&t, &d, id)
+            .map(|c| c.info())
+            .map_err(Into::into)
     })
     .await?;
-    Err(ApiError::chroma(
-        StatusCode::NOT_IMPLEMENTED,
-        "Count forks is not implemented yet in Ochre",
-    ))
+    Ok(Json(json!({"count": info.forks})))
 }
 
 #[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/indexing_status", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
@@ -438,16 +437,18 @@ pub async fn indexing_status(
 ) -> ApiResult<Json<Value>> {
     check_db_name(&d)?;
     let id = collection_id(&id)?;
-    blocking(&state, move |db| {
-        db.collection_in(&t, &d, id).map(|_| ()).map_err(Into::into)
+    let info = blocking(&state, move |db| {
+        db.collection_in(&t, &d, id)
+            .map(|c| c.info())
+            .map_err(Into::into)
     })
     .await?;
     // Ochre indexes synchronously: every acknowledged operation is indexed.
     Ok(Json(json!({
         "op_indexing_progress": 1.0,
         "num_unindexed_ops": 0,
-        "num_indexed_ops": 0,
-        "total_ops": 0
+        "num_indexed_ops": info.total_ops,
+        "total_ops": info.total_ops
     })))
 }
 

@@ -522,3 +522,86 @@ async fn schema_disables_filters_and_tracks_keys() {
     let (s, _, _) = call(&app, "GET", &format!("{BASE}/collections/sch2"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn fork_count_and_indexing_status_count_operations() {
+    let app = app(state(ServerConfig::default()));
+    let (_, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "ops"})),
+    )
+    .await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let status = |v: &Value| {
+        (
+            v["total_ops"].clone(),
+            v["num_indexed_ops"].clone(),
+            v["num_unindexed_ops"].clone(),
+            v["op_indexing_progress"].clone(),
+        )
+    };
+    let (s, v, _) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/collections/{id}/indexing_status"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, status(&v)),
+        (StatusCode::OK, (json!(0), json!(0), json!(0), json!(1.0)))
+    );
+    let add = json!({"ids": ["a", "b", "c"], "embeddings": [[1.0], [2.0], [3.0]]});
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(add),
+    )
+    .await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/delete"),
+        Some(json!({"ids": ["a", "b"]})),
+    )
+    .await;
+    let (_, v, _) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/collections/{id}/indexing_status"),
+        None,
+    )
+    .await;
+    assert_eq!(status(&v), (json!(5), json!(5), json!(0), json!(1.0)));
+    for (i, name) in ["ops-fork1", "ops-fork2"].iter().enumerate() {
+        let (s, _, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{id}/fork"),
+            Some(json!({"new_name": name})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, v, _) = call(
+            &app,
+            "GET",
+            &format!("{BASE}/collections/{id}/fork_count"),
+            None,
+        )
+        .await;
+        assert_eq!((s, v), (StatusCode::OK, json!({"count": i + 1})));
+    }
+    let (_, f, _) = call(&app, "GET", &format!("{BASE}/collections/ops-fork1"), None).await;
+    let fid = f["id"].as_str().expect("id").to_owned();
+    let (_, v, _) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/collections/{fid}/fork_count"),
+        None,
+    )
+    .await;
+    assert_eq!(v, json!({"count": 0}));
+}

@@ -13,7 +13,7 @@ use crate::codec::{
 use crate::{Error, Result};
 
 /// The store format this build writes.
-pub const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 2;
 /// The oldest store format this build opens.
 pub const OLDEST_SUPPORTED_FORMAT: i64 = 1;
 /// SQLite `application_id` of an Ochre store: ASCII "OCHR".
@@ -24,7 +24,10 @@ const SEQ_BITS: u32 = 40;
 pub const DB_FILE: &str = "ochre.sqlite3";
 
 /// Numbered migrations; never edit one that has shipped, add the next.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_counters.sql")),
+];
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +55,10 @@ pub struct CollectionRow {
     pub metadata: Option<Metadata>,
     pub configuration: CollectionConfiguration,
     pub dimension: Option<u32>,
+    /// Collections forked from this one.
+    pub forks: u64,
+    /// Record operations ever written (one per id of each add, upsert, update and delete).
+    pub total_ops: u64,
 }
 
 /// A record to write.
@@ -95,6 +102,11 @@ pub enum Mutation<'a> {
     DeleteRecord {
         collection_key: i64,
         seq: SeqNo,
+    },
+    /// Adds `n` to the collection's `total_ops`.
+    CountOps {
+        key: i64,
+        n: u64,
     },
 }
 
@@ -272,8 +284,9 @@ impl Store {
                 Mutation::PutCollection(c) => {
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO collections
-                         (key, id, database_id, name, metadata, configuration, dimension)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         (key, id, database_id, name, metadata, configuration, dimension,
+                          forks, total_ops)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )
                     .and_then(|mut s| {
                         s.execute(params![
@@ -284,7 +297,18 @@ impl Store {
                             c.metadata.as_ref().map(encode_metadata),
                             encode_configuration(&c.configuration),
                             c.dimension,
+                            i64::try_from(c.forks).unwrap_or(i64::MAX),
+                            i64::try_from(c.total_ops).unwrap_or(i64::MAX),
                         ])
+                    })
+                    .map_err(sql)?;
+                }
+                Mutation::CountOps { key, n } => {
+                    tx.prepare_cached(
+                        "UPDATE collections SET total_ops = total_ops + ?2 WHERE key = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![key, i64::try_from(*n).unwrap_or(i64::MAX)])
                     })
                     .map_err(sql)?;
                 }
@@ -391,11 +415,14 @@ impl Store {
             Option<String>,
             String,
             Option<i64>,
+            i64,
+            i64,
         );
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT key, id, database_id, name, metadata, configuration, dimension
+                "SELECT key, id, database_id, name, metadata, configuration, dimension,
+                        forks, total_ops
                  FROM collections ORDER BY key",
             )
             .map_err(|e| self.sql(e))?;
@@ -409,30 +436,37 @@ impl Store {
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
                 ))
             })
             .map_err(|e| self.sql(e))?
             .collect::<rusqlite::Result<_>>()
             .map_err(|e| self.sql(e))?;
         rows.into_iter()
-            .map(|(key, id, db, name, metadata, config, dimension)| {
-                let bad = |d: String| self.corrupted(format!("collection {name}: {d}"));
-                Ok(CollectionRow {
-                    key,
-                    id: CollectionId(self.uuid(&id)?),
-                    database_id: DatabaseId(self.uuid(&db)?),
-                    metadata: metadata
-                        .as_deref()
-                        .map(decode_metadata)
-                        .transpose()
-                        .map_err(bad)?,
-                    configuration: decode_configuration(&config).map_err(bad)?,
-                    dimension: dimension
-                        .map(|d| u32::try_from(d).map_err(|_| bad(format!("dimension {d}"))))
-                        .transpose()?,
-                    name,
-                })
-            })
+            .map(
+                |(key, id, db, name, metadata, config, dimension, forks, ops)| {
+                    let bad = |d: String| self.corrupted(format!("collection {name}: {d}"));
+                    Ok(CollectionRow {
+                        key,
+                        id: CollectionId(self.uuid(&id)?),
+                        database_id: DatabaseId(self.uuid(&db)?),
+                        metadata: metadata
+                            .as_deref()
+                            .map(decode_metadata)
+                            .transpose()
+                            .map_err(bad)?,
+                        configuration: decode_configuration(&config).map_err(bad)?,
+                        dimension: dimension
+                            .map(|d| u32::try_from(d).map_err(|_| bad(format!("dimension {d}"))))
+                            .transpose()?,
+                        forks: u64::try_from(forks).map_err(|_| bad(format!("forks {forks}")))?,
+                        total_ops: u64::try_from(ops)
+                            .map_err(|_| bad(format!("total_ops {ops}")))?,
+                        name,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -526,6 +560,8 @@ mod tests {
             metadata: None,
             configuration: CollectionConfiguration::default(),
             dimension: Some(2),
+            forks: 1,
+            total_ops: 5,
         };
         {
             let mut s = Store::open(dir.path()).expect("open");
@@ -551,9 +587,13 @@ mod tests {
                 }),
             ])
             .expect("commit");
+            s.commit(&[Mutation::CountOps { key: 3, n: 4 }])
+                .expect("count");
         }
         let s = Store::open(dir.path()).expect("reopen");
-        assert_eq!(s.collections().expect("collections"), vec![coll]);
+        let mut expected = coll.clone();
+        expected.total_ops = 9;
+        assert_eq!(s.collections().expect("collections"), vec![expected]);
         let mut got = vec![];
         s.load_records(3, |r| {
             got.push(r);
@@ -565,6 +605,43 @@ mod tests {
         assert_eq!(got[0].embedding, vec![1.0, 2.0]);
         assert_eq!(got[0].document.as_deref(), Some("doc"));
         s.check_integrity().expect("intact");
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("sqlite");
+            conn.execute_batch(MIGRATIONS[0].1).expect("v1 schema");
+            conn.execute_batch(&format!(
+                "CREATE TABLE migrations (version INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+                 INSERT INTO migrations VALUES (1, '{}');
+                 PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version=1;",
+                fnv1a(MIGRATIONS[0].1.as_bytes()),
+            ))
+            .expect("v1 data");
+            conn.execute(
+                "INSERT INTO collections (key, id, database_id, name, configuration)
+                 VALUES (1, ?1, ?2, 'old', ?3)",
+                params![
+                    Uuid::new_v4().to_string(),
+                    Uuid::nil().to_string(),
+                    encode_configuration(&CollectionConfiguration::default())
+                ],
+            )
+            .expect("v1 collection");
+        }
+        let s = Store::open(dir.path()).expect("migrates");
+        let version: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, FORMAT_VERSION);
+        let c = s.collections().expect("collections");
+        assert_eq!(
+            (c[0].name.as_str(), c[0].forks, c[0].total_ops),
+            ("old", 0, 0)
+        );
     }
 
     #[test]
