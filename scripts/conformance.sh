@@ -55,7 +55,7 @@ bin=${OCHRE_BIN:-target/release/ochre}
 venv=$(scripts/python-env.sh)
 suite=$("$venv/bin/python" -c 'import chromadb, os; print(os.path.join(os.path.dirname(chromadb.__file__), "test"))')
 export PATH="$venv/bin:$PATH" ANONYMIZED_TELEMETRY=False CHROMA_INTEGRATION_TEST_ONLY=1 \
-  CHROMA_SERVER_HOST=127.0.0.1
+  CHROMA_SERVER_HOST=localhost
 
 work=$(mktemp -d)
 pid=""
