@@ -9,53 +9,9 @@
 use std::path::Path;
 use std::time::Instant;
 
+use ochre_bench::{read_f16, read_gt};
 use ochre_index::{FlatIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
 use ochre_types::{SeqNo, Space};
-
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let mant = u32::from(h & 0x3ff);
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: normalize.
-            let mut e = 127 - 15 + 1;
-            let mut m = m;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            sign | (e << 23) | ((m & 0x3ff) << 13)
-        }
-        (31, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
-fn read_f16(path: &Path, dim: usize, limit: usize) -> Vec<Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(2)
-        .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-        .collect::<Vec<f32>>()
-        .chunks_exact(dim)
-        .take(limit)
-        .map(<[f32]>::to_vec)
-        .collect()
-}
-
-fn read_gt(path: &Path) -> Vec<Vec<u64>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
-        .collect::<Vec<u64>>()
-        .chunks_exact(100)
-        .map(<[u64]>::to_vec)
-        .collect()
-}
 
 fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>], k: usize) -> f64 {
     let mut hits = 0;
