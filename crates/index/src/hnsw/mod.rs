@@ -766,9 +766,12 @@ impl HnswIndex {
             &mut visited,
         );
         self.give_visited(visited);
-        // Re-rank everything the walk kept with exact distances.
+        // Re-rank everything the walk kept with exact distances, loading rows ahead.
         let mut top = TopK::new(k);
-        for (_, n) in found {
+        for (i, &(_, n)) in found.iter().enumerate() {
+            if let Some(&(_, ahead)) = found.get(i + 2) {
+                prefetch_row(&self.vectors, ahead as usize * self.dim, self.dim);
+            }
             top.push(self.dist_q(q, q_inv, n), self.node_seq[n as usize]);
         }
         top.into_sorted()
