@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ochre_index::{AnyIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
-use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RecordRow};
+use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RawEmbedding, RecordRow};
 use ochre_types::{CollectionId, Metadata, SeqNo, Where, WhereDocument};
 use parking_lot::RwLock;
 
@@ -49,6 +49,48 @@ pub(crate) struct StoredRecord {
     pub(crate) document: Option<String>,
     pub(crate) uri: Option<String>,
     pub(crate) metadata: Option<Metadata>,
+}
+
+/// Embeddings read during recovery, in storage order, back to back in one buffer.
+#[derive(Default)]
+pub(crate) struct LoadedVectors {
+    seqs: Vec<SeqNo>,
+    /// Emptied when the index adopts it.
+    data: Vec<f32>,
+    dim: usize,
+}
+
+impl LoadedVectors {
+    /// Room for `rows` vectors of `dim` (the checkpoint's node count is the hint), in memory
+    /// backed by huge pages.
+    pub(crate) fn with_capacity(rows: usize, dim: usize) -> Self {
+        LoadedVectors {
+            seqs: Vec::with_capacity(rows),
+            data: ochre_index::memory::huge_vec(rows.saturating_mul(dim)),
+            dim,
+        }
+    }
+
+    /// Appends a stored vector; `false` (and nothing appended) when a component is not finite.
+    fn push(&mut self, seq: SeqNo, v: RawEmbedding<'_>) -> bool {
+        let start = self.data.len();
+        v.append_to(&mut self.data);
+        if self.data[start..].iter().any(|x| !x.is_finite()) {
+            self.data.truncate(start);
+            return false;
+        }
+        self.dim = v.dimension();
+        self.seqs.push(seq);
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (SeqNo, &[f32])> {
+        let dim = self.dim;
+        self.seqs
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, s)| Some((*s, self.data.get(i * dim..(i + 1) * dim)?)))
+    }
 }
 
 /// Everything known about one collection.
@@ -113,10 +155,13 @@ impl CollectionState {
     }
 
     /// Adds one record read from the store during recovery.
+    ///
+    /// The embedding is copied into `vectors`, one allocation for the whole collection, so the
+    /// per-record buffers are freed at once and recovery does not fragment the heap.
     pub(crate) fn load(
         &mut self,
         r: LoadedRecord,
-        vectors: &mut Vec<(SeqNo, Vec<f32>)>,
+        vectors: &mut LoadedVectors,
     ) -> std::result::Result<(), String> {
         if self.index.is_none() {
             return Err(format!(
@@ -124,22 +169,21 @@ impl CollectionState {
                 self.row.id
             ));
         };
-        if r.embedding.len() != self.row.dimension.unwrap_or(0) as usize {
+        if r.embedding.dimension() != self.row.dimension.unwrap_or(0) as usize {
             return Err(format!(
                 "record {:?} has dimension {}, collection {} has {:?}",
                 r.id,
-                r.embedding.len(),
+                r.embedding.dimension(),
                 self.row.id,
                 self.row.dimension
             ));
         }
-        if r.embedding.iter().any(|x| !x.is_finite()) {
+        if !vectors.push(r.seq, r.embedding) {
             return Err(format!("record {:?} has a non-finite embedding", r.id));
         }
         if self.by_id.insert(r.id.clone(), r.seq).is_some() {
             return Err(format!("record id {:?} appears twice", r.id));
         }
-        vectors.push((r.seq, r.embedding));
         self.next_seq = self.next_seq.max(r.seq.0 + 1);
         self.records.insert(
             r.seq,
@@ -155,23 +199,33 @@ impl CollectionState {
 
     /// Builds the vector index after loading: from the checkpoint when it is valid (inserting
     /// only records it lacks), from scratch otherwise.
-    pub(crate) fn build_index(
-        &mut self,
-        vectors: Vec<(SeqNo, Vec<f32>)>,
-        checkpoint: Option<Vec<u8>>,
-    ) {
+    pub(crate) fn build_index(&mut self, mut vectors: LoadedVectors, checkpoint: Option<Vec<u8>>) {
         let Some(dim) = self.row.dimension else {
             return;
         };
         let h = &self.row.configuration.hnsw;
         if let Some(bytes) = checkpoint {
-            let map: HashMap<SeqNo, &[f32]> =
-                vectors.iter().map(|(s, v)| (*s, v.as_slice())).collect();
             let m = (h.max_neighbors.min(1 << 16) as usize).max(2);
-            match HnswIndex::from_checkpoint(&bytes, h.space, dim as usize, m, &map) {
+            let loaded = HnswIndex::from_checkpoint_rows(
+                &bytes,
+                h.space,
+                dim as usize,
+                m,
+                &vectors.seqs,
+                &mut vectors.data,
+            );
+            match loaded {
                 Ok((mut index, report)) => {
                     index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
                     index.set_threads(build_threads(h.num_threads));
+                    // Records the checkpoint lacks (written after it) are inserted now; their
+                    // rows are still in `vectors` whenever there are any (the rows are adopted
+                    // only when the checkpoint holds exactly the stored records).
+                    let map: HashMap<SeqNo, &[f32]> = if report.missing.is_empty() {
+                        HashMap::new()
+                    } else {
+                        vectors.iter().collect()
+                    };
                     let items: Vec<(SeqNo, &[f32])> = report
                         .missing
                         .iter()
@@ -192,9 +246,9 @@ impl CollectionState {
             }
         }
         let mut index = new_index(&self.row, dim);
-        let items: Vec<(SeqNo, &[f32])> = vectors.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+        let items: Vec<(SeqNo, &[f32])> = vectors.iter().collect();
         index.insert_batch(&items);
-        self.dirty = vectors.len().max(1);
+        self.dirty = items.len().max(1);
         self.index = Some(index);
     }
 
@@ -530,7 +584,7 @@ impl Collection {
         st.row.total_ops += ops;
         st.next_seq = next_seq;
         st.dirty += staged.len();
-        {
+        if !staged.is_empty() {
             let items: Vec<(SeqNo, &[f32])> = staged
                 .iter()
                 .map(|s| (s.seq, s.embedding.as_slice()))

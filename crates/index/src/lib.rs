@@ -15,6 +15,7 @@
 pub mod distance;
 mod flat;
 pub mod hnsw;
+pub mod memory;
 
 pub use flat::FlatIndex;
 pub use hnsw::{CandidateSet, HnswIndex, HnswParams};

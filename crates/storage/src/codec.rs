@@ -14,10 +14,17 @@ pub(crate) fn encode_embedding(v: &[f32]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, String> {
+/// Checks an embedding column: non-empty, a whole number of 4-byte floats.
+pub(crate) fn check_embedding(bytes: &[u8]) -> Result<(), String> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return Err(format!("embedding of {} bytes", bytes.len()));
     }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    check_embedding(bytes)?;
     Ok(bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -21,7 +21,7 @@ mod store;
 pub use codec::{decode_configuration, encode_configuration};
 pub use lock::DirLock;
 pub use store::{
-    CollectionRow, DatabaseRow, LoadedRecord, Mutation, RecordRow, Store, TenantRow,
+    CollectionRow, DatabaseRow, LoadedRecord, Mutation, RawEmbedding, RecordRow, Store, TenantRow,
     FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
 };
 

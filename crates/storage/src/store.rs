@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::codec::{
-    decode_configuration, decode_embedding, decode_metadata, encode_configuration,
-    encode_embedding, encode_metadata,
+    check_embedding, decode_configuration, decode_metadata, encode_configuration, encode_embedding,
+    encode_metadata,
 };
 use crate::{Error, Result};
 
@@ -75,13 +75,42 @@ pub struct RecordRow<'a> {
 
 /// A record read back.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadedRecord {
+pub struct LoadedRecord<'a> {
     pub seq: SeqNo,
     pub id: String,
-    pub embedding: Vec<f32>,
+    /// The stored vector, still in its on-disk encoding (checked: non-empty, whole floats).
+    pub embedding: RawEmbedding<'a>,
     pub document: Option<String>,
     pub uri: Option<String>,
     pub metadata: Option<Metadata>,
+}
+
+/// A stored embedding as read from the file: little-endian IEEE-754 binary32 values. Decoding
+/// straight into the caller's buffer spares recovery one allocation and one copy per record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawEmbedding<'a>(&'a [u8]);
+
+impl RawEmbedding<'_> {
+    /// Number of components.
+    pub fn dimension(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Appends the components to `out`.
+    pub fn append_to(&self, out: &mut Vec<f32>) {
+        out.extend(
+            self.0
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+    }
+
+    /// The components.
+    pub fn to_vec(&self) -> Vec<f32> {
+        let mut v = Vec::with_capacity(self.dimension());
+        self.append_to(&mut v);
+        v
+    }
 }
 
 /// One change inside an atomic batch.
@@ -499,8 +528,8 @@ impl Store {
             let bytes = blob
                 .as_blob()
                 .map_err(|_| self.corrupted(format!("record {id:?}: embedding is not a blob")))?;
-            let embedding = decode_embedding(bytes)
-                .map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
+            check_embedding(bytes).map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
+            let embedding = RawEmbedding(bytes);
             let metadata: Option<String> = row.get(5).map_err(|e| self.sql(e))?;
             let metadata = metadata
                 .as_deref()
@@ -596,14 +625,20 @@ mod tests {
         assert_eq!(s.collections().expect("collections"), vec![expected]);
         let mut got = vec![];
         s.load_records(3, |r| {
-            got.push(r);
+            got.push((
+                r.seq,
+                r.embedding.to_vec(),
+                r.embedding.dimension(),
+                r.document,
+            ));
             Ok(())
         })
         .expect("load");
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].seq, SeqNo(7));
-        assert_eq!(got[0].embedding, vec![1.0, 2.0]);
-        assert_eq!(got[0].document.as_deref(), Some("doc"));
+        assert_eq!(got[0].0, SeqNo(7));
+        assert_eq!(got[0].1, vec![1.0, 2.0]);
+        assert_eq!(got[0].2, 2);
+        assert_eq!(got[0].3.as_deref(), Some("doc"));
         s.check_integrity().expect("intact");
     }
 

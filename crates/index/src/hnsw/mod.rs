@@ -539,6 +539,7 @@ impl HnswIndex {
             for n in next..last {
                 self.connect(n);
             }
+            self.repair_orphans();
             return;
         }
         let counter = AtomicUsize::new(next as usize);
@@ -554,6 +555,99 @@ impl HnswIndex {
                 });
             }
         });
+        self.repair_orphans();
+    }
+
+    /// Makes every live vector findable after a batch of insertions.
+    ///
+    /// Pruning by later insertions (and races between parallel inserters) can take away a node's
+    /// last incoming layer-0 edges — sometimes of a whole group of nodes, cutting it off from the
+    /// entry point — or leave a node a single edge from far away that a search reaching its
+    /// neighbourhood never follows. A walk from the entry point finds the cut-off nodes; those and
+    /// the weakly linked ones (at most one incoming edge) are searched for with their own vector,
+    /// and a node the search misses is linked from where the search ended (else from its nearest
+    /// reachable neighbour), replacing that node's farthest link among nodes that keep another
+    /// incoming edge. Costs one pass over the edges, and a search per repaired node.
+    fn repair_orphans(&mut self) {
+        let n = self.node_seq.len();
+        let Some(entry) = self.top.lock().0.map(|e| e.0) else {
+            return;
+        };
+        let mut indeg = vec![0u32; n];
+        for a in 0..n as u32 {
+            self.for_neighbors(a, 0, |b| {
+                if let Some(d) = indeg.get_mut(b as usize) {
+                    *d += 1;
+                }
+            });
+        }
+        let mut reached = vec![false; n];
+        self.mark_reachable(entry, &mut reached);
+        for u in 0..n as u32 {
+            let i = u as usize;
+            if self.deleted[i] || u == entry || (reached[i] && indeg[i] > 1) {
+                continue;
+            }
+            let seq = self.node_seq[i];
+            let found = self.search(self.vector(u), 2);
+            if reached[i] && found.iter().any(|f| f.seq == seq) {
+                continue;
+            }
+            let mut near: Vec<(f32, u32)> = self
+                .list(u, 0)
+                .into_iter()
+                .filter(|&v| v != u && reached[v as usize])
+                .map(|v| (self.dist_nodes(u, v), v))
+                .collect();
+            near.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let landed = found
+                .iter()
+                .filter_map(|f| self.seq_node.get(&f.seq).map(|n| (f.distance, n.0)))
+                .filter(|&(_, v)| v != u && reached[v as usize]);
+            for (_, v) in landed.chain(near) {
+                let mut list = self.list(v, 0);
+                if list.contains(&u) {
+                    break;
+                }
+                if list.len() < self.m0 {
+                    list.push(u);
+                } else {
+                    let victim = list
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &w)| indeg[w as usize] > 1)
+                        .map(|(i, &w)| (self.dist_nodes(v, w), i))
+                        .max_by(|a, b| a.0.total_cmp(&b.0));
+                    let Some((_, k)) = victim else {
+                        continue;
+                    };
+                    indeg[list[k] as usize] -= 1;
+                    list[k] = u;
+                }
+                self.set_list(v, 0, &list);
+                indeg[i] += 1;
+                break;
+            }
+            if !reached[i] {
+                self.mark_reachable(u, &mut reached);
+            }
+        }
+    }
+
+    /// Marks every node reachable from `from` on layer 0.
+    fn mark_reachable(&self, from: u32, reached: &mut [bool]) {
+        let mut stack = vec![from];
+        reached[from as usize] = true;
+        while let Some(a) = stack.pop() {
+            self.for_neighbors(a, 0, |b| {
+                if let Some(r) = reached.get_mut(b as usize) {
+                    if !*r {
+                        *r = true;
+                        stack.push(b);
+                    }
+                }
+            });
+        }
     }
 
     /// Appends a node (vector, level, empty lists) without linking it.
@@ -562,10 +656,17 @@ impl HnswIndex {
         self.remove(seq);
         let node = self.node_seq.len() as u32;
         let level = self.random_level();
+        let (vcap, ccap) = (self.vectors.capacity(), self.codes.capacity());
         self.vectors.extend_from_slice(vector);
         let inv = self.inv_norm(vector);
         self.inv_norms.push(inv);
         let scale = quantize_into(vector, &mut self.codes);
+        if self.vectors.capacity() != vcap {
+            crate::memory::advise_huge(&mut self.vectors);
+        }
+        if self.codes.capacity() != ccap {
+            crate::memory::advise_huge(&mut self.codes);
+        }
         self.scales.push(scale);
         self.norms2.push(self.kernels.dot(vector, vector));
         self.node_seq.push(seq);
@@ -604,8 +705,12 @@ impl HnswIndex {
         for layer in (level + 1..=max_level).rev() {
             (ep, d) = self.greedy(&dist, ep, d, layer);
         }
+        // First the node's own lists on every layer, then the links to it: other inserters can
+        // reach the node only through those links, so they never see (and never link into) a
+        // node whose lower-layer lists are not written yet.
         let mut entries = vec![(d, ep)];
         let mut visited = self.take_visited();
+        let mut plan: Vec<(usize, Vec<u32>)> = Vec::new();
         for layer in (0..=level.min(max_level)).rev() {
             visited.reset(self.node_seq.len());
             let found = self.search_layer(
@@ -618,12 +723,19 @@ impl HnswIndex {
                 &mut visited,
             );
             let found: Vec<(f32, u32)> = found.into_iter().filter(|&(_, n)| n != node).collect();
-            let max = if layer == 0 { self.m0 } else { self.params.m };
             let chosen = self.select(&found, self.params.m);
             {
                 let _own = self.locks[node as usize].lock();
                 self.set_list(node, layer, &chosen);
             }
+            plan.push((layer, chosen));
+            if !found.is_empty() {
+                entries = found;
+            }
+        }
+        self.give_visited(visited);
+        for (layer, chosen) in plan {
+            let max = if layer == 0 { self.m0 } else { self.params.m };
             let mut reachable = false;
             for &nb in &chosen {
                 reachable |= self.link(nb, node, layer, max);
@@ -636,11 +748,7 @@ impl HnswIndex {
                     self.force_link(nb, node, layer);
                 }
             }
-            if !found.is_empty() {
-                entries = found;
-            }
         }
-        self.give_visited(visited);
         if level > max_level {
             let mut top = self.top.lock();
             if level > top.1 {
@@ -867,14 +975,18 @@ fn prefetch_row<T>(data: &[T], start: usize, len: usize) {
     }
 }
 
-/// Appends the int8 codes of `v` to `out` and returns their scale (`max |v_i| / 127`).
+/// Appends the int8 codes of `v` to `out` and returns their scale (`max |v_i| / 127`). Codes are
+/// `v_i / scale` rounded half away from zero (done by hand: `f32::round` is a libm call on
+/// baseline x86-64, and this loop is most of the work of loading a checkpoint).
 fn quantize_into(v: &[f32], out: &mut Vec<i8>) -> f32 {
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    out.extend(
-        v.iter()
-            .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8),
-    );
+    let inv = 1.0 / scale;
+    out.extend(v.iter().map(|x| {
+        let y = (x * inv).clamp(-127.0, 127.0);
+        // `as` truncates toward zero, so adding ±0.5 first rounds half away from zero.
+        (y + 0.5f32.copysign(y)) as i8
+    }));
     scale
 }
 
@@ -991,9 +1103,29 @@ mod tests {
         }
         let recall = hits as f64 / 1000.0;
         assert!(recall >= 0.93, "recall {recall}");
-        // Every stored vector finds itself.
-        for (s, v) in items.iter().step_by(97) {
-            assert_eq!(h.search(v, 1)[0].seq, *s);
+    }
+
+    #[test]
+    fn every_vector_stays_findable_under_parallel_insertion() {
+        // Uniform random vectors in 24 dimensions are a hard case for graph connectivity, and
+        // four threads on fewer cores interleave inserters as much as they can.
+        let dim = 24;
+        for seed in 0..4 {
+            let mut rng = StdRng::seed_from_u64(100 + seed);
+            let vs: Vec<Vec<f32>> = (0..4000)
+                .map(|_| (0..dim).map(|_| rng.gen_range(0.0..1.0)).collect())
+                .collect();
+            let items: Vec<(SeqNo, &[f32])> = vs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+                .collect();
+            let mut h = HnswIndex::new(Space::L2, dim, HnswParams::default());
+            h.insert_batch(&items[..1000], 4);
+            h.insert_batch(&items[1000..], 4);
+            for (s, v) in &items {
+                assert_eq!(h.search(v, 1)[0].seq, *s, "seed {seed}");
+            }
         }
     }
 
