@@ -605,3 +605,45 @@ async fn fork_count_and_indexing_status_count_operations() {
     .await;
     assert_eq!(v, json!({"count": 0}));
 }
+
+#[tokio::test]
+async fn malformed_bodies_are_400_and_wrong_shapes_422() {
+    let app = app(state(ServerConfig::default()));
+    let send = |body: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri(format!("{BASE}/collections"))
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("request");
+            let resp = app.oneshot(req).await.expect("response");
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).expect("json"),
+            )
+        }
+    };
+    let (s, v) = send("{\"name\": ").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"]
+        .as_str()
+        .expect("message")
+        .starts_with("Failed to parse the request body as JSON"));
+    // A shape error before a syntax error is still reported as the syntax error.
+    let (s, _) = send("{\"name\": 5, \"metadata\": }").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = send("{\"name\": 5}").await;
+    assert_eq!(
+        (s, v["message"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("Failed to deserialize the JSON body into the target type: invalid type: integer `5`, expected a string")
+        )
+    );
+}

@@ -56,13 +56,32 @@ where
             )
             .into_response()
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::invalid(format!("Failed to parse the request body as JSON: {e}"))
-                .into_response()
-        })?;
-        serde_json::from_value(value)
-            .map(ChromaJson)
-            .map_err(|e| ApiError::shape(e.to_string()).into_response())
+        // One pass from bytes to the target type. A body that is not JSON at all is a 400; JSON
+        // of the wrong shape is a 422 (as Chroma's extractor answers). Which error comes first
+        // can depend on the order of a broken body's fields, so a data error is re-checked for
+        // syntax before it is reported as a shape error.
+        serde_json::from_slice(&bytes).map(ChromaJson).map_err(|e| {
+            use serde_json::error::Category;
+            let syntax = match e.classify() {
+                Category::Data => serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).err(),
+                Category::Syntax | Category::Eof | Category::Io => None,
+            };
+            match (e.classify(), syntax) {
+                (Category::Data, None) => {
+                    // The message without serde_json's " at line L column C" suffix.
+                    let text = e.to_string();
+                    let suffix = format!(" at line {} column {}", e.line(), e.column());
+                    ApiError::shape(text.strip_suffix(&suffix).unwrap_or(&text))
+                }
+                (_, Some(syntax)) => ApiError::invalid(format!(
+                    "Failed to parse the request body as JSON: {syntax}"
+                )),
+                (_, None) => {
+                    ApiError::invalid(format!("Failed to parse the request body as JSON: {e}"))
+                }
+            }
+            .into_response()
+        })
     }
 }
 
