@@ -613,6 +613,8 @@ fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
     }
     index.locks = (0..n).map(|_| parking_lot::Mutex::new(())).collect();
     index.top = parking_lot::Mutex::new(((n > 0).then_some(NodeId(p.entry)), p.max_level));
+    // Repaired again once it grows by a tenth, like a freshly built graph.
+    index.repaired_at = n;
     index
 }
 

@@ -142,6 +142,8 @@ pub struct HnswIndex {
     locks: Vec<NodeLock<()>>,
     /// Entry node and top level.
     top: NodeLock<(Option<NodeId>, usize)>,
+    /// Nodes at the last orphan repair.
+    repaired_at: usize,
     visited: Mutex<Vec<Visited>>,
 }
 
@@ -178,6 +180,7 @@ impl Clone for HnswIndex {
             upper_off: self.upper_off.clone(),
             locks: self.locks.iter().map(|_| NodeLock::new(())).collect(),
             top: NodeLock::new(*self.top.lock()),
+            repaired_at: self.repaired_at,
             visited: Mutex::new(Vec::new()),
         }
     }
@@ -222,6 +225,7 @@ impl HnswIndex {
             upper_off: Vec::new(),
             locks: Vec::new(),
             top: NodeLock::new((None, 0)),
+            repaired_at: 0,
             visited: Mutex::new(Vec::new()),
         }
     }
@@ -539,7 +543,7 @@ impl HnswIndex {
             for n in next..last {
                 self.connect(n);
             }
-            self.repair_orphans();
+            self.maybe_repair();
             return;
         }
         let counter = AtomicUsize::new(next as usize);
@@ -555,7 +559,19 @@ impl HnswIndex {
                 });
             }
         });
-        self.repair_orphans();
+        self.maybe_repair();
+    }
+
+    /// Runs [`HnswIndex::repair_orphans`] once the graph has grown by a tenth (at least 1024
+    /// nodes) since the last run, so its cost (a pass over every edge) stays a small constant
+    /// share of insertion however the writes are batched. (Smaller graphs are never walked:
+    /// searches scan below [`EXACT_SCAN_BELOW`] vectors.)
+    fn maybe_repair(&mut self) {
+        let n = self.node_seq.len();
+        if n >= self.repaired_at + (self.repaired_at / 10).max(1024) {
+            self.repair_orphans();
+            self.repaired_at = n;
+        }
     }
 
     /// Makes every live vector findable after a batch of insertions.
