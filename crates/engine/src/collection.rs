@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ochre_index::{AnyIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
 use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RawEmbedding, RecordRow};
-use ochre_types::{CollectionId, Metadata, SeqNo, Where, WhereDocument};
+use ochre_types::{CollectionConfiguration, CollectionId, Metadata, SeqNo, Where, WhereDocument};
 use parking_lot::RwLock;
 
 use crate::db::Inner;
@@ -425,6 +425,32 @@ impl Collection {
 
     fn gone(&self) -> Error {
         Error::not_found(format!("Collection [{}] does not exist.", self.handle.id))
+    }
+
+    /// Rewrites the schema stored with the collection, atomically with respect to other changes
+    /// of the collection: `f` sees the current configuration and returns the new schema, or `None`
+    /// to leave it unchanged. The HTTP layer uses this to record metadata keys as writes introduce
+    /// them.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] when the collection was deleted; a storage failure.
+    pub fn update_schema(
+        &self,
+        f: impl FnOnce(&CollectionConfiguration) -> Option<serde_json::Value>,
+    ) -> Result<()> {
+        let mut st = self.handle.state.write();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        self.inner.check_writable()?;
+        let Some(schema) = f(&st.row.configuration) else {
+            return Ok(());
+        };
+        let mut row = st.row.clone();
+        row.configuration.schema = Some(schema);
+        self.inner.commit(&[Mutation::PutCollection(&row)])?;
+        st.row = row;
+        Ok(())
     }
 
     /// The collection id.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use ochre_storage::{CollectionRow, DatabaseRow, DirLock, Mutation, Store, TenantRow};
 use ochre_types::{
-    validate_collection_name, validate_database_name, validate_tenant_name,
-    CollectionConfiguration, CollectionId, DatabaseId, Metadata,
+    validate_collection_name, validate_database_name, validate_tenant_name, CollectionId,
+    DatabaseId, Metadata,
 };
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
@@ -742,35 +742,6 @@ impl Ochre {
                 .remove(&(row.database_id, state.row.name.clone()));
             cat.by_name.insert((row.database_id, row.name.clone()), id);
         }
-        state.row = row;
-        Ok(())
-    }
-
-    /// Rewrites the schema stored with a collection, atomically with respect to other schema
-    /// updates: `f` sees the current configuration and returns the new schema, or `None` to
-    /// leave it unchanged. The HTTP layer uses this to record metadata keys as writes introduce
-    /// them.
-    ///
-    /// # Errors
-    /// [`ErrorKind::NotFound`]; a storage failure.
-    pub fn update_schema(
-        &self,
-        tenant: &str,
-        database: &str,
-        id: CollectionId,
-        f: impl FnOnce(&CollectionConfiguration) -> Option<serde_json::Value>,
-    ) -> Result<()> {
-        let cat = self.inner.catalog.read();
-        let handle = self
-            .scoped(&cat, tenant, database, id)
-            .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist.")))?;
-        let mut state = handle.state.write();
-        let Some(schema) = f(&state.row.configuration) else {
-            return Ok(());
-        };
-        let mut row = state.row.clone();
-        row.configuration.schema = Some(schema);
-        self.inner.commit(&[Mutation::PutCollection(&row)])?;
         state.row = row;
         Ok(())
     }

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ochre::{
-    CollectionId, CreateCollection, DeleteRequest, GetRequest, HnswUpdate, ModifyCollection, Ochre,
-    QueryRequest, RecordBatch,
+    Collection, CollectionId, CreateCollection, DeleteRequest, GetRequest, HnswUpdate,
+    ModifyCollection, Ochre, QueryRequest, RecordBatch,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -34,6 +34,27 @@ where
             name: "InternalError",
             message: format!("request task failed: {e}"),
         })?
+}
+
+/// Runs `f` on the blocking pool with collection `id` of database `t`/`d` (404 when it is not
+/// there).
+async fn in_collection<T, F>(
+    state: &AppState,
+    (t, d): (String, String),
+    id: CollectionId,
+    f: F,
+) -> ApiResult<T>
+where
+    F: FnOnce(Collection) -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    blocking(state, move |db| f(db.collection_in(&t, &d, id)?)).await
+}
+
+/// The collection id of a record route, after the database name check.
+fn collection_path(d: &str, id: &str) -> ApiResult<CollectionId> {
+    check_db_name(d)?;
+    collection_id(id)
 }
 
 fn check_db_name(d: &str) -> ApiResult<()> {
@@ -346,8 +367,7 @@ pub async fn modify_collection(
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<ModifyCollectionBody>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     let mut req = ModifyCollection {
         new_name: body.new_name,
         ..Default::default()
@@ -404,8 +424,7 @@ pub async fn fork_collection(
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<ForkBody>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     let info = blocking(&state, move |db| {
         db.fork_collection(&t, &d, id, &body.new_name)
             .map_err(Into::into)
@@ -419,14 +438,8 @@ pub async fn fork_count(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
-    let info = blocking(&state, move |db| {
-        db.collection_in(&t, &d, id)
-            .map(|c| c.info())
-            .map_err(Into::into)
-    })
-    .await?;
+    let id = collection_path(&d, &id)?;
+    let info = in_collection(&state, (t, d), id, |c| Ok(c.info())).await?;
     Ok(Json(json!({"count": info.forks})))
 }
 
@@ -435,14 +448,8 @@ pub async fn indexing_status(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
-    let info = blocking(&state, move |db| {
-        db.collection_in(&t, &d, id)
-            .map(|c| c.info())
-            .map_err(Into::into)
-    })
-    .await?;
+    let id = collection_path(&d, &id)?;
+    let info = in_collection(&state, (t, d), id, |c| Ok(c.info())).await?;
     // Ochre indexes synchronously: every acknowledged operation is indexed.
     Ok(Json(json!({
         "op_indexing_progress": 1.0,
@@ -457,12 +464,8 @@ pub async fn search(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
-    blocking(&state, move |db| {
-        db.collection_in(&t, &d, id).map(|_| ()).map_err(Into::into)
-    })
-    .await?;
+    let id = collection_path(&d, &id)?;
+    in_collection(&state, (t, d), id, |_| Ok(())).await?;
     Err(ApiError::chroma(
         StatusCode::NOT_IMPLEMENTED,
         "The Search API is not implemented yet in Ochre",
@@ -473,7 +476,7 @@ pub async fn search(
 
 /// Refuses filters on indexes the collection's schema disables (spec §8.5).
 fn check_filters(
-    c: &ochre::Collection,
+    c: &Collection,
     where_: Option<&ochre::Where>,
     where_document: bool,
 ) -> ApiResult<()> {
@@ -496,8 +499,7 @@ async fn write(
     body: WriteBody,
     kind: Write,
 ) -> ApiResult<()> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     if body.ids.len() > state.config.max_batch_size {
         return Err(ApiError::invalid(format!(
             "Batch size {} exceeds maximum batch size {}",
@@ -528,8 +530,7 @@ async fn write(
         uris: body.uris,
         metadatas,
     };
-    blocking(&state, move |db| {
-        let c = db.collection_in(&t, &d, id)?;
+    in_collection(&state, (t, d), id, move |c| {
         match kind {
             Write::Add => c.add(batch),
             Write::Upsert => c.upsert(batch),
@@ -537,7 +538,7 @@ async fn write(
         }?;
         if !keys.is_empty() {
             // Key evolution (spec §11.4): new key/type pairs join the schema.
-            db.update_schema(&t, &d, id, |config| {
+            c.update_schema(|config| {
                 let mut s = Schema::of_collection(config);
                 s.ensure_keys(&keys).then(|| s.to_json())
             })?;
@@ -583,16 +584,14 @@ pub async fn delete(
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<DeleteBody>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     let req = DeleteRequest {
         ids: body.ids,
         where_: parse_where(body.where_.as_ref())?,
         where_document: parse_where_document(body.where_document.as_ref())?,
         limit: body.limit,
     };
-    let n = blocking(&state, move |db| {
-        let c = db.collection_in(&t, &d, id)?;
+    let n = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
         c.delete(req).map_err(Into::into)
     })
@@ -606,8 +605,7 @@ pub async fn count(
     Path((t, d, id)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     if let Some(level) = q.get("read_level") {
         if !matches!(
             level.as_str(),
@@ -618,10 +616,7 @@ pub async fn count(
             )));
         }
     }
-    let n = blocking(&state, move |db| {
-        db.collection_in(&t, &d, id)?.count().map_err(Into::into)
-    })
-    .await?;
+    let n = in_collection(&state, (t, d), id, |c| c.count().map_err(Into::into)).await?;
     Ok(Json(json!(n)))
 }
 
@@ -631,8 +626,7 @@ pub async fn get_records(
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<GetBody>,
 ) -> ApiResult<Json<GetResponse>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     let include_items = body
         .include
         .unwrap_or_else(|| vec![IncludeItem::Documents, IncludeItem::Metadatas]);
@@ -644,8 +638,7 @@ pub async fn get_records(
         offset: body.offset,
         include: include_of(&include_items),
     };
-    let r = blocking(&state, move |db| {
-        let c = db.collection_in(&t, &d, id)?;
+    let r = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
         c.get(req).map_err(Into::into)
     })
@@ -659,8 +652,7 @@ pub async fn query(
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<QueryBody>,
 ) -> ApiResult<Json<QueryResponse>> {
-    check_db_name(&d)?;
-    let id = collection_id(&id)?;
+    let id = collection_path(&d, &id)?;
     let include_items = body.include.unwrap_or_else(|| {
         vec![
             IncludeItem::Documents,
@@ -681,8 +673,7 @@ pub async fn query(
         where_document: parse_where_document(body.where_document.as_ref())?,
         include: include_of(&include_items),
     };
-    let r = blocking(&state, move |db| {
-        let c = db.collection_in(&t, &d, id)?;
+    let r = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
         c.query(req).map_err(Into::into)
     })

@@ -579,7 +579,7 @@ impl Schema {
     /// # Errors
     /// 422 for a body that is not a schema.
     pub fn parse(v: &Value) -> Result<Schema, ApiError> {
-        serde_json::from_value(v.clone()).map_err(|e| ApiError::shape(format!("schema: {e}")))
+        Schema::deserialize(v).map_err(|e| ApiError::shape(format!("schema: {e}")))
     }
 
     /// The stored schema of a collection (or the default one), with its vector-index parts
@@ -588,7 +588,7 @@ impl Schema {
         let mut s = c
             .schema
             .as_ref()
-            .and_then(|v| serde_json::from_value::<Schema>(v.clone()).ok())
+            .and_then(|v| Schema::deserialize(v).ok())
             .unwrap_or_else(|| Schema::default_for(c));
         s.set_vector_config(c);
         s
@@ -784,12 +784,11 @@ impl Schema {
         if key.starts_with("chroma:") {
             return false;
         }
-        let defaults = self.defaults.clone();
         let entry = self.keys.entry(key.to_string()).or_default();
         if entry.has(ty) {
             return false;
         }
-        entry.copy_from(&defaults, ty);
+        entry.copy_from(&self.defaults, ty);
         true
     }
 
@@ -859,9 +858,7 @@ pub fn key_types(metadatas: &[Option<UpdateMetadata>]) -> BTreeSet<(String, Valu
     for m in metadatas.iter().flatten() {
         for (k, v) in m {
             if let Some(v) = v {
-                if !out.contains(&(k.clone(), ValueType::of(v))) {
-                    out.insert((k.clone(), ValueType::of(v)));
-                }
+                out.insert((k.clone(), ValueType::of(v)));
             }
         }
     }

@@ -296,26 +296,16 @@ pub fn resolve_configuration(
     crate::schema::reconcile(out, schema)
 }
 
-fn hnsw_json(h: &HnswConfig, full: bool) -> Value {
-    let mut v = json!({
+/// The `hnsw` block of `configuration_json` (spec §11.1: no `num_threads`, no `batch_size`).
+fn hnsw_json(h: &HnswConfig) -> Value {
+    json!({
+        "space": h.space.as_str(),
         "ef_construction": h.ef_construction,
         "max_neighbors": h.max_neighbors,
         "ef_search": h.ef_search,
         "sync_threshold": h.sync_threshold,
         "resize_factor": h.resize_factor,
-    });
-    if full {
-        v["num_threads"] = json!(h.num_threads);
-        v["batch_size"] = json!(h.batch_size);
-    } else {
-        v["space"] = json!(h.space.as_str());
-    }
-    v
-}
-
-/// The schema Chroma reports for a collection with this configuration.
-pub fn schema_json(c: &CollectionConfiguration) -> Value {
-    crate::schema::Schema::of_collection(c).to_json()
+    })
 }
 
 /// The Collection object.
@@ -324,11 +314,11 @@ pub fn collection_json(c: &CollectionInfo) -> Value {
         "id": c.id.to_string(),
         "name": c.name,
         "configuration_json": {
-            "hnsw": hnsw_json(&c.configuration.hnsw, false),
+            "hnsw": hnsw_json(&c.configuration.hnsw),
             "spann": null,
             "embedding_function": c.configuration.embedding_function,
         },
-        "schema": schema_json(&c.configuration),
+        "schema": crate::schema::Schema::of_collection(&c.configuration).to_json(),
         "metadata": c.metadata.as_ref().map(ochre_metadata_json),
         "dimension": c.dimension,
         "tenant": c.tenant,

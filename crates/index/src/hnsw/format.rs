@@ -382,84 +382,67 @@ impl HnswIndex {
         let mut seq_node = HashMap::with_capacity(n);
         let mut deleted = deleted;
         let mut n_deleted = 0;
-        // Fast path: the nodes are the stored rows, in order, all live and unchanged.
-        if let Some(aligned) = vectors.aligned(&node_seq, &deleted) {
-            let fresh = (0..n).all(|i| fp(&aligned[i * dim..(i + 1) * dim]) == fps[i]);
-            if fresh {
-                for (i, seq) in node_seq.iter().enumerate() {
-                    seq_node.insert(*seq, NodeId(i as u32));
-                }
-                let vecs = vectors.into_data();
-                return Ok((
-                    finish(
-                        index,
-                        Parts {
-                            vecs,
-                            node_seq,
-                            seq_node,
-                            deleted,
-                            n_deleted,
-                            levels,
-                            layer0,
-                            upper,
-                            fm,
-                            entry,
-                            max_level,
-                        },
-                    ),
-                    report,
-                ));
+        // Fast path: the nodes are the stored rows, in order, all live and unchanged; the rows
+        // become the arena as they are.
+        let fresh = vectors
+            .aligned(&node_seq, &deleted)
+            .is_some_and(|aligned| (0..n).all(|i| fp(&aligned[i * dim..(i + 1) * dim]) == fps[i]));
+        let vecs = if fresh {
+            for (i, seq) in node_seq.iter().enumerate() {
+                seq_node.insert(*seq, NodeId(i as u32));
             }
-        }
-        let mut known: Vec<bool> = vec![false; n];
-        let mut vecs: Vec<f32> = crate::memory::huge_vec(n * dim);
-        vecs.resize(n * dim, 0.0);
-        for i in 0..n {
-            let live = !deleted[i];
-            match vectors.get(&node_seq[i]) {
-                Some(v)
-                    if live
-                        && v.len() == dim
-                        && fp(v) == fps[i]
-                        && !seq_node.contains_key(&node_seq[i]) =>
-                {
-                    vecs[i * dim..(i + 1) * dim].copy_from_slice(v);
-                    known[i] = true;
-                    seq_node.insert(node_seq[i], NodeId(i as u32));
-                }
-                _ => {
-                    if live {
-                        report.stale += 1;
+            vectors.into_data()
+        } else {
+            let mut known: Vec<bool> = vec![false; n];
+            let mut vecs: Vec<f32> = crate::memory::huge_vec(n * dim);
+            vecs.resize(n * dim, 0.0);
+            for i in 0..n {
+                let live = !deleted[i];
+                match vectors.get(&node_seq[i]) {
+                    Some(v)
+                        if live
+                            && v.len() == dim
+                            && fp(v) == fps[i]
+                            && !seq_node.contains_key(&node_seq[i]) =>
+                    {
+                        vecs[i * dim..(i + 1) * dim].copy_from_slice(v);
+                        known[i] = true;
+                        seq_node.insert(node_seq[i], NodeId(i as u32));
                     }
-                    deleted[i] = true;
+                    _ => {
+                        if live {
+                            report.stale += 1;
+                        }
+                        deleted[i] = true;
+                    }
+                }
+                if deleted[i] {
+                    n_deleted += 1;
                 }
             }
-            if deleted[i] {
-                n_deleted += 1;
+            // Tombstones without a vector route through their nearest known neighbour's vector.
+            for i in 0..n {
+                if known[i] {
+                    continue;
+                }
+                let s = i * (m0 + 1);
+                let c = layer0[s] as usize;
+                if let Some(&nb) = layer0[s + 1..s + 1 + c]
+                    .iter()
+                    .find(|&&x| known[x as usize])
+                {
+                    let (a, b) = (i * dim, nb as usize * dim);
+                    vecs.copy_within(b..b + dim, a);
+                }
             }
-        }
-        // Tombstones without a vector route through their nearest known neighbour's vector.
-        for i in 0..n {
-            if known[i] {
-                continue;
+            for seq in vectors.seqs() {
+                if !seq_node.contains_key(&seq) {
+                    report.missing.push(seq);
+                }
             }
-            let s = i * (m0 + 1);
-            let c = layer0[s] as usize;
-            if let Some(&nb) = layer0[s + 1..s + 1 + c]
-                .iter()
-                .find(|&&x| known[x as usize])
-            {
-                let (a, b) = (i * dim, nb as usize * dim);
-                let src: Vec<f32> = vecs[b..b + dim].to_vec();
-                vecs[a..a + dim].copy_from_slice(&src);
-            }
-        }
-        for seq in vectors.seqs() {
-            if !seq_node.contains_key(&seq) {
-                report.missing.push(seq);
-            }
-        }
-        report.missing.sort_unstable();
+            report.missing.sort_unstable();
+            vecs
+        };
         Ok((
             finish(
                 index,
