@@ -1,9 +1,8 @@
 //! Distance kernels.
 //!
 //! Each kernel has a portable version (plain loops over fixed-width chunks, which the compiler
-//! turns into SSE2 code on x86-64 and NEON code on aarch64, where NEON is part of the base
-//! instruction set and needs no run-time check) and, on x86-64, AVX-512 (F + BW + VL) and
-//! AVX2+FMA versions chosen at run time. Property tests check every variant the CPU supports
+//! turns into SSE2 code on x86-64) and SIMD versions chosen at run time: AVX-512 (F + BW + VL) and
+//! AVX2+FMA on x86-64, NEON on aarch64. Property tests check every variant the CPU supports
 //! against exact scalar results.
 
 use ochre_types::Space;
@@ -51,6 +50,17 @@ impl Kernels {
                     l2: avx2::l2_squared,
                     dot_i8: avx2::dot_i8,
                     name: "avx2+fma",
+                });
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                out.push(Kernels {
+                    dot: neon::dot,
+                    l2: neon::l2_squared,
+                    dot_i8: neon::dot_i8,
+                    name: "neon",
                 });
             }
         }
@@ -449,6 +459,110 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    /// # Safety
+    /// The CPU supports NEON (checked by `Kernels::available`; part of every aarch64 CPU Linux
+    /// runs on); `a` and `b` have equal lengths (checked by the safe wrappers).
+    #[target_feature(enable = "neon")]
+    unsafe fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut i = 0;
+        // SAFETY: every load reads 4 floats at i or i + 4, and the loop bounds keep i + 8 <= n.
+        unsafe {
+            while i + 8 <= n {
+                acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                acc1 = vfmaq_f32(acc1, vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+                i += 8;
+            }
+        }
+        let mut sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+        while i < n {
+            sum += a[i] * b[i];
+            i += 1;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// As [`dot_neon`].
+    #[target_feature(enable = "neon")]
+    unsafe fn l2_neon(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut i = 0;
+        // SAFETY: as in dot_neon.
+        unsafe {
+            while i + 8 <= n {
+                let d0 = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                let d1 = vsubq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+                acc0 = vfmaq_f32(acc0, d0, d0);
+                acc1 = vfmaq_f32(acc1, d1, d1);
+                i += 8;
+            }
+        }
+        let mut sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+        while i < n {
+            let d = a[i] - b[i];
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// As [`dot_neon`].
+    #[target_feature(enable = "neon")]
+    unsafe fn dot_i8_neon(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = vdupq_n_s32(0);
+        let mut i = 0;
+        // SAFETY: each step reads 16 bytes at i, and the loop keeps i + 16 <= n. Products of two
+        // i8 fit an i16, and pairwise-adding two of them into an i32 lane cannot overflow.
+        unsafe {
+            while i + 16 <= n {
+                let x = vld1q_s8(pa.add(i));
+                let y = vld1q_s8(pb.add(i));
+                acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(x), vget_low_s8(y)));
+                acc = vpadalq_s16(acc, vmull_high_s8(x, y));
+                i += 16;
+            }
+        }
+        let mut sum = vaddvq_s32(acc);
+        while i < n {
+            sum += i32::from(a[i]) * i32::from(b[i]);
+            i += 1;
+        }
+        sum
+    }
+
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        assert_eq!(a.len(), b.len(), "codes of one index share a dimension");
+        // SAFETY: only selected by Kernels::available after checking neon.
+        unsafe { dot_i8_neon(a, b) }
+    }
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
+        // SAFETY: as in dot_i8.
+        unsafe { dot_neon(a, b) }
+    }
+
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vectors of one index share a dimension");
+        // SAFETY: as in dot_i8.
+        unsafe { l2_neon(a, b) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +586,13 @@ mod tests {
             k.distance(Space::Ip, &[0.0, 1.0], 1.0, &[0.0, 2.0], 2.0),
             -1.0
         );
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_is_chosen_on_aarch64() {
+        assert_eq!(Kernels::detect().name(), "neon");
+        assert_eq!(Kernels::available().len(), 2, "neon and portable");
     }
 
     proptest! {
