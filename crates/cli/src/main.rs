@@ -7,6 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ochre_server::{AppState, ServerConfig};
 
+/// mimalloc rather than the system allocator: recovery builds millions of small strings and maps,
+/// and with glibc's allocator half of a 100k-record reopen went to heap growth and page faults
+/// (docs/benchmarks.md, "Restart").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ochre",

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ochre_index::{AnyIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
-use ochre_storage::{CollectionRow, LoadedRecord, Mutation, RawEmbedding, RecordRow};
+use ochre_index::hnsw::format::{FormatError, ParsedCheckpoint};
+use ochre_index::{AnyIndex, HnswParams, Neighbor, VectorIndex};
+use ochre_storage::{CollectionRow, Mutation, RawEmbedding, RecordRow, Store, StoredMetadata};
 use ochre_types::{CollectionConfiguration, CollectionId, Metadata, SeqNo, Where, WhereDocument};
 use parking_lot::RwLock;
 
@@ -93,6 +94,100 @@ impl LoadedVectors {
     }
 }
 
+/// Records per batch handed from the thread reading the store to the one building the maps.
+const RECOVER_BATCH: usize = 1024;
+
+/// A record read during recovery, on its way to the maps (its vector is already in the buffer).
+struct Pending {
+    seq: SeqNo,
+    id: String,
+    document: Option<String>,
+    uri: Option<String>,
+    metadata: Option<StoredMetadata>,
+}
+
+/// The id and record maps under construction during recovery.
+struct RecoveredMaps {
+    by_id: HashMap<String, SeqNo>,
+    /// In storage order, which is sequence order.
+    records: Vec<(SeqNo, StoredRecord)>,
+}
+
+impl RecoveredMaps {
+    fn with_capacity(n: usize) -> Self {
+        RecoveredMaps {
+            by_id: HashMap::with_capacity(n),
+            records: Vec::with_capacity(n),
+        }
+    }
+
+    /// Decodes a batch's metadata and files its records.
+    ///
+    /// # Errors
+    /// The first malformed metadata or repeated id.
+    fn absorb(&mut self, batch: Vec<Pending>) -> std::result::Result<(), String> {
+        for r in batch {
+            let metadata = r
+                .metadata
+                .map(|m| m.decode())
+                .transpose()
+                .map_err(|d| format!("record {:?}: {d}", r.id))?;
+            if self.by_id.insert(r.id.clone(), r.seq).is_some() {
+                return Err(format!("record id {:?} appears twice", r.id));
+            }
+            self.records.push((
+                r.seq,
+                StoredRecord {
+                    id: r.id,
+                    document: r.document,
+                    uri: r.uri,
+                    metadata,
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the reading thread puts batches: the map-building thread, or (when it could not be
+/// started) maps built in place.
+enum Sink<'scope> {
+    Thread(
+        std::sync::mpsc::SyncSender<Vec<Pending>>,
+        std::thread::ScopedJoinHandle<'scope, std::result::Result<RecoveredMaps, String>>,
+    ),
+    Inline(std::result::Result<RecoveredMaps, String>),
+}
+
+impl Sink<'_> {
+    fn put(&mut self, batch: Vec<Pending>) {
+        match self {
+            // A closed channel means the other thread stopped at an error, returned by `finish`.
+            Sink::Thread(tx, _) => {
+                let _ = tx.send(batch);
+            }
+            Sink::Inline(Ok(maps)) => {
+                if let Err(e) = maps.absorb(batch) {
+                    *self = Sink::Inline(Err(e));
+                }
+            }
+            Sink::Inline(Err(_)) => {}
+        }
+    }
+
+    fn finish(self) -> std::result::Result<RecoveredMaps, String> {
+        match self {
+            Sink::Thread(tx, thread) => {
+                drop(tx);
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err("recovery thread panicked".to_owned()))
+            }
+            Sink::Inline(maps) => maps,
+        }
+    }
+}
+
 /// Everything known about one collection.
 ///
 /// Invariant: `by_id`, `records` and `index` hold exactly the same set of records; `index` is
@@ -154,67 +249,131 @@ impl CollectionState {
         }
     }
 
-    /// Adds one record read from the store during recovery.
+    /// Reads the collection's records from the store and rebuilds its maps and vector index.
     ///
-    /// The embedding is copied into `vectors`, one allocation for the whole collection, so the
-    /// per-record buffers are freed at once and recovery does not fragment the heap.
-    pub(crate) fn load(
+    /// Three threads share the work: this one steps through the file and copies each vector into
+    /// one buffer for the whole collection (so recovery does not fragment the heap); a second
+    /// decodes metadata and fills the id and record maps from batches this one hands over; a
+    /// third parses the index checkpoint, which needs no vectors until the end.
+    ///
+    /// # Errors
+    /// [`ochre_storage::Error::Corrupted`] for a malformed or inconsistent record; store errors.
+    pub(crate) fn recover(
         &mut self,
-        r: LoadedRecord,
-        vectors: &mut LoadedVectors,
-    ) -> std::result::Result<(), String> {
-        if self.index.is_none() {
-            return Err(format!(
-                "collection {} has records but no dimension",
-                self.row.id
-            ));
+        store: &Store,
+        key: i64,
+        checkpoint: Option<Vec<u8>>,
+    ) -> std::result::Result<(), ochre_storage::Error> {
+        let corrupted = |detail: String| ochre_storage::Error::Corrupted {
+            path: store.path().to_owned(),
+            detail,
         };
-        if r.embedding.dimension() != self.row.dimension.unwrap_or(0) as usize {
-            return Err(format!(
-                "record {:?} has dimension {}, collection {} has {:?}",
-                r.id,
-                r.embedding.dimension(),
-                self.row.id,
-                self.row.dimension
-            ));
-        }
-        if !vectors.push(r.seq, r.embedding) {
-            return Err(format!("record {:?} has a non-finite embedding", r.id));
-        }
-        if self.by_id.insert(r.id.clone(), r.seq).is_some() {
-            return Err(format!("record id {:?} appears twice", r.id));
-        }
-        self.next_seq = self.next_seq.max(r.seq.0 + 1);
-        self.records.insert(
-            r.seq,
-            StoredRecord {
-                id: r.id,
-                document: r.document,
-                uri: r.uri,
-                metadata: r.metadata,
-            },
-        );
+        let dim = self.row.dimension.map(|d| d as usize);
+        let h = &self.row.configuration.hnsw;
+        let (space, m) = (h.space, (h.max_neighbors.min(1 << 16) as usize).max(2));
+        // The checkpoint's node count sizes the buffers. It is unverified here, so it is capped
+        // by what a file of this size can hold (each node takes over 18 bytes).
+        let hint = checkpoint.as_deref().map_or(0, |b| {
+            ochre_index::hnsw::format::checkpoint_nodes(b)
+                .unwrap_or(0)
+                .min(b.len() / 18)
+        });
+        let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
+        let mut next_seq = self.next_seq;
+        let row_id = self.row.id;
+        let (read, absorbed, parsed) = std::thread::scope(|s| {
+            let parser = match (checkpoint.as_deref(), dim) {
+                (Some(bytes), Some(d)) => Some(
+                    std::thread::Builder::new()
+                        .name("ochre-recover-index".into())
+                        .spawn_scoped(s, move || ParsedCheckpoint::parse(bytes, space, d, m))
+                        .map_err(|_| bytes),
+                ),
+                _ => None,
+            };
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Pending>>(16);
+            let mut sink = match std::thread::Builder::new()
+                .name("ochre-recover-records".into())
+                .spawn_scoped(s, move || {
+                    let mut maps = RecoveredMaps::with_capacity(hint);
+                    for batch in rx {
+                        maps.absorb(batch)?;
+                    }
+                    Ok(maps)
+                }) {
+                Ok(thread) => Sink::Thread(tx, thread),
+                Err(_) => Sink::Inline(Ok(RecoveredMaps::with_capacity(hint))),
+            };
+            let mut batch = Vec::with_capacity(RECOVER_BATCH);
+            let read = store.load_records(key, |r| {
+                let Some(d) = dim else {
+                    return Err(corrupted(format!(
+                        "collection {row_id} has records but no dimension"
+                    )));
+                };
+                if r.embedding.dimension() != d {
+                    return Err(corrupted(format!(
+                        "record {:?} has dimension {}, collection {row_id} has {d}",
+                        r.id,
+                        r.embedding.dimension(),
+                    )));
+                }
+                if !vectors.push(r.seq, r.embedding) {
+                    return Err(corrupted(format!(
+                        "record {:?} has a non-finite embedding",
+                        r.id
+                    )));
+                }
+                next_seq = next_seq.max(r.seq.0 + 1);
+                batch.push(Pending {
+                    seq: r.seq,
+                    id: r.id,
+                    document: r.document,
+                    uri: r.uri,
+                    metadata: r.metadata,
+                });
+                if batch.len() == RECOVER_BATCH {
+                    sink.put(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(RECOVER_BATCH),
+                    ));
+                }
+                Ok(())
+            });
+            if !batch.is_empty() {
+                sink.put(batch);
+            }
+            let absorbed = sink.finish();
+            let parsed = parser.map(|p| match p {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or(Err(FormatError::Malformed("parser thread panicked"))),
+                Err(bytes) => ParsedCheckpoint::parse(bytes, space, dim.unwrap_or(0), m),
+            });
+            (read, absorbed, parsed)
+        });
+        read?;
+        let maps = absorbed.map_err(corrupted)?;
+        self.by_id = maps.by_id;
+        self.records = maps.records.into_iter().collect();
+        self.next_seq = next_seq;
+        self.build_index(vectors, parsed);
         Ok(())
     }
 
     /// Builds the vector index after loading: from the checkpoint when it is valid (inserting
     /// only records it lacks), from scratch otherwise.
-    pub(crate) fn build_index(&mut self, mut vectors: LoadedVectors, checkpoint: Option<Vec<u8>>) {
+    fn build_index(
+        &mut self,
+        mut vectors: LoadedVectors,
+        checkpoint: Option<std::result::Result<ParsedCheckpoint, FormatError>>,
+    ) {
         let Some(dim) = self.row.dimension else {
             return;
         };
         let h = &self.row.configuration.hnsw;
-        if let Some(bytes) = checkpoint {
-            let m = (h.max_neighbors.min(1 << 16) as usize).max(2);
-            let loaded = HnswIndex::from_checkpoint_rows(
-                &bytes,
-                h.space,
-                dim as usize,
-                m,
-                &vectors.seqs,
-                &mut vectors.data,
-            );
-            match loaded {
+        if let Some(parsed) = checkpoint {
+            match parsed.and_then(|p| p.into_index(&vectors.seqs, &mut vectors.data)) {
                 Ok((mut index, report)) => {
                     index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
                     index.set_threads(build_threads(h.num_threads));

@@ -13,7 +13,7 @@ use ochre_types::{
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use crate::collection::{Collection, CollectionHandle, CollectionState, LoadedVectors};
+use crate::collection::{Collection, CollectionHandle, CollectionState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::request::{
     CollectionInfo, CreateCollection, DatabaseInfo, ModifyCollection, TenantInfo,
@@ -243,25 +243,7 @@ impl Ochre {
             let id = row.id;
             let mut state = CollectionState::new(row, tenant, database);
             let checkpoint = std::fs::read(checkpoint_path(path, id)).ok();
-            // The checkpoint's node count sizes the vector buffer. It is unverified here, so it
-            // is capped by what a file of this size can hold (each node takes over 18 bytes).
-            let rows = checkpoint.as_deref().map_or(0, |b| {
-                ochre_index::hnsw::format::checkpoint_nodes(b)
-                    .unwrap_or(0)
-                    .min(b.len() / 18)
-            });
-            let dim = state.row.dimension.unwrap_or(0) as usize;
-            let mut vectors = LoadedVectors::with_capacity(rows, dim);
-            store.load_records(key, |r| {
-                state
-                    .load(r, &mut vectors)
-                    .map_err(|detail| ochre_storage::Error::Corrupted {
-                        path: store.path().to_owned(),
-                        detail,
-                    })
-            })?;
-
-            state.build_index(vectors, checkpoint);
+            state.recover(&store, key, checkpoint)?;
             let handle = Arc::new(CollectionHandle::new(key, state));
             catalog.by_name.insert(
                 (

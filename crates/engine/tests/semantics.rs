@@ -604,6 +604,82 @@ fn corrupt_store_is_a_clear_error() {
     assert!(e.message().contains("ochre.sqlite3"), "{e}");
 }
 
+/// A store whose collection holds `n` records of dimension 2 with metadata, closed cleanly.
+fn store_with_records(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Ochre::open(dir.path()).expect("open");
+    let c = collection(&db, "damaged");
+    let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+    let mut batch = RecordBatch::new(names, (0..n).map(|i| vec![i as f32, 1.0]).collect());
+    batch.metadatas = Some(
+        (0..n)
+            .map(|i| Some(upd(&[("i", Some(MetadataValue::Int(i as i64)))])))
+            .collect(),
+    );
+    c.add(batch).expect("add");
+    dir
+}
+
+/// Runs one SQL statement against the closed store of `dir`.
+fn tamper(dir: &tempfile::TempDir, sql: &str) {
+    let conn = rusqlite::Connection::open(dir.path().join("ochre.sqlite3")).expect("sqlite");
+    assert_eq!(conn.execute(sql, []).expect("tamper"), 1, "{sql}");
+}
+
+#[test]
+fn damaged_records_are_reported_on_open_never_loaded() {
+    // Recovery reads records on one thread and decodes their metadata on another, in batches of
+    // 1024: the damage sits in a middle batch, so each thread has work before and after it.
+    let n = 3000;
+    let cases = [
+        (
+            "UPDATE records SET metadata = '{\"i\": ' WHERE id = 'r1500'",
+            "r1500",
+        ),
+        (
+            "UPDATE records SET metadata = '{\"i\": null}' WHERE id = 'r2100'",
+            "r2100",
+        ),
+        (
+            "UPDATE records SET embedding = x'0000803f' WHERE id = 'r1700'",
+            "dimension",
+        ),
+        (
+            "UPDATE records SET embedding = x'0000c07f0000803f' WHERE id = 'r2999'",
+            "non-finite",
+        ),
+        ("UPDATE records SET id = 'r7' WHERE id = 'r2500'", "twice"),
+    ];
+    for (sql, needle) in cases {
+        let dir = store_with_records(n);
+        tamper(&dir, sql);
+        let e = Ochre::open(dir.path()).expect_err(sql);
+        assert_eq!(e.kind(), ErrorKind::Corrupted, "{sql}: {e}");
+        assert!(e.message().contains(needle), "{sql}: {e}");
+        assert!(e.message().contains("ochre.sqlite3"), "{sql}: {e}");
+    }
+    // Undamaged, the same store opens whole.
+    let dir = store_with_records(n);
+    let db = Ochre::open(dir.path()).expect("open");
+    let c = db.get_collection(T, D, "damaged").expect("collection");
+    let c = db.collection(c.id).expect("handle");
+    assert_eq!(c.count().expect("count"), n);
+    let got = c
+        .get(GetRequest {
+            ids: Some(ids(&["r2999"])),
+            include: Include {
+                metadatas: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("get");
+    assert_eq!(
+        got.metadatas.expect("included")[0],
+        Some(meta(&[("i", MetadataValue::Int(2999))]))
+    );
+}
+
 #[test]
 fn operation_and_fork_counters_persist() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -21,8 +21,8 @@ mod store;
 pub use codec::{decode_configuration, encode_configuration};
 pub use lock::DirLock;
 pub use store::{
-    CollectionRow, DatabaseRow, LoadedRecord, Mutation, RawEmbedding, RecordRow, Store, TenantRow,
-    FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
+    CollectionRow, DatabaseRow, LoadedRecord, Mutation, RawEmbedding, RecordRow, Store,
+    StoredMetadata, TenantRow, FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
 };
 
 use std::path::PathBuf;

@@ -82,7 +82,22 @@ pub struct LoadedRecord<'a> {
     pub embedding: RawEmbedding<'a>,
     pub document: Option<String>,
     pub uri: Option<String>,
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<StoredMetadata>,
+}
+
+/// A record's metadata as stored, not yet decoded: recovery decodes it on another thread than
+/// the one reading the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMetadata(String);
+
+impl StoredMetadata {
+    /// The metadata.
+    ///
+    /// # Errors
+    /// A description of what is malformed (the caller names the record and the file).
+    pub fn decode(&self) -> std::result::Result<Metadata, String> {
+        decode_metadata(&self.0)
+    }
 }
 
 /// A stored embedding as read from the file: little-endian IEEE-754 binary32 values. Decoding
@@ -505,7 +520,8 @@ impl Store {
             .collect()
     }
 
-    /// Streams the records of one collection, in storage order, into `f`.
+    /// Streams the records of one collection, in storage order, into `f`. Metadata is handed
+    /// over undecoded ([`StoredMetadata::decode`]).
     ///
     /// # Errors
     /// On SQLite failure or a malformed row, naming the file.
@@ -537,18 +553,13 @@ impl Store {
             check_embedding(bytes).map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
             let embedding = RawEmbedding(bytes);
             let metadata: Option<String> = row.get(5).map_err(|e| self.sql(e))?;
-            let metadata = metadata
-                .as_deref()
-                .map(decode_metadata)
-                .transpose()
-                .map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
             f(LoadedRecord {
                 seq: SeqNo((rowid & MAX_SEQ as i64) as u64),
                 document: row.get(3).map_err(|e| self.sql(e))?,
                 uri: row.get(4).map_err(|e| self.sql(e))?,
                 id,
                 embedding,
-                metadata,
+                metadata: metadata.map(StoredMetadata),
             })?;
         }
         Ok(())
@@ -598,6 +609,9 @@ mod tests {
             forks: 1,
             total_ops: 5,
         };
+        let meta: Metadata = [("k".to_owned(), ochre_types::MetadataValue::Int(3))]
+            .into_iter()
+            .collect();
         {
             let mut s = Store::open(dir.path()).expect("open");
             s.commit(&[
@@ -609,7 +623,7 @@ mod tests {
                     embedding: &[1.0, 2.0],
                     document: Some("doc"),
                     uri: None,
-                    metadata: None,
+                    metadata: Some(&meta),
                 }),
                 Mutation::PutRecord(RecordRow {
                     collection_key: 4,
@@ -636,6 +650,7 @@ mod tests {
                 r.embedding.to_vec(),
                 r.embedding.dimension(),
                 r.document,
+                r.metadata.map(|m| m.decode()),
             ));
             Ok(())
         })
@@ -645,6 +660,7 @@ mod tests {
         assert_eq!(got[0].1, vec![1.0, 2.0]);
         assert_eq!(got[0].2, 2);
         assert_eq!(got[0].3.as_deref(), Some("doc"));
+        assert_eq!(got[0].4, Some(Ok(meta)));
         s.check_integrity().expect("intact");
     }
 

@@ -158,6 +158,22 @@ impl<'a> Reader<'a> {
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ]))
     }
+    /// The next `n` little-endian u32 values.
+    fn halves(&mut self, n: usize) -> Result<impl Iterator<Item = u32> + 'a, FormatError> {
+        let len = n.checked_mul(4).ok_or(FormatError::Malformed("length"))?;
+        Ok(self
+            .take(len)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    }
+    /// The next `n` little-endian u64 values.
+    fn words(&mut self, n: usize) -> Result<impl Iterator<Item = u64> + 'a, FormatError> {
+        let len = n.checked_mul(8).ok_or(FormatError::Malformed("length"))?;
+        Ok(self
+            .take(len)?
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])))
+    }
 }
 
 impl HnswIndex {
@@ -230,7 +246,8 @@ impl HnswIndex {
         m: usize,
         vectors: &HashMap<SeqNo, &[f32]>,
     ) -> Result<(HnswIndex, LoadReport), FormatError> {
-        Self::load_checkpoint(bytes, space, dim, m, Source::Map(vectors))
+        let parsed = ParsedCheckpoint::parse(bytes, space, dim, m)?;
+        Ok(parsed.attach(Source::Map(vectors)))
     }
 
     /// As [`HnswIndex::from_checkpoint`], with the stored vectors as one buffer in storage order
@@ -249,31 +266,35 @@ impl HnswIndex {
         seqs: &[SeqNo],
         data: &mut Vec<f32>,
     ) -> Result<(HnswIndex, LoadReport), FormatError> {
-        if data.len() != seqs.len() * dim {
-            return Err(FormatError::Mismatch("vector rows"));
-        }
-        let rows = seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
-        Self::load_checkpoint(
-            bytes,
-            space,
-            dim,
-            m,
-            Source::Rows {
-                seqs,
-                data,
-                rows,
-                dim,
-            },
-        )
+        ParsedCheckpoint::parse(bytes, space, dim, m)?.into_index(seqs, data)
     }
+}
 
-    fn load_checkpoint(
-        bytes: &[u8],
-        space: Space,
-        dim: usize,
-        m: usize,
-        vectors: Source<'_>,
-    ) -> Result<(HnswIndex, LoadReport), FormatError> {
+/// A checkpoint whose bytes have been read and checked (checksum, version, shape, every list in
+/// range) but not yet joined with the stored vectors. Parsing needs no vectors, so recovery does
+/// it while the records are still being read.
+pub struct ParsedCheckpoint {
+    params: HnswParams,
+    space: Space,
+    dim: usize,
+    rng: u64,
+    fp: fn(&[f32]) -> u64,
+    node_seq: Vec<SeqNo>,
+    fps: Vec<u64>,
+    deleted: Vec<bool>,
+    levels: Vec<u8>,
+    layer0: Vec<u32>,
+    upper: Vec<Vec<Vec<u32>>>,
+    entry: u32,
+    max_level: usize,
+}
+
+impl ParsedCheckpoint {
+    /// Reads and checks a checkpoint for an index of this `space`, dimension and `m`.
+    ///
+    /// # Errors
+    /// [`FormatError`] when the bytes are not a valid checkpoint of this shape.
+    pub fn parse(bytes: &[u8], space: Space, dim: usize, m: usize) -> Result<Self, FormatError> {
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
             return Err(FormatError::BadMagic);
         }
@@ -315,28 +336,24 @@ impl HnswIndex {
         if fm != m.max(2) {
             return Err(FormatError::Mismatch("max_neighbors"));
         }
-        let mut index = HnswIndex::new(
-            space,
-            dim,
-            HnswParams {
-                m: fm,
-                ef_construction,
-                ef_search,
-                seed: rng,
-                ..HnswParams::default()
-            },
-        );
-        index.rng = rng;
-        let m0 = index.m0;
-        let node_seq: Vec<SeqNo> = (0..n)
-            .map(|_| r.u64().map(SeqNo))
-            .collect::<Result<_, _>>()?;
-        let fps: Vec<u64> = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+        let params = HnswParams {
+            m: fm,
+            ef_construction,
+            ef_search,
+            seed: rng,
+            ..HnswParams::default()
+        };
+        let m0 = 2 * fm;
+        let node_seq: Vec<SeqNo> = r.words(n)?.map(SeqNo).collect();
+        let fps: Vec<u64> = r.words(n)?.collect();
         let deleted: Vec<bool> = r.take(n)?.iter().map(|b| *b != 0).collect();
         let levels: Vec<u8> = r.take(n)?.to_vec();
-        let layer0: Vec<u32> = (0..n * (m0 + 1))
-            .map(|_| r.u32())
-            .collect::<Result<_, _>>()?;
+        let layer0: Vec<u32> = r
+            .halves(
+                n.checked_mul(m0 + 1)
+                    .ok_or(FormatError::Malformed("node count"))?,
+            )?
+            .collect();
         let mut upper = Vec::with_capacity(n);
         for &l in &levels {
             if l > 31 {
@@ -348,7 +365,7 @@ impl HnswIndex {
                 if c > fm {
                     return Err(FormatError::Malformed("upper list length"));
                 }
-                lists.push((0..c).map(|_| r.u32()).collect::<Result<Vec<u32>, _>>()?);
+                lists.push(r.halves(c)?.collect::<Vec<u32>>());
             }
             upper.push(lists);
         }
@@ -356,10 +373,9 @@ impl HnswIndex {
             return Err(FormatError::Malformed("trailing bytes"));
         }
         // Structural checks: every id in range, counts within bounds, entry valid.
-        for i in 0..n {
-            let s = i * (m0 + 1);
-            let c = layer0[s] as usize;
-            if c > m0 || layer0[s + 1..s + 1 + c].iter().any(|&x| x as usize >= n) {
+        for list in layer0.chunks_exact(m0 + 1) {
+            let c = list[0] as usize;
+            if c > m0 || list[1..1 + c].iter().any(|&x| x as usize >= n) {
                 return Err(FormatError::Malformed("layer-0 list"));
             }
         }
@@ -369,18 +385,83 @@ impl HnswIndex {
         if n > 0 && (entry as usize >= n || levels[entry as usize] as usize != max_level) {
             return Err(FormatError::Malformed("entry point"));
         }
-        for (node, lists) in upper.iter().enumerate() {
+        for lists in &upper {
             for (li, list) in lists.iter().enumerate() {
                 if list.iter().any(|&x| (levels[x as usize] as usize) < li + 1) {
                     return Err(FormatError::Malformed("upper list level"));
                 }
-                let _ = node;
             }
         }
+        Ok(ParsedCheckpoint {
+            params,
+            space,
+            dim,
+            rng,
+            fp,
+            node_seq,
+            fps,
+            deleted,
+            levels,
+            layer0,
+            upper,
+            entry,
+            max_level,
+        })
+    }
 
+    /// Number of nodes, tombstones included.
+    pub fn nodes(&self) -> usize {
+        self.node_seq.len()
+    }
+
+    /// Joins the graph with the stored vectors, as [`HnswIndex::from_checkpoint_rows`] does.
+    ///
+    /// # Errors
+    /// [`FormatError::Mismatch`] when `data` does not hold `seqs.len()` rows of the dimension;
+    /// `data` is then left as it was.
+    pub fn into_index(
+        self,
+        seqs: &[SeqNo],
+        data: &mut Vec<f32>,
+    ) -> Result<(HnswIndex, LoadReport), FormatError> {
+        let dim = self.dim;
+        if data.len() != seqs.len() * dim {
+            return Err(FormatError::Mismatch("vector rows"));
+        }
+        let rows = seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        Ok(self.attach(Source::Rows {
+            seqs,
+            data,
+            rows,
+            dim,
+        }))
+    }
+
+    /// Checks each node's vector against its fingerprint and builds the index: nodes whose record
+    /// is gone or changed become tombstones, records the graph lacks are reported as missing.
+    fn attach(self, vectors: Source<'_>) -> (HnswIndex, LoadReport) {
+        let ParsedCheckpoint {
+            params,
+            space,
+            dim,
+            rng,
+            fp,
+            node_seq,
+            fps,
+            mut deleted,
+            levels,
+            layer0,
+            upper,
+            entry,
+            max_level,
+        } = self;
+        let fm = params.m;
+        let mut index = HnswIndex::new(space, dim, params);
+        index.rng = rng;
+        let m0 = index.m0;
+        let n = node_seq.len();
         let mut report = LoadReport::default();
         let mut seq_node = HashMap::with_capacity(n);
-        let mut deleted = deleted;
         let mut n_deleted = 0;
         // Fast path: the nodes are the stored rows, in order, all live and unchanged; the rows
         // become the arena as they are.
@@ -443,7 +524,7 @@ impl HnswIndex {
             report.missing.sort_unstable();
             vecs
         };
-        Ok((
+        (
             finish(
                 index,
                 Parts {
@@ -461,7 +542,7 @@ impl HnswIndex {
                 },
             ),
             report,
-        ))
+        )
     }
 }
 
