@@ -625,30 +625,41 @@ fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
     let vecs = &p.vecs;
     let half = n / 2;
     let this = &index;
-    let derive = |range: std::ops::Range<usize>| {
-        let mut codes = Vec::with_capacity(range.len() * dim);
+    // Zeroed memory straight from the system: the pages are touched first by the threads below.
+    let mut codes = vec![0i8; n * dim];
+    crate::memory::advise_huge(&mut codes);
+    let derive = |range: std::ops::Range<usize>, codes: &mut [i8]| {
         let mut scales = Vec::with_capacity(range.len());
         let mut inv = Vec::with_capacity(range.len());
         let mut norms2 = Vec::with_capacity(range.len());
-        for i in range {
+        for (i, out) in range.zip(codes.chunks_exact_mut(dim.max(1))) {
             let v = &vecs[i * dim..(i + 1) * dim];
             inv.push(this.inv_norm(v));
-            scales.push(super::quantize_into(v, &mut codes));
+            scales.push(super::quantize_to(v, out));
             norms2.push(this.kernels.dot(v, v));
         }
-        (codes, scales, inv, norms2)
+        (scales, inv, norms2)
     };
+    let (first, second) = codes.split_at_mut(half * dim);
     let (a, b) = std::thread::scope(|s| {
-        let second = std::thread::Builder::new().spawn_scoped(s, || derive(half..n));
-        let first = derive(0..half);
-        (first, second.ok().and_then(|h| h.join().ok()))
+        let other = std::thread::Builder::new().spawn_scoped(s, || derive(half..n, second));
+        let a = derive(0..half, first);
+        match other {
+            Ok(t) => (a, t.join().ok()),
+            Err(_) => (a, None),
+        }
     });
-    let b = b.unwrap_or_else(|| derive(half..n));
-    let (mut codes, mut scales, mut inv, mut norms2) = a;
-    codes.extend(b.0);
-    scales.extend(b.1);
-    inv.extend(b.2);
-    norms2.extend(b.3);
+    let b = match b {
+        Some(b) => b,
+        None => {
+            let (_, second) = codes.split_at_mut(half * dim);
+            derive(half..n, second)
+        }
+    };
+    let (mut scales, mut inv, mut norms2) = a;
+    scales.extend(b.0);
+    inv.extend(b.1);
+    norms2.extend(b.2);
     index.codes = codes;
     index.scales = scales;
     index.inv_norms = inv;

@@ -995,14 +995,21 @@ fn prefetch_row<T>(data: &[T], start: usize, len: usize) {
 /// `v_i / scale` rounded half away from zero (done by hand: `f32::round` is a libm call on
 /// baseline x86-64, and this loop is most of the work of loading a checkpoint).
 fn quantize_into(v: &[f32], out: &mut Vec<i8>) -> f32 {
+    let start = out.len();
+    out.resize(start + v.len(), 0);
+    quantize_to(v, &mut out[start..])
+}
+
+/// As [`quantize_into`], writing the codes into `out` (of `v`'s length).
+fn quantize_to(v: &[f32], out: &mut [i8]) -> f32 {
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
     let inv = 1.0 / scale;
-    out.extend(v.iter().map(|x| {
+    for (o, x) in out.iter_mut().zip(v) {
         let y = (x * inv).clamp(-127.0, 127.0);
         // `as` truncates toward zero, so adding ±0.5 first rounds half away from zero.
-        (y + 0.5f32.copysign(y)) as i8
-    }));
+        *o = (y + 0.5f32.copysign(y)) as i8;
+    }
     scale
 }
 
