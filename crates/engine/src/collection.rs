@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 
 use crate::db::Inner;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metaindex::MetaIndex;
 use crate::request::{
     CollectionInfo, DeleteRequest, GetRequest, GetResult, Include, QueryRequest, QueryResult,
     RecordBatch,
@@ -109,6 +110,7 @@ struct Pending {
 /// The id and record maps under construction during recovery.
 struct RecoveredMaps {
     by_id: HashMap<String, SeqNo>,
+    meta: MetaIndex,
     /// In storage order, which is sequence order.
     records: Vec<(SeqNo, StoredRecord)>,
 }
@@ -117,6 +119,7 @@ impl RecoveredMaps {
     fn with_capacity(n: usize) -> Self {
         RecoveredMaps {
             by_id: HashMap::with_capacity(n),
+            meta: MetaIndex::default(),
             records: Vec::with_capacity(n),
         }
     }
@@ -135,6 +138,7 @@ impl RecoveredMaps {
             if self.by_id.insert(r.id.clone(), r.seq).is_some() {
                 return Err(format!("record id {:?} appears twice", r.id));
             }
+            self.meta.insert(r.seq, metadata.as_ref());
             self.records.push((
                 r.seq,
                 StoredRecord {
@@ -190,7 +194,8 @@ impl Sink<'_> {
 
 /// Everything known about one collection.
 ///
-/// Invariant: `by_id`, `records` and `index` hold exactly the same set of records; `index` is
+/// Invariant: `by_id`, `records`, `meta` and `index` hold exactly the same set of records (`meta`
+/// under each record's current metadata); `index` is
 /// `Some` exactly when `row.dimension` is.
 pub(crate) struct CollectionState {
     pub(crate) row: CollectionRow,
@@ -200,6 +205,8 @@ pub(crate) struct CollectionState {
     dropped: bool,
     by_id: HashMap<String, SeqNo>,
     records: BTreeMap<SeqNo, StoredRecord>,
+    /// Scalar metadata values → records, for filters.
+    meta: MetaIndex,
     index: Option<AnyIndex>,
     next_seq: u64,
     /// Index changes since the last checkpoint.
@@ -243,6 +250,7 @@ impl CollectionState {
             dropped: false,
             by_id: HashMap::new(),
             records: BTreeMap::new(),
+            meta: MetaIndex::default(),
             index,
             next_seq: 1,
             dirty: 0,
@@ -355,6 +363,7 @@ impl CollectionState {
         read?;
         let maps = absorbed.map_err(corrupted)?;
         self.by_id = maps.by_id;
+        self.meta = maps.meta;
         self.records = maps.records.into_iter().collect();
         self.next_seq = next_seq;
         self.build_index(vectors, parsed);
@@ -459,6 +468,7 @@ impl CollectionState {
         self.dropped = true;
         self.by_id = HashMap::new();
         self.records = BTreeMap::new();
+        self.meta = MetaIndex::default();
         self.index = None;
     }
 
@@ -471,6 +481,7 @@ impl CollectionState {
             dropped: false,
             by_id: self.by_id.clone(),
             records: self.records.clone(),
+            meta: self.meta.clone(),
             index: self.index.clone(),
             next_seq: self.next_seq,
             dirty: self.records.len().max(1),
@@ -523,12 +534,26 @@ impl CollectionState {
                 seqs.retain(|s| self.records.get(s).is_some_and(|r| self.matches(r, w, wd)));
                 seqs
             }
-            None => self
-                .records
-                .iter()
-                .filter(|(_, r)| self.matches(r, w, wd))
-                .map(|(s, _)| *s)
-                .collect(),
+            None => {
+                // Narrowing pays while the candidates, each looked up on its own, are few next to
+                // a scan of every record in order.
+                let budget = (self.records.len() / 8).max(256);
+                match w.and_then(|w| self.meta.candidates(w, budget)) {
+                    Some((seqs, true)) if wd.is_none() => seqs,
+                    Some((mut seqs, _)) => {
+                        seqs.retain(|s| {
+                            self.records.get(s).is_some_and(|r| self.matches(r, w, wd))
+                        });
+                        seqs
+                    }
+                    None => self
+                        .records
+                        .iter()
+                        .filter(|(_, r)| self.matches(r, w, wd))
+                        .map(|(s, _)| *s)
+                        .collect(),
+                }
+            }
         }
     }
 
@@ -779,7 +804,13 @@ impl Collection {
                 .expect("a record write fixes the dimension")
                 .insert_batch(&items);
         }
+        let st = &mut *st;
         for s in staged {
+            // An update keeps the record's sequence number: unfile its old metadata first.
+            if let Some(old) = st.records.get(&s.seq) {
+                st.meta.remove(s.seq, old.metadata.as_ref());
+            }
+            st.meta.insert(s.seq, s.metadata.as_ref());
             st.by_id.insert(s.id.clone(), s.seq);
             st.records.insert(
                 s.seq,
@@ -791,7 +822,7 @@ impl Collection {
                 },
             );
         }
-        self.inner.maybe_checkpoint(self.handle.id, &mut st, false);
+        self.inner.maybe_checkpoint(self.handle.id, st, false);
         Ok(())
     }
 
@@ -852,6 +883,7 @@ impl Collection {
         for s in seqs {
             if let Some(r) = st.records.remove(&s) {
                 st.by_id.remove(&r.id);
+                st.meta.remove(s, r.metadata.as_ref());
             }
             if let Some(ix) = st.index.as_mut() {
                 ix.remove(s);

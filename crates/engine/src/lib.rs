@@ -33,6 +33,7 @@
 mod collection;
 mod db;
 mod error;
+mod metaindex;
 mod request;
 mod validate;
 
