@@ -535,18 +535,19 @@ impl CollectionState {
                 seqs
             }
             None => {
-                // Narrowing pays while the candidates, each looked up on its own, are few next to
-                // a scan of every record in order.
+                // An exact answer is used whatever its size (no record is looked at); candidates
+                // that must each be looked up and checked pay only while they are few next to a
+                // scan of every record in order.
                 let budget = (self.records.len() / 8).max(256);
-                match w.and_then(|w| self.meta.candidates(w, budget)) {
+                match w.and_then(|w| self.meta.candidates(w, self.records.len())) {
                     Some((seqs, true)) if wd.is_none() => seqs,
-                    Some((mut seqs, _)) => {
+                    Some((mut seqs, _)) if seqs.len() <= budget => {
                         seqs.retain(|s| {
                             self.records.get(s).is_some_and(|r| self.matches(r, w, wd))
                         });
                         seqs
                     }
-                    None => self
+                    _ => self
                         .records
                         .iter()
                         .filter(|(_, r)| self.matches(r, w, wd))

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use ochre_types::{SeqNo, Space};
 
 use super::{HnswIndex, HnswParams, NodeId};
@@ -461,7 +463,7 @@ impl ParsedCheckpoint {
         let m0 = index.m0;
         let n = node_seq.len();
         let mut report = LoadReport::default();
-        let mut seq_node = HashMap::with_capacity(n);
+        let mut seq_node = FxHashMap::with_capacity_and_hasher(n, Default::default());
         let mut n_deleted = 0;
         // Fast path: the nodes are the stored rows, in order, all live and unchanged; the rows
         // become the arena as they are.
@@ -606,7 +608,7 @@ impl Source<'_> {
 struct Parts {
     vecs: Vec<f32>,
     node_seq: Vec<SeqNo>,
-    seq_node: HashMap<SeqNo, NodeId>,
+    seq_node: FxHashMap<SeqNo, NodeId>,
     deleted: Vec<bool>,
     n_deleted: usize,
     levels: Vec<u8>,

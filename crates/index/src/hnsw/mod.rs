@@ -17,11 +17,12 @@
 //! search falls back to the exact scan, so a filter never shrinks the answer.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use parking_lot::Mutex as NodeLock;
+use rustc_hash::FxHashMap;
 
 use ochre_types::{SeqNo, Space};
 
@@ -127,7 +128,8 @@ pub struct HnswIndex {
     /// Per node: `‖v‖²` (exact), for approximate L2 from an approximate dot product.
     norms2: Vec<f32>,
     node_seq: Vec<SeqNo>,
-    seq_node: HashMap<SeqNo, NodeId>,
+    /// Sequence numbers are ours, not a client's, so a fast integer hash is safe.
+    seq_node: FxHashMap<SeqNo, NodeId>,
     deleted: Vec<bool>,
     n_deleted: usize,
     levels: Vec<u8>,
@@ -216,7 +218,7 @@ impl HnswIndex {
             scales: Vec::new(),
             norms2: Vec::new(),
             node_seq: Vec::new(),
-            seq_node: HashMap::new(),
+            seq_node: FxHashMap::default(),
             deleted: Vec::new(),
             n_deleted: 0,
             levels: Vec::new(),
