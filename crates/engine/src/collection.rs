@@ -539,7 +539,8 @@ impl CollectionState {
                 // that must each be looked up and checked pay only while they are few next to a
                 // scan of every record in order.
                 let budget = (self.records.len() / 8).max(256);
-                match w.and_then(|w| self.meta.candidates(w, self.records.len())) {
+                let all = || self.records.keys().copied().collect::<Vec<_>>();
+                match w.and_then(|w| self.meta.candidates(w, self.records.len(), &all)) {
                     Some((seqs, true)) if wd.is_none() => seqs,
                     Some((mut seqs, _)) if seqs.len() <= budget => {
                         seqs.retain(|s| {

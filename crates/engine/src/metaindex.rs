@@ -1,11 +1,12 @@
 //! An inverted index over scalar metadata values: for every key, the records holding each value,
 //! in sequence (storage) order.
 //!
-//! It answers `$eq`, `$in` and the numeric comparisons exactly: those operators match scalar
+//! It answers `$eq`, `$in`, `$ne`, `$nin` and the numeric comparisons exactly: those operators match scalar
 //! values only (see `ochre_types::filter`), and the index orders and compares values as filters
-//! do. `$and` / `$or` combine the answers. A filter with parts the index cannot answer (`$ne`,
-//! `$nin`, array `$contains`, documents, ids) is narrowed by the parts it can, and every
-//! candidate is then checked against the whole filter; with no such part, a scan decides.
+//! do; `$ne` and `$nin` are what `$eq` and `$in` leave out. `$and` / `$or` combine the answers. A
+//! filter with parts the index cannot answer (array `$contains`, documents, ids) is narrowed by
+//! the parts it can, and every candidate is then checked against the whole filter; with no such
+//! part, a scan decides.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -151,14 +152,21 @@ impl MetaIndex {
     /// `budget` records; `None` when only a scan can tell (or the narrowing is not worth it).
     /// The flag is true when the list is exactly the matches: the whole filter was answered
     /// from the index.
-    pub(crate) fn candidates(&self, w: &Where, budget: usize) -> Option<(Vec<SeqNo>, bool)> {
+    ///
+    /// `all` lists every record, ascending: `$ne` and `$nin` match what the listed values do not.
+    pub(crate) fn candidates(
+        &self,
+        w: &Where,
+        budget: usize,
+        all: &dyn Fn() -> Vec<SeqNo>,
+    ) -> Option<(Vec<SeqNo>, bool)> {
         match w {
-            Where::Meta { key, op } => self.leaf(key, op, budget).map(|l| (l, true)),
+            Where::Meta { key, op } => self.leaf(key, op, budget, all).map(|l| (l, true)),
             Where::And(clauses) => {
                 let mut best: Option<Vec<SeqNo>> = None;
                 let mut exact = true;
                 for c in clauses {
-                    match self.candidates(c, budget) {
+                    match self.candidates(c, budget, all) {
                         Some((found, e)) => {
                             exact &= e;
                             best = Some(match best {
@@ -172,25 +180,46 @@ impl MetaIndex {
                 best.map(|b| (b, exact))
             }
             Where::Or(clauses) => {
-                let mut all = Vec::new();
+                let mut union = Vec::new();
                 let mut exact = true;
                 for c in clauses {
-                    let (found, e) = self.candidates(c, budget)?;
+                    let (found, e) = self.candidates(c, budget, all)?;
                     exact &= e;
-                    all.extend(found);
-                    if all.len() > budget {
+                    union.extend(found);
+                    if union.len() > budget {
                         return None;
                     }
                 }
-                all.sort_unstable();
-                all.dedup();
-                Some((all, exact))
+                union.sort_unstable();
+                union.dedup();
+                Some((union, exact))
             }
             Where::Document(_) | Where::Id(_) => None,
         }
     }
 
-    fn leaf(&self, key: &str, op: &MetaOp, budget: usize) -> Option<Vec<SeqNo>> {
+    fn leaf(
+        &self,
+        key: &str,
+        op: &MetaOp,
+        budget: usize,
+        all: &dyn Fn() -> Vec<SeqNo>,
+    ) -> Option<Vec<SeqNo>> {
+        // A record matches `$ne` / `$nin` exactly when it does not match `$eq` / `$in` (a missing
+        // key or an array value matches neither of the latter).
+        let excluded = match op {
+            MetaOp::Ne(s) => Some(MetaOp::Eq(s.clone())),
+            MetaOp::Nin(l) => Some(MetaOp::In(l.clone())),
+            _ => None,
+        };
+        if let Some(op) = excluded {
+            let skip = self.leaf(key, &op, usize::MAX, all)?;
+            let everything = all();
+            if everything.len().saturating_sub(skip.len()) > budget {
+                return None;
+            }
+            return Some(difference(&everything, &skip));
+        }
         let empty = BTreeMap::new();
         let values = self.keys.get(key).unwrap_or(&empty);
         let lists: Vec<&Vec<SeqNo>> = match op {
@@ -243,6 +272,21 @@ impl MetaIndex {
         }
         Some(out)
     }
+}
+
+/// The elements of ascending `a` not in ascending `b`.
+fn difference(a: &[SeqNo], b: &[SeqNo]) -> Vec<SeqNo> {
+    let mut out = Vec::with_capacity(a.len().saturating_sub(b.len()));
+    let mut j = 0;
+    for x in a {
+        while j < b.len() && b[j] < *x {
+            j += 1;
+        }
+        if b.get(j) != Some(x) {
+            out.push(*x);
+        }
+    }
+    out
 }
 
 /// Both ascending lists' common elements.
@@ -354,7 +398,8 @@ mod tests {
                     records.insert(seq, metadata);
                 }
             }
-            if let Some((found, exact)) = index.candidates(&w, budget) {
+            let all = || records.keys().copied().collect::<Vec<_>>();
+            if let Some((found, exact)) = index.candidates(&w, budget, &all) {
                 prop_assert!(found.len() <= budget);
                 prop_assert!(found.windows(2).all(|p| p[0] < p[1]));
                 for (seq, metadata) in &records {
@@ -390,6 +435,7 @@ mod tests {
                         op: MetaOp::Eq(s),
                     },
                     usize::MAX,
+                    &|| (1..=4).map(SeqNo).collect(),
                 )
                 .map(|(found, _)| found)
         };
@@ -403,6 +449,7 @@ mod tests {
                 op: MetaOp::Gt(Scalar::Float(0.5)),
             },
             usize::MAX,
+            &|| (1..=4).map(SeqNo).collect(),
         );
         assert_eq!(gt, Some((vec![SeqNo(1), SeqNo(2)], true)));
         // Too many candidates: a scan is cheaper.
@@ -412,9 +459,19 @@ mod tests {
                     key: "k".into(),
                     op: MetaOp::Gte(Scalar::Int(0)),
                 },
-                1
+                1,
+                &|| (1..=4).map(SeqNo).collect(),
             ),
             None
         );
+        let ne = index.candidates(
+            &Where::Meta {
+                key: "k".into(),
+                op: MetaOp::Ne(Scalar::Int(1)),
+            },
+            usize::MAX,
+            &|| (1..=5).map(SeqNo).collect(),
+        );
+        assert_eq!(ne, Some((vec![SeqNo(3), SeqNo(4), SeqNo(5)], true)));
     }
 }
