@@ -411,11 +411,6 @@ impl ParsedCheckpoint {
         })
     }
 
-    /// Number of nodes, tombstones included.
-    pub fn nodes(&self) -> usize {
-        self.node_seq.len()
-    }
-
     /// Joins the graph with the stored vectors, as [`HnswIndex::from_checkpoint_rows`] does.
     ///
     /// # Errors
@@ -430,11 +425,10 @@ impl ParsedCheckpoint {
         if data.len() != seqs.len() * dim {
             return Err(FormatError::Mismatch("vector rows"));
         }
-        let rows = seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         Ok(self.attach(Source::Rows {
             seqs,
             data,
-            rows,
+            rows: std::cell::OnceCell::new(),
             dim,
         }))
     }
@@ -564,7 +558,9 @@ enum Source<'a> {
     Rows {
         seqs: &'a [SeqNo],
         data: &'a mut Vec<f32>,
-        rows: HashMap<SeqNo, usize>,
+        /// Row of each sequence number, built only when the checkpoint does not line up with the
+        /// rows (a clean close needs no lookups).
+        rows: std::cell::OnceCell<FxHashMap<SeqNo, usize>>,
         dim: usize,
     },
 }
@@ -574,8 +570,15 @@ impl Source<'_> {
         match self {
             Source::Map(m) => m.get(seq).copied(),
             Source::Rows {
-                data, rows, dim, ..
-            } => rows.get(seq).map(|&r| &data[r * dim..(r + 1) * dim]),
+                seqs,
+                data,
+                rows,
+                dim,
+            } => {
+                let rows =
+                    rows.get_or_init(|| seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect());
+                rows.get(seq).map(|&r| &data[r * dim..(r + 1) * dim])
+            }
         }
     }
 

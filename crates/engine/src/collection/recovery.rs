@@ -1,0 +1,314 @@
+//! Recovery: rebuilding a collection's in-memory state from the store and its index checkpoint.
+
+use std::collections::HashMap;
+
+use ochre_index::hnsw::format::{FormatError, ParsedCheckpoint};
+use ochre_index::AnyIndex;
+use ochre_storage::{RawEmbedding, Store, StoredMetadata};
+use ochre_types::SeqNo;
+
+use super::{build_threads, new_index, CollectionState, StoredRecord};
+use crate::metaindex::MetaIndex;
+
+/// Embeddings read during recovery, in storage order, back to back in one buffer.
+struct LoadedVectors {
+    seqs: Vec<SeqNo>,
+    /// Emptied when the index adopts it.
+    data: Vec<f32>,
+    dim: usize,
+}
+
+impl LoadedVectors {
+    /// Room for `rows` vectors of `dim` (the checkpoint's node count is the hint), in memory
+    /// backed by huge pages.
+    fn with_capacity(rows: usize, dim: usize) -> Self {
+        LoadedVectors {
+            seqs: Vec::with_capacity(rows),
+            data: ochre_index::memory::huge_vec(rows.saturating_mul(dim)),
+            dim,
+        }
+    }
+
+    /// Appends a stored vector; `false` (and nothing appended) when a component is not finite.
+    fn push(&mut self, seq: SeqNo, v: RawEmbedding<'_>) -> bool {
+        let start = self.data.len();
+        v.append_to(&mut self.data);
+        if self.data[start..].iter().any(|x| !x.is_finite()) {
+            self.data.truncate(start);
+            return false;
+        }
+        self.dim = v.dimension();
+        self.seqs.push(seq);
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (SeqNo, &[f32])> {
+        let dim = self.dim;
+        self.seqs
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, s)| Some((*s, self.data.get(i * dim..(i + 1) * dim)?)))
+    }
+}
+
+/// Records per batch handed from the thread reading the store to the one building the maps.
+const RECOVER_BATCH: usize = 1024;
+
+/// A record read during recovery, on its way to the maps (its vector is already in the buffer).
+struct Pending {
+    seq: SeqNo,
+    id: String,
+    document: Option<String>,
+    uri: Option<String>,
+    metadata: Option<StoredMetadata>,
+}
+
+/// The id and record maps under construction during recovery.
+struct RecoveredMaps {
+    by_id: HashMap<String, SeqNo>,
+    meta: MetaIndex,
+    /// In storage order, which is sequence order.
+    records: Vec<(SeqNo, StoredRecord)>,
+}
+
+impl RecoveredMaps {
+    fn with_capacity(n: usize) -> Self {
+        RecoveredMaps {
+            by_id: HashMap::with_capacity(n),
+            meta: MetaIndex::default(),
+            records: Vec::with_capacity(n),
+        }
+    }
+
+    /// Decodes a batch's metadata and files its records.
+    ///
+    /// # Errors
+    /// The first malformed metadata or repeated id.
+    fn absorb(&mut self, batch: Vec<Pending>) -> std::result::Result<(), String> {
+        for r in batch {
+            let metadata = r
+                .metadata
+                .map(|m| m.decode())
+                .transpose()
+                .map_err(|d| format!("record {:?}: {d}", r.id))?;
+            if self.by_id.insert(r.id.clone(), r.seq).is_some() {
+                return Err(format!("record id {:?} appears twice", r.id));
+            }
+            self.meta.insert(r.seq, metadata.as_ref());
+            self.records.push((
+                r.seq,
+                StoredRecord {
+                    id: r.id,
+                    document: r.document,
+                    uri: r.uri,
+                    metadata,
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the reading thread puts batches: the map-building thread, or (when it could not be
+/// started) maps built in place.
+enum Sink<'scope> {
+    Thread(
+        std::sync::mpsc::SyncSender<Vec<Pending>>,
+        std::thread::ScopedJoinHandle<'scope, std::result::Result<RecoveredMaps, String>>,
+    ),
+    Inline(std::result::Result<RecoveredMaps, String>),
+}
+
+impl Sink<'_> {
+    fn put(&mut self, batch: Vec<Pending>) {
+        match self {
+            // A closed channel means the other thread stopped at an error, returned by `finish`.
+            Sink::Thread(tx, _) => {
+                let _ = tx.send(batch);
+            }
+            Sink::Inline(Ok(maps)) => {
+                if let Err(e) = maps.absorb(batch) {
+                    *self = Sink::Inline(Err(e));
+                }
+            }
+            Sink::Inline(Err(_)) => {}
+        }
+    }
+
+    fn finish(self) -> std::result::Result<RecoveredMaps, String> {
+        match self {
+            Sink::Thread(tx, thread) => {
+                drop(tx);
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err("recovery thread panicked".to_owned()))
+            }
+            Sink::Inline(maps) => maps,
+        }
+    }
+}
+
+impl CollectionState {
+    /// Reads the collection's records from the store and rebuilds its maps and vector index.
+    ///
+    /// Three threads share the work: this one steps through the file and copies each vector into
+    /// one buffer for the whole collection (so recovery does not fragment the heap); a second
+    /// decodes metadata and fills the id and record maps from batches this one hands over; a
+    /// third parses the index checkpoint, which needs no vectors until the end.
+    ///
+    /// # Errors
+    /// [`ochre_storage::Error::Corrupted`] for a malformed or inconsistent record; store errors.
+    pub(crate) fn recover(
+        &mut self,
+        store: &Store,
+        key: i64,
+        checkpoint: Option<Vec<u8>>,
+    ) -> std::result::Result<(), ochre_storage::Error> {
+        let corrupted = |detail: String| ochre_storage::Error::Corrupted {
+            path: store.path().to_owned(),
+            detail,
+        };
+        let dim = self.row.dimension.map(|d| d as usize);
+        let h = &self.row.configuration.hnsw;
+        let (space, m) = (h.space, (h.max_neighbors.min(1 << 16) as usize).max(2));
+        // The checkpoint's node count sizes the buffers. It is unverified here, so it is capped
+        // by what a file of this size can hold (each node takes over 18 bytes).
+        let hint = checkpoint.as_deref().map_or(0, |b| {
+            ochre_index::hnsw::format::checkpoint_nodes(b)
+                .unwrap_or(0)
+                .min(b.len() / 18)
+        });
+        let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
+        let mut next_seq = self.next_seq;
+        let row_id = self.row.id;
+        let (read, absorbed, parsed) = std::thread::scope(|s| {
+            let parser = match (checkpoint.as_deref(), dim) {
+                (Some(bytes), Some(d)) => Some(
+                    std::thread::Builder::new()
+                        .name("ochre-recover-index".into())
+                        .spawn_scoped(s, move || ParsedCheckpoint::parse(bytes, space, d, m))
+                        .map_err(|_| bytes),
+                ),
+                _ => None,
+            };
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Pending>>(16);
+            let mut sink = match std::thread::Builder::new()
+                .name("ochre-recover-records".into())
+                .spawn_scoped(s, move || {
+                    let mut maps = RecoveredMaps::with_capacity(hint);
+                    for batch in rx {
+                        maps.absorb(batch)?;
+                    }
+                    Ok(maps)
+                }) {
+                Ok(thread) => Sink::Thread(tx, thread),
+                Err(_) => Sink::Inline(Ok(RecoveredMaps::with_capacity(hint))),
+            };
+            let mut batch = Vec::with_capacity(RECOVER_BATCH);
+            let read = store.load_records(key, |r| {
+                let Some(d) = dim else {
+                    return Err(corrupted(format!(
+                        "collection {row_id} has records but no dimension"
+                    )));
+                };
+                if r.embedding.dimension() != d {
+                    return Err(corrupted(format!(
+                        "record {:?} has dimension {}, collection {row_id} has {d}",
+                        r.id,
+                        r.embedding.dimension(),
+                    )));
+                }
+                if !vectors.push(r.seq, r.embedding) {
+                    return Err(corrupted(format!(
+                        "record {:?} has a non-finite embedding",
+                        r.id
+                    )));
+                }
+                next_seq = next_seq.max(r.seq.0 + 1);
+                batch.push(Pending {
+                    seq: r.seq,
+                    id: r.id,
+                    document: r.document,
+                    uri: r.uri,
+                    metadata: r.metadata,
+                });
+                if batch.len() == RECOVER_BATCH {
+                    sink.put(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(RECOVER_BATCH),
+                    ));
+                }
+                Ok(())
+            });
+            if !batch.is_empty() {
+                sink.put(batch);
+            }
+            let absorbed = sink.finish();
+            let parsed = parser.map(|p| match p {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or(Err(FormatError::Malformed("parser thread panicked"))),
+                Err(bytes) => ParsedCheckpoint::parse(bytes, space, dim.unwrap_or(0), m),
+            });
+            (read, absorbed, parsed)
+        });
+        read?;
+        let maps = absorbed.map_err(corrupted)?;
+        self.by_id = maps.by_id;
+        self.meta = maps.meta;
+        self.records = maps.records.into_iter().collect();
+        self.next_seq = next_seq;
+        self.build_index(vectors, parsed);
+        Ok(())
+    }
+
+    /// Builds the vector index after loading: from the checkpoint when it is valid (inserting
+    /// only records it lacks), from scratch otherwise.
+    fn build_index(
+        &mut self,
+        mut vectors: LoadedVectors,
+        checkpoint: Option<std::result::Result<ParsedCheckpoint, FormatError>>,
+    ) {
+        let Some(dim) = self.row.dimension else {
+            return;
+        };
+        let h = &self.row.configuration.hnsw;
+        if let Some(parsed) = checkpoint {
+            match parsed.and_then(|p| p.into_index(&vectors.seqs, &mut vectors.data)) {
+                Ok((mut index, report)) => {
+                    index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
+                    index.set_threads(build_threads(h.num_threads));
+                    // Records the checkpoint lacks (written after it) are inserted now; their
+                    // rows are still in `vectors` whenever there are any (the rows are adopted
+                    // only when the checkpoint holds exactly the stored records).
+                    let map: HashMap<SeqNo, &[f32]> = if report.missing.is_empty() {
+                        HashMap::new()
+                    } else {
+                        vectors.iter().collect()
+                    };
+                    let items: Vec<(SeqNo, &[f32])> = report
+                        .missing
+                        .iter()
+                        .filter_map(|s| map.get(s).map(|v| (*s, *v)))
+                        .collect();
+                    let threads = index.params().threads;
+                    index.insert_batch(&items, threads);
+                    self.dirty = report.stale + report.missing.len();
+                    tracing::info!(collection = %self.row.id, replayed = report.missing.len(), stale = report.stale, "loaded index checkpoint");
+                    let mut any = AnyIndex::Hnsw(Box::new(index));
+                    any.maintain();
+                    self.index = Some(any);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(collection = %self.row.id, error = %e, "index checkpoint unusable; rebuilding from the stored records");
+                }
+            }
+        }
+        let mut index = new_index(&self.row, dim);
+        let items: Vec<(SeqNo, &[f32])> = vectors.iter().collect();
+        index.insert_batch(&items);
+        self.dirty = items.len().max(1);
+        self.index = Some(index);
+    }
+}
