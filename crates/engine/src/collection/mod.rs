@@ -214,13 +214,16 @@ impl CollectionState {
             && wd.is_none_or(|wd| wd.matches(r.document.as_deref()))
     }
 
-    /// Sequence numbers of the records selected by ids ∩ filters, in storage order.
+    /// Sequence numbers of the first `first` records selected by ids ∩ filters, in storage order
+    /// (a scan stops there).
     fn select(
         &self,
         ids: Option<&[String]>,
         w: Option<&Where>,
         wd: Option<&WhereDocument>,
+        first: usize,
     ) -> Vec<SeqNo> {
+        let check = |s: &SeqNo| self.records.get(s).is_some_and(|r| self.matches(r, w, wd));
         match ids {
             Some(ids) => {
                 let mut seqs: Vec<SeqNo> = ids
@@ -229,8 +232,7 @@ impl CollectionState {
                     .collect();
                 seqs.sort_unstable();
                 seqs.dedup();
-                seqs.retain(|s| self.records.get(s).is_some_and(|r| self.matches(r, w, wd)));
-                seqs
+                seqs.into_iter().filter(check).take(first).collect()
             }
             None => {
                 // An exact answer is used whatever its size (no record is looked at); candidates
@@ -239,18 +241,19 @@ impl CollectionState {
                 let budget = (self.records.len() / 8).max(256);
                 let all = || self.records.keys().copied().collect::<Vec<_>>();
                 match w.and_then(|w| self.meta.candidates(w, self.records.len(), &all)) {
-                    Some((seqs, true)) if wd.is_none() => seqs,
-                    Some((mut seqs, _)) if seqs.len() <= budget => {
-                        seqs.retain(|s| {
-                            self.records.get(s).is_some_and(|r| self.matches(r, w, wd))
-                        });
+                    Some((mut seqs, true)) if wd.is_none() => {
+                        seqs.truncate(first);
                         seqs
+                    }
+                    Some((seqs, _)) if seqs.len() <= budget => {
+                        seqs.into_iter().filter(check).take(first).collect()
                     }
                     _ => self
                         .records
                         .iter()
                         .filter(|(_, r)| self.matches(r, w, wd))
                         .map(|(s, _)| *s)
+                        .take(first)
                         .collect(),
                 }
             }
@@ -552,14 +555,12 @@ impl Collection {
         if req.ids.is_none() && !has_filter {
             return Ok(0);
         }
-        let mut seqs = st.select(
+        let seqs = st.select(
             req.ids.as_deref(),
             req.where_.as_ref(),
             req.where_document.as_ref(),
+            req.limit.map_or(usize::MAX, |l| l as usize),
         );
-        if let Some(limit) = req.limit {
-            seqs.truncate(limit as usize);
-        }
         let reported = match (&req.ids, has_filter) {
             (Some(ids), false) => ids.len(),
             _ => seqs.len(),
@@ -623,8 +624,9 @@ impl Collection {
                     req.ids.as_deref(),
                     req.where_.as_ref(),
                     req.where_document.as_ref(),
+                    offset.saturating_add(limit),
                 );
-                all.into_iter().skip(offset).take(limit).collect()
+                all.into_iter().skip(offset).collect()
             };
         Ok(st.project(&seqs, req.include))
     }
@@ -735,6 +737,7 @@ impl Collection {
                 ids.as_deref(),
                 req.where_.as_ref(),
                 req.where_document.as_ref(),
+                usize::MAX,
             )),
         };
         let k = req.n_results as usize;
