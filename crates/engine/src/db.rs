@@ -793,7 +793,8 @@ impl Ochre {
             Mutation::PutCollection(&counted),
             Mutation::PutCollection(&copy.row),
         ];
-        muts.extend(copy.record_rows(key));
+        let metadatas = copy.metadatas();
+        muts.extend(copy.record_rows(key, &metadatas));
         self.inner.commit(&muts)?;
         drop(muts);
         src.row = counted;

@@ -34,6 +34,7 @@ mod collection;
 mod db;
 mod error;
 mod metaindex;
+mod packed;
 mod request;
 mod validate;
 

@@ -12,9 +12,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use ochre_types::{
-    compare_int_float, MetaOp, Metadata, MetadataValue, Scalar, ScalarList, SeqNo, Where,
-};
+use ochre_types::{compare_int_float, MetaOp, MetadataValue, Scalar, ScalarList, SeqNo, Where};
 
 /// An indexed value. Booleans, numbers and strings never equal one another; integers and floats
 /// are one kind, ordered and compared exactly as numbers, as filters compare them.
@@ -99,16 +97,20 @@ pub(crate) struct MetaIndex {
 
 impl MetaIndex {
     /// Files record `seq` under each of its scalar values.
-    pub(crate) fn insert(&mut self, seq: SeqNo, metadata: Option<&Metadata>) {
-        for (key, value) in metadata.into_iter().flatten() {
+    pub(crate) fn insert<'a>(
+        &mut self,
+        seq: SeqNo,
+        metadata: impl IntoIterator<Item = (&'a str, &'a MetadataValue)>,
+    ) {
+        for (key, value) in metadata {
             let Some(value) = Value::of_metadata(value) else {
                 continue;
             };
-            let list = match self.keys.get_mut(key.as_str()) {
+            let list = match self.keys.get_mut(key) {
                 Some(values) => values.entry(value).or_default(),
                 None => self
                     .keys
-                    .entry(key.clone())
+                    .entry(key.to_owned())
                     .or_default()
                     .entry(value)
                     .or_default(),
@@ -126,12 +128,16 @@ impl MetaIndex {
     }
 
     /// Forgets record `seq`, filed under `metadata`.
-    pub(crate) fn remove(&mut self, seq: SeqNo, metadata: Option<&Metadata>) {
-        for (key, value) in metadata.into_iter().flatten() {
+    pub(crate) fn remove<'a>(
+        &mut self,
+        seq: SeqNo,
+        metadata: impl IntoIterator<Item = (&'a str, &'a MetadataValue)>,
+    ) {
+        for (key, value) in metadata {
             let Some(value) = Value::of_metadata(value) else {
                 continue;
             };
-            let Some(values) = self.keys.get_mut(key.as_str()) else {
+            let Some(values) = self.keys.get_mut(key) else {
                 continue;
             };
             if let Some(list) = values.get_mut(&value) {
@@ -143,7 +149,7 @@ impl MetaIndex {
                 }
             }
             if values.is_empty() {
-                self.keys.remove(key.as_str());
+                self.keys.remove(key);
             }
         }
     }
@@ -302,7 +308,13 @@ fn intersect(a: &[SeqNo], b: &[SeqNo]) -> Vec<SeqNo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ochre_types::Metadata;
     use proptest::prelude::*;
+
+    /// The entries of optional metadata, as the index takes them.
+    fn entries(m: Option<&Metadata>) -> impl Iterator<Item = (&str, &MetadataValue)> {
+        m.into_iter().flatten().map(|(k, v)| (k.as_str(), v))
+    }
 
     fn value() -> impl Strategy<Value = MetadataValue> {
         prop_oneof![
@@ -391,10 +403,10 @@ mod tests {
             for (seq, metadata, keep) in ops {
                 let seq = SeqNo(seq);
                 if let Some(old) = records.remove(&seq) {
-                    index.remove(seq, old.as_ref());
+                    index.remove(seq, entries(old.as_ref()));
                 }
                 if keep {
-                    index.insert(seq, metadata.as_ref());
+                    index.insert(seq, entries(metadata.as_ref()));
                     records.insert(seq, metadata);
                 }
             }
@@ -413,7 +425,7 @@ mod tests {
             }
             // Removing everything leaves nothing behind.
             for (seq, metadata) in &records {
-                index.remove(*seq, metadata.as_ref());
+                index.remove(*seq, entries(metadata.as_ref()));
             }
             prop_assert!(index.keys.is_empty());
         }
@@ -423,10 +435,13 @@ mod tests {
     fn equal_numbers_share_a_list_and_kinds_stay_apart() {
         let mut index = MetaIndex::default();
         let m = |v: MetadataValue| Some([("k".to_owned(), v)].into_iter().collect::<Metadata>());
-        index.insert(SeqNo(1), m(MetadataValue::Int(1)).as_ref());
-        index.insert(SeqNo(2), m(MetadataValue::Float(1.0)).as_ref());
-        index.insert(SeqNo(3), m(MetadataValue::Bool(true)).as_ref());
-        index.insert(SeqNo(4), m(MetadataValue::Str("1".into())).as_ref());
+        index.insert(SeqNo(1), entries(m(MetadataValue::Int(1)).as_ref()));
+        index.insert(SeqNo(2), entries(m(MetadataValue::Float(1.0)).as_ref()));
+        index.insert(SeqNo(3), entries(m(MetadataValue::Bool(true)).as_ref()));
+        index.insert(
+            SeqNo(4),
+            entries(m(MetadataValue::Str("1".into())).as_ref()),
+        );
         let eq = |s: Scalar| {
             index
                 .candidates(

@@ -14,7 +14,7 @@ use std::fmt;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::metadata::{compare_int_float, Metadata, MetadataValue};
+use crate::metadata::{compare_int_float, MetadataLookup, MetadataValue};
 
 /// A filter parse error. The message is the one Chroma reports.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -259,7 +259,12 @@ impl Where {
     }
 
     /// True when a record with this id, metadata and document passes the filter.
-    pub fn matches(&self, id: &str, metadata: Option<&Metadata>, document: Option<&str>) -> bool {
+    pub fn matches<M: MetadataLookup + ?Sized>(
+        &self,
+        id: &str,
+        metadata: Option<&M>,
+        document: Option<&str>,
+    ) -> bool {
         match self {
             Where::And(c) => c.iter().all(|w| w.matches(id, metadata, document)),
             Where::Or(c) => c.iter().any(|w| w.matches(id, metadata, document)),
@@ -271,7 +276,7 @@ impl Where {
                 IdOp::Nin(l) => !l.iter().any(|s| s == id),
             },
             Where::Meta { key, op } => {
-                let value = metadata.and_then(|m| m.get(key));
+                let value = metadata.and_then(|m| m.value(key));
                 op.matches(value)
             }
         }

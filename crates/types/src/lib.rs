@@ -23,6 +23,6 @@ pub use filter::{DocOp, IdOp, MetaOp, Scalar, ScalarList, Where, WhereDocument, 
 pub use ids::{CollectionId, DatabaseId, SeqNo};
 pub use metadata::{
     compare_int_float, metadata_from_json, metadata_to_json, validate_record_metadata, Metadata,
-    MetadataValue, UpdateMetadata,
+    MetadataLookup, MetadataValue, UpdateMetadata,
 };
 pub use names::{validate_collection_name, validate_database_name, validate_tenant_name};

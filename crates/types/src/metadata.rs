@@ -21,6 +21,19 @@ pub enum MetadataValue {
 /// A record's (or collection's) metadata: keys in sorted order.
 pub type Metadata = BTreeMap<String, MetadataValue>;
 
+/// Read access to one record's metadata, whatever its representation in memory (filters take
+/// this, so an engine may hold metadata more compactly than a [`Metadata`] map).
+pub trait MetadataLookup {
+    /// The value under `key`, if any.
+    fn value(&self, key: &str) -> Option<&MetadataValue>;
+}
+
+impl MetadataLookup for Metadata {
+    fn value(&self, key: &str) -> Option<&MetadataValue> {
+        self.get(key)
+    }
+}
+
 /// Metadata as given to `update`/`upsert`: `None` deletes the key.
 pub type UpdateMetadata = BTreeMap<String, Option<MetadataValue>>;
 

@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use crate::db::Inner;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metaindex::MetaIndex;
+use crate::packed::{KeyInterner, PackedMetadata};
 use crate::request::{
     CollectionInfo, DeleteRequest, GetRequest, GetResult, Include, QueryRequest, QueryResult,
     RecordBatch,
@@ -51,7 +52,7 @@ pub(crate) struct StoredRecord {
     pub(crate) id: String,
     pub(crate) document: Option<String>,
     pub(crate) uri: Option<String>,
-    pub(crate) metadata: Option<Metadata>,
+    pub(crate) metadata: Option<PackedMetadata>,
 }
 
 /// Everything known about one collection.
@@ -68,6 +69,8 @@ pub(crate) struct CollectionState {
     records: BTreeMap<SeqNo, StoredRecord>,
     /// Scalar metadata values → records, for filters.
     meta: MetaIndex,
+    /// The metadata keys the records share.
+    keys: KeyInterner,
     index: Option<AnyIndex>,
     next_seq: u64,
     /// Index changes since the last checkpoint.
@@ -112,6 +115,7 @@ impl CollectionState {
             by_id: HashMap::new(),
             records: BTreeMap::new(),
             meta: MetaIndex::default(),
+            keys: KeyInterner::default(),
             index,
             next_seq: 1,
             dirty: 0,
@@ -167,6 +171,7 @@ impl CollectionState {
         self.by_id = HashMap::new();
         self.records = BTreeMap::new();
         self.meta = MetaIndex::default();
+        self.keys = KeyInterner::default();
         self.index = None;
     }
 
@@ -180,20 +185,35 @@ impl CollectionState {
             by_id: self.by_id.clone(),
             records: self.records.clone(),
             meta: self.meta.clone(),
+            keys: self.keys.clone(),
             index: self.index.clone(),
             next_seq: self.next_seq,
             dirty: self.records.len().max(1),
         }
     }
 
-    /// Store rows for every record (used by fork).
-    pub(crate) fn record_rows(&self, key: i64) -> Vec<Mutation<'_>> {
+    /// Every record's metadata as a map, in storage order (for [`CollectionState::record_rows`]).
+    pub(crate) fn metadatas(&self) -> Vec<Option<Metadata>> {
+        self.records
+            .values()
+            .map(|r| r.metadata.as_ref().map(PackedMetadata::unpack))
+            .collect()
+    }
+
+    /// Store rows for every record (used by fork), with `metadatas` from
+    /// [`CollectionState::metadatas`].
+    pub(crate) fn record_rows<'a>(
+        &'a self,
+        key: i64,
+        metadatas: &'a [Option<Metadata>],
+    ) -> Vec<Mutation<'a>> {
         let Some(index) = &self.index else {
             return Vec::new();
         };
         self.records
             .iter()
-            .filter_map(|(seq, r)| {
+            .zip(metadatas)
+            .filter_map(|((seq, r), metadata)| {
                 index.get(*seq).map(|embedding| {
                     Mutation::PutRecord(RecordRow {
                         collection_key: key,
@@ -202,7 +222,7 @@ impl CollectionState {
                         embedding,
                         document: r.document.as_deref(),
                         uri: r.uri.as_deref(),
-                        metadata: r.metadata.as_ref(),
+                        metadata: metadata.as_ref(),
                     })
                 })
             })
@@ -281,9 +301,11 @@ impl CollectionState {
             uris: include
                 .uris
                 .then(|| recs.iter().map(|r| r.uri.clone()).collect()),
-            metadatas: include
-                .metadatas
-                .then(|| recs.iter().map(|r| r.metadata.clone()).collect()),
+            metadatas: include.metadatas.then(|| {
+                recs.iter()
+                    .map(|r| r.metadata.as_ref().map(PackedMetadata::unpack))
+                    .collect()
+            }),
         }
     }
 }
@@ -427,7 +449,7 @@ impl Collection {
                     embedding: old_embedding,
                     document: old.document.clone(),
                     uri: old.uri.clone(),
-                    metadata: old.metadata.clone(),
+                    metadata: old.metadata.as_ref().map(PackedMetadata::unpack),
                 };
                 merge(&mut s);
                 pos.insert(id, staged.len());
@@ -511,9 +533,12 @@ impl Collection {
         for s in staged {
             // An update keeps the record's sequence number: unfile its old metadata first.
             if let Some(old) = st.records.get(&s.seq) {
-                st.meta.remove(s.seq, old.metadata.as_ref());
+                st.meta
+                    .remove(s.seq, old.metadata.iter().flat_map(PackedMetadata::iter));
             }
-            st.meta.insert(s.seq, s.metadata.as_ref());
+            let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
+            st.meta
+                .insert(s.seq, metadata.iter().flat_map(PackedMetadata::iter));
             st.by_id.insert(s.id.clone(), s.seq);
             st.records.insert(
                 s.seq,
@@ -521,7 +546,7 @@ impl Collection {
                     id: s.id,
                     document: s.document,
                     uri: s.uri,
-                    metadata: s.metadata,
+                    metadata,
                 },
             );
         }
@@ -584,7 +609,8 @@ impl Collection {
         for s in seqs {
             if let Some(r) = st.records.remove(&s) {
                 st.by_id.remove(&r.id);
-                st.meta.remove(s, r.metadata.as_ref());
+                st.meta
+                    .remove(s, r.metadata.iter().flat_map(PackedMetadata::iter));
             }
             if let Some(ix) = st.index.as_mut() {
                 ix.remove(s);

@@ -9,6 +9,7 @@ use ochre_types::SeqNo;
 
 use super::{build_threads, new_index, CollectionState, StoredRecord};
 use crate::metaindex::MetaIndex;
+use crate::packed::{KeyInterner, PackedMetadata};
 
 /// Embeddings read during recovery, in storage order, back to back in one buffer.
 struct LoadedVectors {
@@ -67,6 +68,7 @@ struct Pending {
 struct RecoveredMaps {
     by_id: HashMap<String, SeqNo>,
     meta: MetaIndex,
+    keys: KeyInterner,
     /// In storage order, which is sequence order.
     records: Vec<(SeqNo, StoredRecord)>,
 }
@@ -76,6 +78,7 @@ impl RecoveredMaps {
         RecoveredMaps {
             by_id: HashMap::with_capacity(n),
             meta: MetaIndex::default(),
+            keys: KeyInterner::default(),
             records: Vec::with_capacity(n),
         }
     }
@@ -94,7 +97,9 @@ impl RecoveredMaps {
             if self.by_id.insert(r.id.clone(), r.seq).is_some() {
                 return Err(format!("record id {:?} appears twice", r.id));
             }
-            self.meta.insert(r.seq, metadata.as_ref());
+            let metadata = metadata.map(|m| PackedMetadata::pack(m, &mut self.keys));
+            self.meta
+                .insert(r.seq, metadata.iter().flat_map(PackedMetadata::iter));
             self.records.push((
                 r.seq,
                 StoredRecord {
@@ -256,6 +261,7 @@ impl CollectionState {
         let maps = absorbed.map_err(corrupted)?;
         self.by_id = maps.by_id;
         self.meta = maps.meta;
+        self.keys = maps.keys;
         self.records = maps.records.into_iter().collect();
         self.next_seq = next_seq;
         self.build_index(vectors, parsed);

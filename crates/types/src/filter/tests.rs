@@ -1,4 +1,5 @@
 use super::*;
+use crate::metadata::Metadata;
 use proptest::prelude::*;
 use serde_json::json;
 
