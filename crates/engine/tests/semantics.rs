@@ -658,6 +658,18 @@ fn damaged_records_are_reported_on_open_never_loaded() {
         assert!(e.message().contains(needle), "{sql}: {e}");
         assert!(e.message().contains("ochre.sqlite3"), "{sql}: {e}");
     }
+    // Two damaged rows: the first in storage order is reported, whichever thread finds it.
+    let dir = store_with_records(n);
+    tamper(
+        &dir,
+        "UPDATE records SET metadata = '{\"i\": ' WHERE id = 'r1100'",
+    );
+    tamper(
+        &dir,
+        "UPDATE records SET embedding = x'0000803f' WHERE id = 'r2900'",
+    );
+    let e = Ochre::open(dir.path()).expect_err("two damaged rows");
+    assert!(e.message().contains("r1100"), "{e}");
     // Undamaged, the same store opens whole.
     let dir = store_with_records(n);
     let db = Ochre::open(dir.path()).expect("open");

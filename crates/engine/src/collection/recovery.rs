@@ -125,18 +125,20 @@ enum Sink<'scope> {
 }
 
 impl Sink<'_> {
-    fn put(&mut self, batch: Vec<Pending>) {
+    /// Hands a batch over; `false` once the maps have stopped at an error (which `finish`
+    /// returns), so the reader can stop too.
+    fn put(&mut self, batch: Vec<Pending>) -> bool {
         match self {
-            // A closed channel means the other thread stopped at an error, returned by `finish`.
-            Sink::Thread(tx, _) => {
-                let _ = tx.send(batch);
-            }
-            Sink::Inline(Ok(maps)) => {
-                if let Err(e) = maps.absorb(batch) {
+            // A closed channel means the other thread stopped at an error.
+            Sink::Thread(tx, _) => tx.send(batch).is_ok(),
+            Sink::Inline(Ok(maps)) => match maps.absorb(batch) {
+                Ok(()) => true,
+                Err(e) => {
                     *self = Sink::Inline(Err(e));
+                    false
                 }
-            }
-            Sink::Inline(Err(_)) => {}
+            },
+            Sink::Inline(Err(_)) => false,
         }
     }
 
@@ -238,14 +240,15 @@ impl CollectionState {
                     metadata: r.metadata,
                 });
                 if batch.len() == RECOVER_BATCH {
-                    sink.put(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(RECOVER_BATCH),
-                    ));
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(RECOVER_BATCH));
+                    if !sink.put(full) {
+                        // The maps stopped at a damaged record; its error is reported below.
+                        return Err(corrupted("recovery stopped".to_owned()));
+                    }
                 }
                 Ok(())
             });
-            if !batch.is_empty() {
+            if read.is_ok() && !batch.is_empty() {
                 sink.put(batch);
             }
             let absorbed = sink.finish();
@@ -257,8 +260,10 @@ impl CollectionState {
             });
             (read, absorbed, parsed)
         });
-        read?;
+        // The maps only ever see records the reader already passed, so their error, if any, is
+        // the first damage in storage order (and the reason the reader stopped early).
         let maps = absorbed.map_err(corrupted)?;
+        read?;
         self.by_id = maps.by_id;
         self.meta = maps.meta;
         self.keys = maps.keys;

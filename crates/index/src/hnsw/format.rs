@@ -637,10 +637,12 @@ fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
         let mut scales = Vec::with_capacity(range.len());
         let mut inv = Vec::with_capacity(range.len());
         let mut norms2 = Vec::with_capacity(range.len());
-        for (i, out) in range.zip(codes.chunks_exact_mut(dim.max(1))) {
+        let start = range.start;
+        for i in range {
             let v = &vecs[i * dim..(i + 1) * dim];
+            let k = i - start;
             inv.push(this.inv_norm(v));
-            scales.push(super::quantize_to(v, out));
+            scales.push(super::quantize_to(v, &mut codes[k * dim..(k + 1) * dim]));
             norms2.push(this.kernels.dot(v, v));
         }
         (scales, inv, norms2)
