@@ -185,7 +185,8 @@ impl CollectionState {
             by_id: self.by_id.clone(),
             records: self.records.clone(),
             meta: self.meta.clone(),
-            keys: self.keys.clone(),
+            // A fresh set: keys shared with the source would never look unused to either sweep.
+            keys: KeyInterner::default(),
             index: self.index.clone(),
             next_seq: self.next_seq,
             dirty: self.records.len().max(1),
