@@ -1,9 +1,11 @@
 //! Readers for the pypi-minilm benchmark data set (`../shared/datasets/pypi-minilm`): float16
-//! vectors, exact top-100 ground truth and the record table. Shared by the index benchmark
-//! (`ochre-bench`) and the embedded end-to-end benchmark (`embedded`). A benchmark helper, not a
-//! library for users: a missing or malformed file panics with its path.
+//! vectors, exact top-100 ground truth and the record table; and the measuring helpers the
+//! benchmarks share. Used by the index benchmark (`ochre-bench`), the embedded end-to-end
+//! benchmark (`embedded`) and the `reopen` example. A benchmark helper, not a library for users:
+//! a missing or malformed file panics with its path.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Converts an IEEE 754 half-precision value to `f32` (exactly: every f16 is an f32).
 pub fn f16_to_f32(h: u16) -> f32 {
@@ -34,7 +36,8 @@ pub fn f16_to_f32(h: u16) -> f32 {
 /// When the file cannot be read.
 pub fn read_f16(path: &Path, dim: usize, limit: usize) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
+    let wanted = bytes.len().min(limit.saturating_mul(dim).saturating_mul(2));
+    bytes[..wanted]
         .chunks_exact(2)
         .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
         .collect::<Vec<f32>>()
@@ -101,4 +104,57 @@ pub fn read_records(path: &Path, limit: usize) -> Vec<Record> {
             }
         })
         .collect()
+}
+
+/// Calls `f` on every item from `threads` workers that take the next item from a shared cursor
+/// (dynamic scheduling, as hnswlib's ParallelFor and concurrent clients do); the results come back
+/// in item order. One thread or fewer runs on the caller's thread.
+///
+/// # Panics
+/// When `f` panics.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            break mine;
+                        };
+                        mine.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a benchmark worker panicked"))
+            .collect()
+    });
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for (i, r) in parts.into_iter().flatten() {
+        slots[i] = Some(r);
+    }
+    slots
+        .into_iter()
+        .map(|r| r.expect("every item taken once"))
+        .collect()
+}
+
+/// This process's peak resident set (VmHWM), in bytes; `None` where /proc is not there.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

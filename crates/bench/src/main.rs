@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ochre_bench::{read_f16, read_gt};
+use ochre_bench::{parallel_map, read_f16, read_gt};
 use ochre_index::{FlatIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
 use ochre_types::{SeqNo, Space};
 
@@ -32,34 +32,7 @@ fn timed<F: Fn(&[f32]) -> Vec<Neighbor> + Sync>(
     let mut out = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();
-        out = if threads <= 1 {
-            queries.iter().map(|q| f(q)).collect()
-        } else {
-            // Dynamic scheduling (an atomic cursor), as hnswlib's ParallelFor does.
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let mut slots: Vec<Vec<Neighbor>> = vec![Vec::new(); queries.len()];
-            let parts: Vec<Vec<(usize, Vec<Neighbor>)>> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..threads)
-                    .map(|_| {
-                        s.spawn(|| {
-                            let mut mine = Vec::new();
-                            loop {
-                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                if i >= queries.len() {
-                                    break mine;
-                                }
-                                mine.push((i, f(&queries[i])));
-                            }
-                        })
-                    })
-                    .collect();
-                hs.into_iter().map(|h| h.join().expect("worker")).collect()
-            });
-            for (i, r) in parts.into_iter().flatten() {
-                slots[i] = r;
-            }
-            slots
-        };
+        out = parallel_map(queries, threads, |q| f(q));
         best = best.max(queries.len() as f64 / start.elapsed().as_secs_f64());
     }
     (out, best)

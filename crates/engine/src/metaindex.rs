@@ -1,9 +1,9 @@
 //! An inverted index over scalar metadata values: for every key, the records holding each value,
 //! in sequence (storage) order.
 //!
-//! It answers `$eq`, `$in`, `$ne`, `$nin` and the numeric comparisons exactly: those operators match scalar
-//! values only (see `ochre_types::filter`), and the index orders and compares values as filters
-//! do; `$ne` and `$nin` are what `$eq` and `$in` leave out. `$and` / `$or` combine the answers. A
+//! It answers `$eq`, `$in`, `$ne`, `$nin` and the numeric comparisons exactly: those operators
+//! match scalar values only (see `ochre_types::filter`), and the index orders and compares values
+//! as filters do; `$ne` and `$nin` are what `$eq` and `$in` leave out. `$and` / `$or` combine the answers. A
 //! filter with parts the index cannot answer (array `$contains`, documents, ids) is narrowed by
 //! the parts it can, and every candidate is then checked against the whole filter; with no such
 //! part, a scan decides.
@@ -102,10 +102,7 @@ impl MetaIndex {
         seq: SeqNo,
         metadata: impl IntoIterator<Item = (&'a str, &'a MetadataValue)>,
     ) {
-        for (key, value) in metadata {
-            let Some(value) = Value::of_metadata(value) else {
-                continue;
-            };
+        for (key, value) in scalars(metadata) {
             let list = match self.keys.get_mut(key) {
                 Some(values) => values.entry(value).or_default(),
                 None => self
@@ -133,10 +130,7 @@ impl MetaIndex {
         seq: SeqNo,
         metadata: impl IntoIterator<Item = (&'a str, &'a MetadataValue)>,
     ) {
-        for (key, value) in metadata {
-            let Some(value) = Value::of_metadata(value) else {
-                continue;
-            };
+        for (key, value) in scalars(metadata) {
             let Some(values) = self.keys.get_mut(key) else {
                 continue;
             };
@@ -278,6 +272,15 @@ impl MetaIndex {
         }
         Some(out)
     }
+}
+
+/// The entries of a record's metadata the index files: those with a scalar value.
+fn scalars<'a>(
+    metadata: impl IntoIterator<Item = (&'a str, &'a MetadataValue)>,
+) -> impl Iterator<Item = (&'a str, Value)> {
+    metadata
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, Value::of_metadata(v)?)))
 }
 
 /// The elements of ascending `a` not in ascending `b`.

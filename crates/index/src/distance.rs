@@ -307,12 +307,7 @@ mod avx2 {
         let s = _mm_add_epi32(lo, hi);
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        let mut sum = _mm_cvtsi128_si32(s);
-        while i < n {
-            sum += i32::from(a[i]) * i32::from(b[i]);
-            i += 1;
-        }
-        sum
+        _mm_cvtsi128_si32(s) + super::dot_i8_portable(&a[i..], &b[i..])
     }
 
     pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
@@ -536,12 +531,7 @@ mod neon {
                 i += 16;
             }
         }
-        let mut sum = vaddvq_s32(acc);
-        while i < n {
-            sum += i32::from(a[i]) * i32::from(b[i]);
-            i += 1;
-        }
-        sum
+        vaddvq_s32(acc) + super::dot_i8_portable(&a[i..], &b[i..])
     }
 
     pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {

@@ -61,25 +61,23 @@ where
         // can depend on the order of a broken body's fields, so a data error is re-checked for
         // syntax before it is reported as a shape error.
         serde_json::from_slice(&bytes).map(ChromaJson).map_err(|e| {
-            use serde_json::error::Category;
-            let syntax = match e.classify() {
-                Category::Data => serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).err(),
-                Category::Syntax | Category::Eof | Category::Io => None,
+            let syntax = if e.classify() == serde_json::error::Category::Data {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    Err(syntax) => syntax,
+                    Ok(_) => {
+                        // The message without serde_json's " at line L column C" suffix.
+                        let text = e.to_string();
+                        let suffix = format!(" at line {} column {}", e.line(), e.column());
+                        let shape = text.strip_suffix(&suffix).unwrap_or(&text);
+                        return ApiError::shape(shape).into_response();
+                    }
+                }
+            } else {
+                e
             };
-            match (e.classify(), syntax) {
-                (Category::Data, None) => {
-                    // The message without serde_json's " at line L column C" suffix.
-                    let text = e.to_string();
-                    let suffix = format!(" at line {} column {}", e.line(), e.column());
-                    ApiError::shape(text.strip_suffix(&suffix).unwrap_or(&text))
-                }
-                (_, Some(syntax)) => ApiError::invalid(format!(
-                    "Failed to parse the request body as JSON: {syntax}"
-                )),
-                (_, None) => {
-                    ApiError::invalid(format!("Failed to parse the request body as JSON: {e}"))
-                }
-            }
+            ApiError::invalid(format!(
+                "Failed to parse the request body as JSON: {syntax}"
+            ))
             .into_response()
         })
     }

@@ -119,13 +119,6 @@ impl RawEmbedding<'_> {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         );
     }
-
-    /// The components.
-    pub fn to_vec(&self) -> Vec<f32> {
-        let mut v = Vec::with_capacity(self.dimension());
-        self.append_to(&mut v);
-        v
-    }
 }
 
 /// One change inside an atomic batch.
@@ -645,9 +638,11 @@ mod tests {
         assert_eq!(s.collections().expect("collections"), vec![expected]);
         let mut got = vec![];
         s.load_records(3, |r| {
+            let mut embedding = Vec::new();
+            r.embedding.append_to(&mut embedding);
             got.push((
                 r.seq,
-                r.embedding.to_vec(),
+                embedding,
                 r.embedding.dimension(),
                 r.document,
                 r.metadata.map(|m| m.decode()),

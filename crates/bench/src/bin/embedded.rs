@@ -11,7 +11,6 @@
 //! and recall exactly as for the servers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ochre::{
@@ -19,7 +18,7 @@ use ochre::{
     MetadataValue, Ochre, QueryRequest, RecordBatch, Space, Where, WhereDocument, DEFAULT_DATABASE,
     DEFAULT_TENANT,
 };
-use ochre_bench::{read_f16, read_records};
+use ochre_bench::{parallel_map, peak_rss, read_f16, read_records};
 use serde_json::{json, Value};
 
 const DIM: usize = 384;
@@ -146,9 +145,6 @@ impl Phase {
     }
 }
 
-/// One request of a pass: its index in the items, latency (seconds) and returned ids.
-type Timed = (usize, f64, Vec<String>);
-
 /// Runs `f` over `items` with `threads` workers pulling from a shared cursor (as the Python
 /// clients do), `passes` times after `warmup` untimed calls; keeps the fastest pass.
 fn phase<T: Sync>(
@@ -163,39 +159,17 @@ fn phase<T: Sync>(
     }
     let mut best: Option<Phase> = None;
     for _ in 0..passes {
-        let next = AtomicUsize::new(0);
         let start = Instant::now();
-        let parts: Vec<Result<Vec<Timed>, String>> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads.max(1))
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(item) = items.get(i) else {
-                                break Ok(mine);
-                            };
-                            let t = Instant::now();
-                            let ids = f(item)?;
-                            mine.push((i, t.elapsed().as_secs_f64(), ids));
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("a benchmark worker panicked"))
-                .collect()
+        let results = parallel_map(items, threads, |item| {
+            let t = Instant::now();
+            f(item).map(|ids| (t.elapsed().as_secs_f64(), ids))
         });
         let qps = items.len() as f64 / start.elapsed().as_secs_f64();
-        let mut latencies = vec![0.0; items.len()];
-        let mut ids = vec![Vec::new(); items.len()];
-        for part in parts {
-            for (i, l, got) in part? {
-                latencies[i] = l;
-                ids[i] = got;
-            }
-        }
+        let (latencies, ids): (Vec<f64>, Vec<Vec<String>>) = results
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()?
+            .into_iter()
+            .unzip();
         if best.as_ref().is_none_or(|b| qps > b.qps) {
             best = Some(Phase {
                 latencies,
@@ -237,14 +211,6 @@ fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-/// This process's peak resident set (VmHWM), in bytes; it includes the data set held in memory.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 fn run(spec_path: &Path) -> Result<Value, String> {

@@ -23,17 +23,21 @@ mod recovery;
 /// Largest sequence number a collection may hand out (the store reserves 40 bits).
 const MAX_SEQ: u64 = (1 << 40) - 1;
 
+/// A configured HNSW size parameter as the index takes it: at least `lo`, at most 2^16.
+fn hnsw_param(v: u64, lo: usize) -> usize {
+    (v.min(1 << 16) as usize).max(lo)
+}
+
 /// The vector index for a collection: HNSW with the collection's parameters.
 fn new_index(row: &CollectionRow, dimension: u32) -> AnyIndex {
     let h = &row.configuration.hnsw;
-    let clamp = |v: u64, lo: usize| (v.min(1 << 16) as usize).max(lo);
     AnyIndex::hnsw(
         h.space,
         dimension as usize,
         HnswParams {
-            m: clamp(h.max_neighbors, 2),
-            ef_construction: clamp(h.ef_construction, 1),
-            ef_search: clamp(h.ef_search, 1),
+            m: hnsw_param(h.max_neighbors, 2),
+            ef_construction: hnsw_param(h.ef_construction, 1),
+            ef_search: hnsw_param(h.ef_search, 1),
             threads: build_threads(h.num_threads),
             ..HnswParams::default()
         },
@@ -122,6 +126,29 @@ impl CollectionState {
         }
     }
 
+    /// Files a record (replacing the one with its sequence number) in the id map, the record map
+    /// and the metadata index; the vector index is the caller's.
+    fn put_record(&mut self, seq: SeqNo, record: StoredRecord) {
+        // An update keeps the record's sequence number: unfile its old metadata first.
+        if let Some(old) = self.records.get(&seq) {
+            self.meta
+                .remove(seq, old.metadata.iter().flat_map(PackedMetadata::iter));
+        }
+        self.meta
+            .insert(seq, record.metadata.iter().flat_map(PackedMetadata::iter));
+        self.by_id.insert(record.id.clone(), seq);
+        self.records.insert(seq, record);
+    }
+
+    /// Takes a record out of the id map, the record map and the metadata index.
+    fn remove_record(&mut self, seq: SeqNo) {
+        if let Some(r) = self.records.remove(&seq) {
+            self.by_id.remove(&r.id);
+            self.meta
+                .remove(seq, r.metadata.iter().flat_map(PackedMetadata::iter));
+        }
+    }
+
     /// Checkpoint bytes of the vector index, if it has changed since the last checkpoint.
     pub(crate) fn checkpoint_bytes(&mut self, force: bool) -> Option<Vec<u8>> {
         let threshold = (self.row.configuration.hnsw.sync_threshold as usize)
@@ -155,7 +182,7 @@ impl CollectionState {
     /// Applies changed `ef_search` / `num_threads` to the live index.
     pub(crate) fn apply_tuning(&mut self, ef: u64, num_threads: u64) {
         if let Some(ix) = self.index.as_mut() {
-            ix.set_ef_search((ef.min(1 << 16) as usize).max(1));
+            ix.set_ef_search(hnsw_param(ef, 1));
             ix.set_threads(build_threads(num_threads));
         }
     }
@@ -530,18 +557,9 @@ impl Collection {
                 .expect("a record write fixes the dimension")
                 .insert_batch(&items);
         }
-        let st = &mut *st;
         for s in staged {
-            // An update keeps the record's sequence number: unfile its old metadata first.
-            if let Some(old) = st.records.get(&s.seq) {
-                st.meta
-                    .remove(s.seq, old.metadata.iter().flat_map(PackedMetadata::iter));
-            }
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
-            st.meta
-                .insert(s.seq, metadata.iter().flat_map(PackedMetadata::iter));
-            st.by_id.insert(s.id.clone(), s.seq);
-            st.records.insert(
+            st.put_record(
                 s.seq,
                 StoredRecord {
                     id: s.id,
@@ -551,7 +569,7 @@ impl Collection {
                 },
             );
         }
-        self.inner.maybe_checkpoint(self.handle.id, st, false);
+        self.inner.maybe_checkpoint(self.handle.id, &mut st, false);
         Ok(())
     }
 
@@ -608,11 +626,7 @@ impl Collection {
             st.row.total_ops += ops;
         }
         for s in seqs {
-            if let Some(r) = st.records.remove(&s) {
-                st.by_id.remove(&r.id);
-                st.meta
-                    .remove(s, r.metadata.iter().flat_map(PackedMetadata::iter));
-            }
+            st.remove_record(s);
             if let Some(ix) = st.index.as_mut() {
                 ix.remove(s);
             }

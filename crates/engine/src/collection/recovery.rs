@@ -7,7 +7,7 @@ use ochre_index::AnyIndex;
 use ochre_storage::{RawEmbedding, Store, StoredMetadata};
 use ochre_types::SeqNo;
 
-use super::{build_threads, new_index, CollectionState, StoredRecord};
+use super::{build_threads, hnsw_param, new_index, CollectionState, StoredRecord};
 use crate::metaindex::MetaIndex;
 use crate::packed::{KeyInterner, PackedMetadata};
 
@@ -177,7 +177,7 @@ impl CollectionState {
         };
         let dim = self.row.dimension.map(|d| d as usize);
         let h = &self.row.configuration.hnsw;
-        let (space, m) = (h.space, (h.max_neighbors.min(1 << 16) as usize).max(2));
+        let (space, m) = (h.space, hnsw_param(h.max_neighbors, 2));
         // The checkpoint's node count sizes the buffers. It is unverified here, so it is capped
         // by what a file of this size can hold (each node takes over 18 bytes).
         let hint = checkpoint.as_deref().map_or(0, |b| {
@@ -287,7 +287,7 @@ impl CollectionState {
         if let Some(parsed) = checkpoint {
             match parsed.and_then(|p| p.into_index(&vectors.seqs, &mut vectors.data)) {
                 Ok((mut index, report)) => {
-                    index.set_ef_search((h.ef_search.min(1 << 16) as usize).max(1));
+                    index.set_ef_search(hnsw_param(h.ef_search, 1));
                     index.set_threads(build_threads(h.num_threads));
                     // Records the checkpoint lacks (written after it) are inserted now; their
                     // rows are still in `vectors` whenever there are any (the rows are adopted

@@ -726,17 +726,21 @@ mod tests {
         (h, vs)
     }
 
+    /// Record `i` → `vs[i]`, for every `i` not in `skip`.
+    fn vectors_except<'a>(vs: &'a [Vec<f32>], skip: &[usize]) -> HashMap<SeqNo, &'a [f32]> {
+        vs.iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+            .collect()
+    }
+
     #[test]
     fn round_trip_restores_the_same_answers() {
         let (h, vs) = sample();
         let bytes = h.to_checkpoint();
         assert_eq!(&bytes[..8], MAGIC);
-        let map: HashMap<SeqNo, &[f32]> = vs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 5)
-            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
-            .collect();
+        let map = vectors_except(&vs, &[5]);
         let (back, report) =
             HnswIndex::from_checkpoint(&bytes, Space::Cosine, 3, 4, &map).expect("valid");
         assert_eq!(report, LoadReport::default());
@@ -806,12 +810,7 @@ mod tests {
         let body_end = bytes.len() - 12;
         let crc = crc32(&bytes[..body_end]);
         bytes[body_end..body_end + 4].copy_from_slice(&crc.to_le_bytes());
-        let map: HashMap<SeqNo, &[f32]> = vs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 5)
-            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
-            .collect();
+        let map = vectors_except(&vs, &[5]);
         let (back, report) =
             HnswIndex::from_checkpoint(&bytes, Space::Cosine, 3, 4, &map).expect("valid v1");
         assert_eq!(report, LoadReport::default());
@@ -846,12 +845,7 @@ mod tests {
         let bytes = h.to_checkpoint();
         let changed = vec![9.0f32, 9.0, 9.0];
         let extra = vec![1.0f32, 2.0, 3.0];
-        let mut map: HashMap<SeqNo, &[f32]> = vs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 5 && *i != 7)
-            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
-            .collect();
+        let mut map = vectors_except(&vs, &[5, 7]);
         map.insert(SeqNo(8), &changed);
         map.insert(SeqNo(1000), &extra);
         let (back, report) =
@@ -865,11 +859,7 @@ mod tests {
     fn damage_is_detected_never_a_panic() {
         let (h, vs) = sample();
         let bytes = h.to_checkpoint();
-        let map: HashMap<SeqNo, &[f32]> = vs
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
-            .collect();
+        let map = vectors_except(&vs, &[]);
         assert_eq!(
             HnswIndex::from_checkpoint(&bytes[..bytes.len() - 1], Space::Cosine, 3, 4, &map).err(),
             Some(FormatError::Checksum)

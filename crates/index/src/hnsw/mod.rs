@@ -1038,6 +1038,14 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// Clustered data, closer to real embeddings than uniform noise.
+    /// `vs[i]` as record `i`, as `insert_batch` takes them.
+    fn numbered(vs: &[Vec<f32>]) -> Vec<(SeqNo, &[f32])> {
+        vs.iter()
+            .enumerate()
+            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+            .collect()
+    }
+
     fn data(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         let mut rng = StdRng::seed_from_u64(seed);
         let centers: Vec<Vec<f32>> = (0..32)
@@ -1104,11 +1112,7 @@ mod tests {
     fn parallel_batch_insert_matches_sequential_quality() {
         let dim = 24;
         let vs = data(6000, dim, 11);
-        let items: Vec<(SeqNo, &[f32])> = vs
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
-            .collect();
+        let items = numbered(&vs);
         let mut h = HnswIndex::new(Space::L2, dim, HnswParams::default());
         h.insert_batch(&items, 4);
         assert_eq!(h.len(), 6000);
@@ -1140,11 +1144,7 @@ mod tests {
             let vs: Vec<Vec<f32>> = (0..4000)
                 .map(|_| (0..dim).map(|_| rng.gen_range(0.0..1.0)).collect())
                 .collect();
-            let items: Vec<(SeqNo, &[f32])> = vs
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
-                .collect();
+            let items = numbered(&vs);
             let mut h = HnswIndex::new(Space::L2, dim, HnswParams::default());
             h.insert_batch(&items[..1000], 4);
             h.insert_batch(&items[1000..], 4);
