@@ -18,6 +18,9 @@ pub const FORMAT_VERSION: i64 = 2;
 pub const OLDEST_SUPPORTED_FORMAT: i64 = 1;
 /// SQLite `application_id` of an Ochre store: ASCII "OCHR".
 const APPLICATION_ID: i64 = 0x4f43_4852;
+/// Size the WAL is checkpointed at and truncated back to (SQLite's default with 4 KiB pages).
+const WAL_BYTES: i64 = 4 << 20;
+
 /// Records of one collection occupy rowids `[key << SEQ_BITS, (key + 1) << SEQ_BITS)`.
 const SEQ_BITS: u32 = 40;
 /// The file name inside the data directory.
@@ -215,6 +218,17 @@ impl Store {
         conn.execute_batch(
             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
         )
+        .map_err(sql)?;
+        // SQLite checkpoints the WAL into the file every 1000 pages by default: 4 MiB with 4 KiB
+        // pages, but 16 MiB with ours, and the WAL file keeps the size it reached. Keep it at
+        // 4 MiB whatever the page size.
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sql)?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint={}; PRAGMA journal_size_limit={WAL_BYTES};",
+            (WAL_BYTES / page_size.max(512)).max(1)
+        ))
         .map_err(sql)?;
         let mut store = Store { conn, path };
         store.migrate()?;
