@@ -603,6 +603,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_wal_is_checkpointed_at_a_few_mebibytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        let coll = CollectionRow {
+            key: 1,
+            id: CollectionId::new_random(),
+            database_id: DatabaseId(Uuid::nil()),
+            name: "wal".into(),
+            metadata: None,
+            configuration: CollectionConfiguration::default(),
+            dimension: Some(384),
+            forks: 0,
+            total_ops: 0,
+        };
+        s.commit(&[Mutation::PutCollection(&coll)])
+            .expect("collection");
+        let v = vec![0.5f32; 384];
+        let ids: Vec<String> = (0..6000).map(|i| format!("r{i}")).collect();
+        // 30 commits of 200 records of 1.5 KiB each: 9 MiB through the WAL.
+        for batch in ids.chunks(200) {
+            let rows: Vec<Mutation<'_>> = batch
+                .iter()
+                .map(|id| {
+                    Mutation::PutRecord(RecordRow {
+                        collection_key: 1,
+                        seq: SeqNo(id[1..].parse::<u64>().expect("number")),
+                        id,
+                        embedding: &v,
+                        document: None,
+                        uri: None,
+                        metadata: None,
+                    })
+                })
+                .collect();
+            s.commit(&rows).expect("records");
+        }
+        let wal = std::fs::metadata(dir.path().join("ochre.sqlite3-wal")).expect("wal");
+        // 4 MiB, plus at most the one transaction that crossed the mark.
+        assert!(
+            wal.len() < (4 << 20) + (1 << 20),
+            "WAL of {} bytes",
+            wal.len()
+        );
+    }
+
+    #[test]
     fn commit_and_reload_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let coll = CollectionRow {
