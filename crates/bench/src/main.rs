@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use ochre_bench::{parallel_map, read_f16, read_gt};
-use ochre_index::{FlatIndex, HnswIndex, HnswParams, Neighbor, VectorIndex};
-use ochre_types::{SeqNo, Space};
+use ochre_index::{FlatIndex, HnswIndex, Neighbor, VectorIndex};
+use ochre_types::{HnswConfig, SeqNo, Space};
 
 fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>], k: usize) -> f64 {
     let mut hits = 0;
@@ -69,7 +69,12 @@ fn main() {
         .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
         .collect();
     let start = Instant::now();
-    let mut h = HnswIndex::new(Space::Ip, dim, HnswParams::default());
+    let config = |ef_search: u64| HnswConfig {
+        space: Space::Ip,
+        ef_search,
+        ..HnswConfig::default()
+    };
+    let mut h = HnswIndex::new(dim, &config(100));
     h.insert_batch(&items, threads);
     println!(
         "hnsw build ({threads} threads): {:.2}s",
@@ -79,7 +84,7 @@ fn main() {
     for (i, v) in base.iter().enumerate() {
         flat.insert(SeqNo(i as u64), v);
     }
-    let (exact, qps1) = timed(&queries, 1, |q| flat.search(q, k, None));
+    let (exact, qps1) = timed(&queries, 1, |q| flat.search(q, k));
     let truth: Vec<Vec<u64>> = truth.unwrap_or_else(|| {
         exact
             .iter()
@@ -90,7 +95,7 @@ fn main() {
             })
             .collect()
     });
-    let (_, qps2) = timed(&queries, threads, |q| flat.search(q, k, None));
+    let (_, qps2) = timed(&queries, threads, |q| flat.search(q, k));
     println!("| index | ef_search | recall@10 | qps 1 thread | qps {threads} threads |");
     println!("|---|---|---|---|---|");
     println!(
@@ -98,7 +103,7 @@ fn main() {
         recall(&exact, &truth, k)
     );
     for ef in [10, 20, 40, 60, 80, 100, 150, 200, 300] {
-        h.set_ef_search(ef);
+        h.configure(&config(ef));
         let (res, qps1) = timed(&queries, 1, |q| h.search(q, k));
         let (_, qps2) = timed(&queries, threads, |q| h.search(q, k));
         println!(
@@ -106,7 +111,7 @@ fn main() {
             recall(&res, &truth, k)
         );
     }
-    h.set_ef_search(100);
+    h.configure(&config(100));
     println!();
     println!("| filter (bucket) | selectivity | recall@10 vs filtered exact | qps 1 thread |");
     println!("|---|---|---|---|");

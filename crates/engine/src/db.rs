@@ -201,9 +201,10 @@ impl Ochre {
     pub fn open(path: impl AsRef<Path>) -> Result<Ochre> {
         let path = path.as_ref();
         std::fs::create_dir_all(path).map_err(|e| {
-            Error::new(
+            Error::caused_by(
                 ErrorKind::Storage,
                 format!("cannot create data directory {}: {e}", path.display()),
+                e,
             )
         })?;
         let lock = DirLock::acquire(path)?;
@@ -278,7 +279,7 @@ impl Ochre {
     /// # Errors
     /// Invalid name (fewer than 3 characters); [`ErrorKind::AlreadyExists`].
     pub fn create_tenant(&self, name: &str) -> Result<()> {
-        validate_tenant_name(name).map_err(Error::invalid)?;
+        validate_tenant_name(name)?;
         let mut cat = self.inner.catalog.write();
         if cat.tenants.contains_key(name) {
             return Err(Error::exists(format!("Tenant [{name}] already exists")));
@@ -352,7 +353,7 @@ impl Ochre {
             .filter(|d| d.tenant == name)
             .cloned()
             .collect();
-        self.drop_databases(&mut cat, &dbs, Some(name))?;
+        self.drop_databases(&mut cat, &dbs, &[name], &[])?;
         Ok(())
     }
 
@@ -363,7 +364,7 @@ impl Ochre {
     /// # Errors
     /// Invalid name; [`ErrorKind::NotFound`] for an unknown tenant; [`ErrorKind::AlreadyExists`].
     pub fn create_database(&self, tenant: &str, name: &str) -> Result<DatabaseInfo> {
-        validate_database_name(name).map_err(Error::invalid)?;
+        validate_database_name(name)?;
         let mut cat = self.inner.catalog.write();
         if !cat.tenants.contains_key(tenant) {
             return Err(Error::not_found(format!("Tenant [{tenant}] not found")));
@@ -436,15 +437,18 @@ impl Ochre {
         let Some(row) = cat.database(tenant, name).cloned() else {
             return Err(Error::not_found(format!("Database [{name}] not found")));
         };
-        self.drop_databases(&mut cat, &[row], None)
+        self.drop_databases(&mut cat, &[row], &[], &[])
     }
 
     /// Removes databases (and optionally a tenant) in one commit.
+    /// Deletes databases `dbs` with their collections and then `tenants`, and writes `then`, in
+    /// one commit; the catalog follows once it succeeded.
     fn drop_databases(
         &self,
         cat: &mut Catalog,
         dbs: &[DatabaseRow],
-        tenant: Option<&str>,
+        tenants: &[&str],
+        then: &[Mutation<'_>],
     ) -> Result<()> {
         let doomed: Vec<Arc<CollectionHandle>> = cat
             .collections
@@ -458,9 +462,8 @@ impl Ochre {
             .map(|c| Mutation::DeleteCollection { key: c.key })
             .collect();
         muts.extend(dbs.iter().map(|d| Mutation::DeleteDatabase(d.id)));
-        if let Some(t) = tenant {
-            muts.push(Mutation::DeleteTenant(t));
-        }
+        muts.extend(tenants.iter().map(|t| Mutation::DeleteTenant(t)));
+        muts.extend_from_slice(then);
         self.inner.commit(&muts)?;
         for (c, g) in doomed.iter().zip(guards.iter_mut()) {
             g.drop_all();
@@ -471,27 +474,28 @@ impl Ochre {
         for d in dbs {
             cat.databases.remove(&(d.tenant.clone(), d.name.clone()));
         }
-        if let Some(t) = tenant {
-            cat.tenants.remove(t);
+        for t in tenants {
+            cat.tenants.remove(*t);
         }
         Ok(())
     }
 
-    /// Deletes everything and re-creates the default tenant and database.
+    /// Deletes everything and re-creates the default tenant and database, in one commit.
     ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures (nothing is deleted then).
     pub fn reset(&self) -> Result<()> {
         let mut cat = self.inner.catalog.write();
         let dbs: Vec<DatabaseRow> = cat.databases.values().cloned().collect();
         let tenants: Vec<String> = cat.tenants.keys().cloned().collect();
-        self.drop_databases(&mut cat, &dbs, None)?;
-        let muts: Vec<Mutation<'_>> = tenants.iter().map(|t| Mutation::DeleteTenant(t)).collect();
-        self.inner.commit(&muts)?;
-        cat.tenants.clear();
+        let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
         let (t, d) = default_rows();
-        self.inner
-            .commit(&[Mutation::PutTenant(&t), Mutation::PutDatabase(&d)])?;
+        self.drop_databases(
+            &mut cat,
+            &dbs,
+            &tenants,
+            &[Mutation::PutTenant(&t), Mutation::PutDatabase(&d)],
+        )?;
         cat.tenants.insert(t.name.clone(), t);
         cat.databases.insert((d.tenant.clone(), d.name.clone()), d);
         Ok(())
@@ -502,8 +506,8 @@ impl Ochre {
     /// Creates a collection (or, with `get_or_create`, returns the existing one unchanged).
     ///
     /// # Errors
-    /// Invalid name or metadata; `Database [d] does not exist` (invalid argument, as Chroma);
-    /// [`ErrorKind::AlreadyExists`].
+    /// Invalid name, metadata or HNSW parameters ([`crate::HnswConfig::check`]); `Database [d] does not
+    /// exist` (invalid argument, as Chroma); [`ErrorKind::AlreadyExists`].
     pub fn create_collection(
         &self,
         tenant: &str,
@@ -511,7 +515,7 @@ impl Ochre {
         req: CreateCollection,
     ) -> Result<CollectionInfo> {
         validate_collection_name(&req.name)
-            .map_err(|m| Error::invalid(format!("Validation error: name: {m}")))?;
+            .map_err(|e| Error::invalid_because(format!("Validation error: name: {e}"), e))?;
         if let Some(m) = &req.metadata {
             validate::collection_metadata(
                 "metadata",
@@ -519,6 +523,7 @@ impl Ochre {
                 m.len(),
             )?;
         }
+        req.configuration.hnsw.check()?;
         let mut cat = self.inner.catalog.write();
         let Some(db) = cat.database(tenant, database).cloned() else {
             return Err(Error::invalid(format!(
@@ -641,8 +646,9 @@ impl Ochre {
     /// commit.
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`]; invalid name or metadata; [`ErrorKind::AlreadyExists`] when the
-    /// new name is taken.
+    /// [`ErrorKind::NotFound`]; invalid name, metadata or HNSW parameters (out of range, or
+    /// `space` / `ef_construction`, which are fixed at creation); [`ErrorKind::AlreadyExists`]
+    /// when the new name is taken.
     pub fn modify_collection(
         &self,
         tenant: &str,
@@ -650,9 +656,18 @@ impl Ochre {
         id: CollectionId,
         req: ModifyCollection,
     ) -> Result<()> {
+        if let Some(fixed) = req.hnsw.as_ref().and_then(|h| {
+            h.set_fields()
+                .find(|f| matches!(*f, "space" | "ef_construction"))
+        }) {
+            return Err(Error::invalid(format!(
+                "hnsw {fixed} cannot be changed after the collection is created"
+            )));
+        }
         if let Some(name) = &req.new_name {
-            validate_collection_name(name)
-                .map_err(|m| Error::invalid(format!("Validation error: new_name: {m}")))?;
+            validate_collection_name(name).map_err(|e| {
+                Error::invalid_because(format!("Validation error: new_name: {e}"), e)
+            })?;
         }
         let new_metadata: Option<Option<Metadata>> = match &req.new_metadata {
             None => None,
@@ -688,25 +703,8 @@ impl Ochre {
             row.metadata = m;
         }
         if let Some(h) = &req.hnsw {
-            let c = &mut row.configuration.hnsw;
-            if let Some(v) = h.ef_search {
-                c.ef_search = v;
-            }
-            if let Some(v) = h.max_neighbors {
-                c.max_neighbors = v;
-            }
-            if let Some(v) = h.num_threads {
-                c.num_threads = v;
-            }
-            if let Some(v) = h.resize_factor {
-                c.resize_factor = v;
-            }
-            if let Some(v) = h.sync_threshold {
-                c.sync_threshold = v;
-            }
-            if let Some(v) = h.batch_size {
-                c.batch_size = v;
-            }
+            h.apply(&mut row.configuration.hnsw);
+            row.configuration.hnsw.check()?;
         }
         if let Some(ef) = &req.embedding_function {
             row.configuration.embedding_function = Some(ef.clone());
@@ -715,16 +713,13 @@ impl Ochre {
             row.configuration.schema = Some(schema.clone());
         }
         self.inner.commit(&[Mutation::PutCollection(&row)])?;
-        state.apply_tuning(
-            row.configuration.hnsw.ef_search,
-            row.configuration.hnsw.num_threads,
-        );
         if row.name != state.row.name {
             cat.by_name
                 .remove(&(row.database_id, state.row.name.clone()));
             cat.by_name.insert((row.database_id, row.name.clone()), id);
         }
         state.row = row;
+        state.apply_tuning();
         Ok(())
     }
 
@@ -764,7 +759,7 @@ impl Ochre {
         new_name: &str,
     ) -> Result<CollectionInfo> {
         validate_collection_name(new_name)
-            .map_err(|m| Error::invalid(format!("Validation error: new_name: {m}")))?;
+            .map_err(|e| Error::invalid_because(format!("Validation error: new_name: {e}"), e))?;
         let mut cat = self.inner.catalog.write();
         let source = self
             .scoped(&cat, tenant, database, id)

@@ -1,6 +1,7 @@
 //! The engine's error: a kind to react to, and a message for people.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, coarsely, so callers (the HTTP server, bindings) can react without reading
 /// messages.
@@ -25,11 +26,13 @@ pub enum ErrorKind {
     Poisoned,
 }
 
-/// An engine error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An engine error: a kind, a message for people, and the lower layer's error that caused it
+/// (see [`std::error::Error::source`]), if any.
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -37,11 +40,33 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` caused by `source`, with `message` saying what failed at this layer.
+    pub(crate) fn caused_by(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(Arc::new(source)),
         }
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// An invalid argument, with the lower layer's error as its cause.
+    pub(crate) fn invalid_because(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::caused_by(ErrorKind::InvalidArgument, message, source)
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
@@ -63,13 +88,28 @@ impl Error {
     }
 }
 
+/// Errors are equal when their kind and message are (the cause is not compared).
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for Error {}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<ochre_storage::Error> for Error {
     fn from(e: ochre_storage::Error) -> Self {
@@ -78,15 +118,48 @@ impl From<ochre_storage::Error> for Error {
             ochre_storage::Error::Locked { .. } => ErrorKind::Locked,
             _ => ErrorKind::Storage,
         };
-        Error::new(kind, e.to_string())
+        // The message is the storage error's own (it names the file); the error stays the cause.
+        Error::caused_by(kind, e.to_string(), e)
     }
 }
 
 impl From<ochre_types::WhereError> for Error {
     fn from(e: ochre_types::WhereError) -> Self {
-        Error::invalid(e.to_string())
+        Error::invalid_because(e.to_string(), e)
+    }
+}
+
+impl From<ochre_types::NameError> for Error {
+    fn from(e: ochre_types::NameError) -> Self {
+        Error::invalid_because(e.to_string(), e)
+    }
+}
+
+impl From<ochre_types::ConfigError> for Error {
+    fn from(e: ochre_types::ConfigError) -> Self {
+        Error::invalid_because(e.to_string(), e)
     }
 }
 
 /// Result alias of the engine.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn storage_errors_stay_the_cause() {
+        let e: Error = ochre_storage::Error::Corrupted {
+            path: "x.sqlite3".into(),
+            detail: "bad page".into(),
+            source: None,
+        }
+        .into();
+        assert_eq!(e.kind(), ErrorKind::Corrupted);
+        assert_eq!(e.message(), "x.sqlite3 is corrupted: bad page");
+        let cause = e.source().expect("a cause");
+        assert!(cause.downcast_ref::<ochre_storage::Error>().is_some());
+    }
+}

@@ -42,13 +42,14 @@ pub use collection::Collection;
 pub use db::Ochre;
 pub use error::{Error, ErrorKind, Result};
 pub use ochre_types::{
-    validate_collection_name, CollectionConfiguration, CollectionId, DatabaseId, HnswConfig,
-    Metadata, MetadataValue, Space, UpdateMetadata, Where, WhereDocument,
+    validate_collection_name, CollectionConfiguration, CollectionId, ConfigError, DatabaseId,
+    HnswConfig, HnswPatch, Metadata, MetadataValue, Space, UpdateMetadata, Where, WhereDocument,
 };
 pub use request::{
-    CollectionInfo, CreateCollection, DatabaseInfo, DeleteRequest, GetRequest, GetResult,
-    HnswUpdate, Include, ModifyCollection, QueryRequest, QueryResult, RecordBatch, TenantInfo,
+    CollectionInfo, CreateCollection, DatabaseInfo, DeleteRequest, GetRequest, GetResult, Include,
+    ModifyCollection, QueryRequest, QueryResult, RecordBatch, TenantInfo,
 };
+pub use validate::WriteKind;
 
 /// The tenant every new store has.
 pub const DEFAULT_TENANT: &str = "default_tenant";

@@ -1,7 +1,7 @@
 //! Requests and results of the record and collection operations.
 
 use ochre_types::{
-    CollectionConfiguration, CollectionId, DatabaseId, Metadata, UpdateMetadata, Where,
+    CollectionConfiguration, CollectionId, DatabaseId, HnswPatch, Metadata, UpdateMetadata, Where,
     WhereDocument,
 };
 
@@ -50,24 +50,14 @@ pub struct CreateCollection {
     pub get_or_create: bool,
 }
 
-/// Changes to the HNSW parameters that may change after creation.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HnswUpdate {
-    pub ef_search: Option<u64>,
-    pub max_neighbors: Option<u64>,
-    pub num_threads: Option<u64>,
-    pub resize_factor: Option<f64>,
-    pub sync_threshold: Option<u64>,
-    pub batch_size: Option<u64>,
-}
-
 /// Arguments of `modify_collection`; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct ModifyCollection {
     pub new_name: Option<String>,
     /// Replaces the whole metadata; `None` values are dropped; must not be empty.
     pub new_metadata: Option<UpdateMetadata>,
-    pub hnsw: Option<HnswUpdate>,
+    /// HNSW parameters to change; `space` and `ef_construction` are fixed at creation.
+    pub hnsw: Option<HnswPatch>,
     pub embedding_function: Option<serde_json::Value>,
     /// Replaces the stored schema (kept for the HTTP layer).
     pub schema: Option<serde_json::Value>,

@@ -40,9 +40,12 @@ pub(crate) fn collection_metadata<'a>(
 
 /// Which write a batch is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriteKind {
+pub enum WriteKind {
+    /// New ids only; existing ones are skipped.
     Add,
+    /// New ids inserted, existing ones merged.
     Upsert,
+    /// Existing ids merged; unknown ones are skipped.
     Update,
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap};
 use ochre_types::{SeqNo, Space};
 
 use crate::distance::Kernels;
-use crate::{Allow, Neighbor, VectorIndex};
+use crate::{Neighbor, VectorIndex};
 
 /// Exact nearest-neighbour search over a dense arena.
 ///
@@ -155,16 +155,13 @@ impl VectorIndex for FlatIndex {
         self.seq_row.get(&seq).map(|&r| self.row(r))
     }
 
-    fn search(&self, query: &[f32], k: usize, allow: Option<&dyn Allow>) -> Vec<Neighbor> {
+    fn search(&self, query: &[f32], k: usize) -> Vec<Neighbor> {
         if k == 0 || query.len() != self.dimension {
             return Vec::new();
         }
         let qn = self.query_norm(query);
         let mut top = TopK::new(k);
         for (r, &seq) in self.row_seq.iter().enumerate() {
-            if allow.is_some_and(|a| !a.allows(seq)) {
-                continue;
-            }
             let d = self
                 .kernels
                 .distance(self.space, query, qn, self.row(r), self.norms[r]);
@@ -195,7 +192,6 @@ impl VectorIndex for FlatIndex {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::HashSet;
 
     proptest! {
         /// After any sequence of inserts and removes, search equals a sort over what is stored.
@@ -221,13 +217,13 @@ mod tests {
                 }).collect();
                 expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 expected.truncate(k);
-                let got = index.search(&query, k, None);
+                let got = index.search(&query, k);
                 prop_assert_eq!(got.len(), expected.len());
                 for (g, e) in got.iter().zip(&expected) {
                     prop_assert!((g.distance - e.0).abs() < 1e-4);
                 }
-                let allowed: HashSet<SeqNo> = model.keys().filter(|s| *s % 2 == 0).map(|s| SeqNo(*s)).collect();
-                let filtered = index.search(&query, k, Some(&allowed));
+                let allowed: Vec<SeqNo> = model.keys().filter(|s| *s % 2 == 0).map(|s| SeqNo(*s)).collect();
+                let filtered = index.search_among(&query, k, &allowed);
                 prop_assert_eq!(filtered.len(), allowed.len().min(k));
                 prop_assert!(filtered.iter().all(|n| allowed.contains(&n.seq)));
             }

@@ -8,8 +8,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorName};
 use crate::AppState;
+
+/// A malformed htpasswd line (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HtpasswdError {
+    #[error("htpasswd line {line}: expected user:hash")]
+    NotUserHash { line: usize },
+    #[error("htpasswd line {line}: only bcrypt hashes are supported")]
+    NotBcrypt { line: usize },
+}
 
 /// Loaded credentials.
 #[derive(Debug, Default, Clone)]
@@ -28,8 +38,8 @@ impl Credentials {
     /// Parses htpasswd text (`user:$2y$...` lines; only bcrypt is accepted).
     ///
     /// # Errors
-    /// A line that is not `user:bcrypt-hash`.
-    pub fn parse_htpasswd(text: &str) -> Result<HashMap<String, String>, String> {
+    /// [`HtpasswdError`] for a line that is not `user:bcrypt-hash`.
+    pub fn parse_htpasswd(text: &str) -> Result<HashMap<String, String>, HtpasswdError> {
         let mut users = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -38,12 +48,9 @@ impl Credentials {
             }
             let (user, hash) = line
                 .split_once(':')
-                .ok_or_else(|| format!("htpasswd line {}: expected user:hash", n + 1))?;
+                .ok_or(HtpasswdError::NotUserHash { line: n + 1 })?;
             if !hash.starts_with("$2") {
-                return Err(format!(
-                    "htpasswd line {}: only bcrypt hashes are supported",
-                    n + 1
-                ));
+                return Err(HtpasswdError::NotBcrypt { line: n + 1 });
             }
             users.insert(user.to_owned(), hash.to_owned());
         }
@@ -52,15 +59,19 @@ impl Credentials {
 
     fn check(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let unauthenticated = || ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            name: "AuthError",
-            message: "Unauthorized: missing credentials".into(),
+        let unauthenticated = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorName::Auth,
+                "Unauthorized: missing credentials",
+            )
         };
-        let forbidden = || ApiError {
-            status: StatusCode::FORBIDDEN,
-            name: "AuthorizationError",
-            message: "Forbidden: invalid credentials".into(),
+        let forbidden = || {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorName::Authorization,
+                "Forbidden: invalid credentials",
+            )
         };
         if let Some(token) = header("x-chroma-token") {
             return if self.tokens.iter().any(|t| t == token) {

@@ -53,22 +53,59 @@ impl Default for ServerConfig {
     }
 }
 
+/// Why the server configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{var}: {source}")]
+    Env {
+        var: &'static str,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("cannot read htpasswd file {path}: {source}")]
+    ReadHtpasswd {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Htpasswd(#[from] crate::auth::HtpasswdError),
+}
+
 impl ServerConfig {
     /// Reads a YAML file (unknown keys are ignored, as Chroma's other keys are not ours).
     ///
     /// # Errors
-    /// Unreadable file or invalid YAML, with the path in the message.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        serde_yaml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    /// [`ConfigError::Read`] or [`ConfigError::Yaml`], naming the path.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Applies `CHROMA_*` / `OCHRE_*` environment overrides.
     ///
     /// # Errors
-    /// A variable that does not parse.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    /// [`ConfigError::Env`] for a variable that does not parse.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let truthy =
             |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
         for key in ["CHROMA_ALLOW_RESET", "ALLOW_RESET", "OCHRE_ALLOW_RESET"] {
@@ -101,9 +138,10 @@ impl ServerConfig {
             self.auth.htpasswd_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("OCHRE_MAX_PAYLOAD_SIZE_BYTES") {
-            self.max_payload_size_bytes = v
-                .parse()
-                .map_err(|e| format!("OCHRE_MAX_PAYLOAD_SIZE_BYTES: {e}"))?;
+            self.max_payload_size_bytes = v.parse().map_err(|source| ConfigError::Env {
+                var: "OCHRE_MAX_PAYLOAD_SIZE_BYTES",
+                source,
+            })?;
         }
         Ok(())
     }

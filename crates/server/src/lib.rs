@@ -25,11 +25,12 @@ use axum::http::HeaderValue;
 use axum::routing::{any, get, post};
 use axum::Router;
 use ochre::Ochre;
+
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-pub use auth::Credentials;
-pub use config::{AuthConfig, ServerConfig};
-pub use error::ApiError;
+pub use auth::{Credentials, HtpasswdError};
+pub use config::{AuthConfig, ConfigError, ServerConfig};
+pub use error::{ApiError, ErrorName};
 pub use openapi::document as openapi_document;
 
 /// Shared state of the handlers.
@@ -45,15 +46,19 @@ impl AppState {
     /// State for a database and configuration; reads the htpasswd file if one is configured.
     ///
     /// # Errors
-    /// An unreadable or malformed htpasswd file.
-    pub fn new(db: Ochre, config: ServerConfig) -> Result<Self, String> {
+    /// [`ConfigError::ReadHtpasswd`] or [`ConfigError::Htpasswd`] for an unreadable or malformed
+    /// htpasswd file.
+    pub fn new(db: Ochre, config: ServerConfig) -> Result<Self, ConfigError> {
         let mut credentials = Credentials {
             tokens: config.auth.tokens.clone(),
             ..Default::default()
         };
         if let Some(path) = &config.auth.htpasswd_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read htpasswd file {}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::ReadHtpasswd {
+                    path: path.clone(),
+                    source,
+                })?;
             credentials.users = Credentials::parse_htpasswd(&text)?;
         }
         Ok(AppState {

@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ochre::{
-    Collection, CollectionId, CreateCollection, DeleteRequest, GetRequest, HnswUpdate,
-    ModifyCollection, Ochre, QueryRequest, RecordBatch,
+    Collection, CollectionId, CreateCollection, DeleteRequest, GetRequest, ModifyCollection, Ochre,
+    QueryRequest, RecordBatch, WriteKind,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorName};
 use crate::schema::{self, Schema};
 use crate::wire::*;
 use crate::AppState;
@@ -29,11 +29,7 @@ where
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || f(&db))
         .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            name: "InternalError",
-            message: format!("request task failed: {e}"),
-        })?
+        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
 }
 
 /// Runs `f` on the blocking pool with collection `id` of database `t`/`d` (404 when it is not
@@ -128,21 +124,16 @@ pub async fn reset(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 pub async fn v1_gone() -> Response {
-    ApiError {
-        status: StatusCode::GONE,
-        name: "Unimplemented",
-        message: "The v1 API is deprecated. Please use /v2 apis".into(),
-    }
+    ApiError::new(
+        StatusCode::GONE,
+        ErrorName::Unimplemented,
+        "The v1 API is deprecated. Please use /v2 apis",
+    )
     .into_response()
 }
 
 pub async fn not_found() -> Response {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        name: "NotFoundError",
-        message: "no such route".into(),
-    }
-    .into_response()
+    ApiError::new(StatusCode::NOT_FOUND, ErrorName::NotFound, "no such route").into_response()
 }
 
 // ----- tenants and databases -----
@@ -381,16 +372,7 @@ pub async fn modify_collection(
                 "Multiple vector index configurations provided",
             ));
         }
-        if let Some(h) = c.hnsw {
-            req.hnsw = Some(HnswUpdate {
-                ef_search: h.ef_search,
-                max_neighbors: h.max_neighbors,
-                num_threads: h.num_threads,
-                resize_factor: h.resize_factor,
-                sync_threshold: h.sync_threshold,
-                batch_size: h.batch_size,
-            });
-        }
+        req.hnsw = c.hnsw;
         req.embedding_function = c.embedding_function.filter(|v| !v.is_null());
     }
     blocking(&state, move |db| {
@@ -486,18 +468,11 @@ fn check_filters(
     Schema::of_collection(&c.info().configuration).check_filters(where_, where_document)
 }
 
-#[derive(Clone, Copy)]
-enum Write {
-    Add,
-    Upsert,
-    Update,
-}
-
 async fn write(
     state: AppState,
     (t, d, id): (String, String, String),
     body: WriteBody,
-    kind: Write,
+    kind: WriteKind,
 ) -> ApiResult<()> {
     let id = collection_path(&d, &id)?;
     if body.ids.len() > state.config.max_batch_size {
@@ -508,11 +483,11 @@ async fn write(
         )));
     }
     let embeddings = match (&body.embeddings, kind) {
-        (None | Some(Value::Null), Write::Update) => None,
+        (None | Some(Value::Null), WriteKind::Update) => None,
         (None | Some(Value::Null), _) => {
             return Err(ApiError::shape("missing field `embeddings`"));
         }
-        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, Write::Update))?),
+        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
     };
     let metadatas = body
         .metadatas
@@ -531,19 +506,15 @@ async fn write(
         metadatas,
     };
     in_collection(&state, (t, d), id, move |c| {
-        match kind {
-            Write::Add => c.add(batch),
-            Write::Upsert => c.upsert(batch),
-            Write::Update => c.update(batch),
-        }?;
-        if !keys.is_empty() {
-            // Key evolution (spec §11.4): new key/type pairs join the schema.
-            c.update_schema(|config| {
-                let mut s = Schema::of_collection(config);
-                s.ensure_keys(&keys).then(|| s.to_json())
-            })?;
-        }
-        Ok(())
+        // Key evolution (spec §11.4): new key/type pairs join the schema, in the write's commit.
+        c.write_evolving_schema(kind, batch, |config| {
+            if keys.is_empty() {
+                return None;
+            }
+            let mut s = Schema::of_collection(config);
+            s.ensure_keys(&keys).then(|| s.to_json())
+        })
+        .map_err(Into::into)
     })
     .await
 }
@@ -554,7 +525,7 @@ pub async fn add(
     Path(p): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<WriteBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    write(state, p, body, Write::Add).await?;
+    write(state, p, body, WriteKind::Add).await?;
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
 
@@ -564,7 +535,7 @@ pub async fn upsert(
     Path(p): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<WriteBody>,
 ) -> ApiResult<Json<Value>> {
-    write(state, p, body, Write::Upsert).await?;
+    write(state, p, body, WriteKind::Upsert).await?;
     Ok(Json(json!({})))
 }
 
@@ -574,7 +545,7 @@ pub async fn update(
     Path(p): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<WriteBody>,
 ) -> ApiResult<Json<Value>> {
-    write(state, p, body, Write::Update).await?;
+    write(state, p, body, WriteKind::Update).await?;
     Ok(Json(json!({})))
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ochre::{CollectionConfiguration, HnswConfig, MetadataValue, UpdateMetadata, Where};
+use ochre::{CollectionConfiguration, HnswConfig, HnswPatch, MetadataValue, UpdateMetadata, Where};
 use ochre_types::{DocOp, MetaOp, Scalar, ScalarList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -151,84 +151,46 @@ pub struct VectorConfig {
     pub embedding_function: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hnsw: Option<HnswParams>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "hnsw_without_space"
+    )]
+    pub hnsw: Option<HnswPatch>,
     /// Chroma's distributed index; a single node turns it into HNSW with default parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spann: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HnswParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ef_construction: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_neighbors: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ef_search: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_threads: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_threshold: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resize_factor: Option<f64>,
-}
-
-impl HnswParams {
-    fn full(h: &HnswConfig) -> HnswParams {
-        HnswParams {
-            ef_construction: Some(h.ef_construction),
-            max_neighbors: Some(h.max_neighbors),
-            ef_search: Some(h.ef_search),
-            num_threads: Some(h.num_threads),
-            batch_size: Some(h.batch_size),
-            sync_threshold: Some(h.sync_threshold),
-            resize_factor: Some(h.resize_factor),
-        }
-    }
-
-    /// These parameters over `base`.
-    fn apply_to(&self, base: &mut HnswConfig) {
-        let fields = [
-            (self.ef_construction, &mut base.ef_construction),
-            (self.max_neighbors, &mut base.max_neighbors),
-            (self.ef_search, &mut base.ef_search),
-            (self.num_threads, &mut base.num_threads),
-            (self.batch_size, &mut base.batch_size),
-            (self.sync_threshold, &mut base.sync_threshold),
-        ];
-        for (v, slot) in fields {
-            if let Some(v) = v {
-                *slot = v;
-            }
-        }
-        if let Some(v) = self.resize_factor {
-            base.resize_factor = v;
-        }
-    }
-
-    fn merged(default: Option<&HnswParams>, user: Option<&HnswParams>) -> Option<HnswParams> {
-        match (default, user) {
-            (Some(d), Some(u)) => Some(HnswParams {
-                ef_construction: u.ef_construction.or(d.ef_construction),
-                max_neighbors: u.max_neighbors.or(d.max_neighbors),
-                ef_search: u.ef_search.or(d.ef_search),
-                num_threads: u.num_threads.or(d.num_threads),
-                batch_size: u.batch_size.or(d.batch_size),
-                sync_threshold: u.sync_threshold.or(d.sync_threshold),
-                resize_factor: u.resize_factor.or(d.resize_factor),
-            }),
-            (d, u) => u.or(d).cloned(),
-        }
-    }
-
-    fn is_default(&self) -> bool {
-        *self == HnswParams::full(&HnswConfig::default())
+/// A schema's HNSW block over the defaults (or a base): `default` where the user's says nothing.
+fn merged_hnsw(default: Option<&HnswPatch>, user: Option<&HnswPatch>) -> Option<HnswPatch> {
+    match (default, user) {
+        (Some(d), Some(u)) => Some(u.or(d)),
+        (d, u) => u.or(d).cloned(),
     }
 }
+
+fn is_default_hnsw(h: &HnswPatch) -> bool {
+    *h == HnswPatch::of(&HnswConfig::default())
+}
+
+/// A schema's `hnsw` block: an [`HnswPatch`] without `space` (the vector index config holds the
+/// space), refused as an unknown field as Chroma's schema type does.
+fn hnsw_without_space<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<HnswPatch>, D::Error> {
+    crate::wire::patch_without(d, &["space"], SCHEMA_HNSW_FIELDS)
+}
+
+const SCHEMA_HNSW_FIELDS: &[&str] = &[
+    "ef_construction",
+    "max_neighbors",
+    "ef_search",
+    "num_threads",
+    "batch_size",
+    "sync_threshold",
+    "resize_factor",
+];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SparseConfig {
@@ -387,10 +349,7 @@ impl ValueTypes {
                             ),
                             source_key: pick(&d.config.source_key, &u.config.source_key),
                             // A single node runs HNSW: a SPANN block is dropped, its space kept.
-                            hnsw: HnswParams::merged(
-                                d.config.hnsw.as_ref(),
-                                u.config.hnsw.as_ref(),
-                            ),
+                            hnsw: merged_hnsw(d.config.hnsw.as_ref(), u.config.hnsw.as_ref()),
                             spann: None,
                         },
                     }),
@@ -500,11 +459,53 @@ fn is_default_vector_config(c: &VectorConfig) -> bool {
     is_default_embedding_function(c.embedding_function.as_ref())
         && c.space.as_deref().is_none_or(|s| s == "l2")
         && match (&c.hnsw, &c.spann) {
-            (Some(h), None) => h.is_default(),
+            (Some(h), None) => is_default_hnsw(h),
             (None, Some(s)) => s.as_object().is_none_or(|o| o.is_empty()),
             (None, None) => true,
             (Some(_), Some(_)) => false,
         }
+}
+
+/// A schema that breaks one of Chroma's rules (its messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    #[error("Cannot set source_attached_function_id. This field is reserved for system use.")]
+    AttachedFunction,
+    #[error(
+        "Vector index cannot be enabled by default. It can only be enabled on #embedding field."
+    )]
+    VectorIndexByDefault,
+    #[error("Both spann and hnsw config cannot be present at the same time.")]
+    SpannAndHnsw,
+    #[error("Sparse vector index cannot be enabled by default. Please enable sparse vector index on specific keys. At most one sparse vector index is allowed for the collection.")]
+    SparseByDefault,
+    #[error("Full text search / regular expression index cannot be enabled by default. It can only be enabled on #document field.")]
+    FtsByDefault,
+    #[error("key cannot begin with '#'. Keys starting with '#' are reserved for system use: {0}")]
+    ReservedKey(String),
+    #[error("Document field cannot have any value types other than string: {0}")]
+    DocumentTypes(String),
+    #[error("Embedding field cannot have any value types other than float_list: {0}")]
+    EmbeddingTypes(String),
+    #[error("Vector index can only be enabled on #embedding field: {0}")]
+    VectorIndexKey(String),
+    #[error("Vector index can only source from #document")]
+    VectorSource,
+    #[error("If source_key is provided then embedding_function must also be provided since there is no default embedding function.")]
+    SourceWithoutFunction,
+    #[error("source_key cannot begin with '#'. The only valid key starting with '#' is Key.DOCUMENT or '#document'.")]
+    SparseSource,
+    #[error(
+        "Full text search / regular expression index can only be enabled on #document field: {0}"
+    )]
+    FtsKey(String),
+    #[error("String inverted index can not be enabled on #document key: {0}")]
+    DocumentInverted(String),
+    #[error("At most one sparse vector index is allowed for the collection: {0:?}")]
+    ManySparse(Vec<String>),
+    #[error("CMEK does not match expected pattern: Gcp({0:?})")]
+    Cmek(String),
 }
 
 impl Schema {
@@ -609,7 +610,7 @@ impl Schema {
         ];
         for vi in slots.into_iter().flatten() {
             vi.config.space = Some(c.hnsw.space.as_str().to_string());
-            vi.config.hnsw = Some(HnswParams::full(&c.hnsw));
+            vi.config.hnsw = Some(HnswPatch::of(&c.hnsw));
             vi.config.spann = None;
             vi.config.embedding_function = c.embedding_function.clone();
         }
@@ -617,67 +618,56 @@ impl Schema {
 
     /// The checks Chroma runs on a schema in a create request (spec §11.5); the message is the
     /// part after `Validation error: schema: `.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SchemaError> {
         if self.source_attached_function_id.is_some() {
-            return Err(
-                "Cannot set source_attached_function_id. This field is reserved for system use."
-                    .into(),
-            );
+            return Err(SchemaError::AttachedFunction);
         }
         if let Some(v) = self.defaults.vector_index() {
             if v.enabled {
-                return Err("Vector index cannot be enabled by default. It can only be enabled on #embedding field.".into());
+                return Err(SchemaError::VectorIndexByDefault);
             }
             if v.config.hnsw.is_some() && v.config.spann.is_some() {
-                return Err(
-                    "Both spann and hnsw config cannot be present at the same time.".into(),
-                );
+                return Err(SchemaError::SpannAndHnsw);
             }
         }
         if self.defaults.sparse_index().is_some_and(|s| s.enabled) {
-            return Err("Sparse vector index cannot be enabled by default. Please enable sparse vector index on specific keys. At most one sparse vector index is allowed for the collection.".into());
+            return Err(SchemaError::SparseByDefault);
         }
         if self.defaults.fts_index().is_some_and(|i| i.enabled) {
-            return Err("Full text search / regular expression index cannot be enabled by default. It can only be enabled on #document field.".into());
+            return Err(SchemaError::FtsByDefault);
         }
         let mut sparse_keys = Vec::new();
         for (key, vt) in &self.keys {
             if key.starts_with('#') && key != DOCUMENT_KEY && key != EMBEDDING_KEY {
-                return Err(format!("key cannot begin with '#'. Keys starting with '#' are reserved for system use: {key}"));
+                return Err(SchemaError::ReservedKey(key.clone()));
             }
             let others = vt.int.is_some() || vt.float.is_some() || vt.bool.is_some();
             if key == DOCUMENT_KEY
                 && (others || vt.float_list.is_some() || vt.sparse_vector.is_some())
             {
-                return Err(format!(
-                    "Document field cannot have any value types other than string: {key}"
-                ));
+                return Err(SchemaError::DocumentTypes(key.clone()));
             }
             if key == EMBEDDING_KEY && (others || vt.string.is_some() || vt.sparse_vector.is_some())
             {
-                return Err(format!(
-                    "Embedding field cannot have any value types other than float_list: {key}"
-                ));
+                return Err(SchemaError::EmbeddingTypes(key.clone()));
             }
             if let Some(v) = vt.vector_index() {
                 if v.enabled && key != EMBEDDING_KEY {
-                    return Err(format!(
-                        "Vector index can only be enabled on #embedding field: {key}"
-                    ));
+                    return Err(SchemaError::VectorIndexKey(key.clone()));
                 }
                 if v.config
                     .source_key
                     .as_deref()
                     .is_some_and(|k| k != DOCUMENT_KEY)
                 {
-                    return Err("Vector index can only source from #document".into());
+                    return Err(SchemaError::VectorSource);
                 }
             }
             if let Some(s) = vt.sparse_index() {
                 if s.enabled {
                     sparse_keys.push(key.clone());
                     if s.config.source_key.is_some() && s.config.embedding_function.is_none() {
-                        return Err("If source_key is provided then embedding_function must also be provided since there is no default embedding function.".into());
+                        return Err(SchemaError::SourceWithoutFunction);
                     }
                 }
                 if s.config
@@ -685,32 +675,26 @@ impl Schema {
                     .as_deref()
                     .is_some_and(|k| k.starts_with('#') && k != DOCUMENT_KEY)
                 {
-                    return Err("source_key cannot begin with '#'. The only valid key starting with '#' is Key.DOCUMENT or '#document'.".into());
+                    return Err(SchemaError::SparseSource);
                 }
             }
             if vt.fts_index().is_some_and(|i| i.enabled) && key != DOCUMENT_KEY {
-                return Err(format!("Full text search / regular expression index can only be enabled on #document field: {key}"));
+                return Err(SchemaError::FtsKey(key.clone()));
             }
             let inverted = vt
                 .string
                 .as_ref()
                 .and_then(|s| s.string_inverted_index.as_ref());
             if key == DOCUMENT_KEY && inverted.is_some_and(|i| i.enabled) {
-                return Err(format!(
-                    "String inverted index can not be enabled on #document key: {key}"
-                ));
+                return Err(SchemaError::DocumentInverted(key.clone()));
             }
         }
         if sparse_keys.len() > 1 {
-            return Err(format!(
-                "At most one sparse vector index is allowed for the collection: {sparse_keys:?}"
-            ));
+            return Err(SchemaError::ManySparse(sparse_keys));
         }
         if let Some(Cmek::Gcp(resource)) = &self.cmek {
             if !is_gcp_key(resource) {
-                return Err(format!(
-                    "CMEK does not match expected pattern: Gcp({resource:?})"
-                ));
+                return Err(SchemaError::Cmek(resource.clone()));
             }
         }
         Ok(())
@@ -920,12 +904,12 @@ pub fn reconcile(
     if let Some(vc) = schema.embedding_vector_config() {
         let mut hnsw = HnswConfig::default();
         if let Some(space) = &vc.space {
-            hnsw.space = space
-                .parse()
-                .map_err(|e: String| ApiError::shape(format!("schema: space: {e}")))?;
+            hnsw.space = space.parse().map_err(|e: ochre_types::UnknownSpace| {
+                ApiError::shape(format!("schema: space: {e}"))
+            })?;
         }
         if let Some(h) = &vc.hnsw {
-            h.apply_to(&mut hnsw);
+            h.apply(&mut hnsw);
         }
         if config_default {
             config.hnsw = hnsw;

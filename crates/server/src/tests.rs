@@ -647,3 +647,105 @@ async fn malformed_bodies_are_400_and_wrong_shapes_422() {
         )
     );
 }
+
+#[tokio::test]
+async fn hnsw_knobs_are_range_checked_and_fixed_ones_refused_on_modify() {
+    let app = app(state(ServerConfig::default()));
+    let create = |hnsw: Value| json!({"name": "knobs", "configuration": {"hnsw": hnsw}});
+    // One request cannot make every record cost megabytes (issue 11's 2^64-1 max_neighbors).
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(create(json!({"max_neighbors": 65536}))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "InvalidArgumentError");
+    assert_eq!(
+        v["message"],
+        "Invalid HNSW configuration: max_neighbors must be between 1 and 2048, got 65536"
+    );
+    // The same check covers `hnsw:*` metadata.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "knobs", "metadata": {"hnsw:search_ef": 0}})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidArgumentError")),
+        "{v}"
+    );
+    // Chroma's own test values are inside the ranges.
+    let (s, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(create(
+            json!({"max_neighbors": 1000, "ef_construction": 1000, "ef_search": 1, "space": "ip"}),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let modify = |hnsw: Value| json!({"new_configuration": {"hnsw": hnsw}});
+    for fixed in ["space", "ef_construction"] {
+        let value = if fixed == "space" {
+            json!("l2")
+        } else {
+            json!(5)
+        };
+        let (s, v, _) = call(
+            &app,
+            "PUT",
+            &format!("{BASE}/collections/{id}"),
+            Some(modify(json!({fixed: value}))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{fixed}: {v}");
+        assert_eq!(v["error"], "ChromaError");
+        let message = v["message"].as_str().expect("message");
+        assert!(
+            message.contains(&format!("unknown field `{fixed}`")),
+            "{message}"
+        );
+    }
+    let (s, v, _) = call(
+        &app,
+        "PUT",
+        &format!("{BASE}/collections/{id}"),
+        Some(modify(json!({"ef_search": 10001}))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v, _) = call(
+        &app,
+        "PUT",
+        &format!("{BASE}/collections/{id}"),
+        Some(modify(json!({"ef_search": 50, "num_threads": 1}))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, c, _) = call(&app, "GET", &format!("{BASE}/collections/knobs"), None).await;
+    assert_eq!(c["configuration_json"]["hnsw"]["ef_search"], 50);
+    assert_eq!(c["configuration_json"]["hnsw"]["space"], "ip");
+    assert_eq!(c["configuration_json"]["hnsw"]["max_neighbors"], 1000);
+    // A schema's hnsw block has no space (the vector index config holds it).
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "schema-space", "schema": {"keys": {"#embedding": {"float_list": {"vector_index": {"enabled": true, "config": {"hnsw": {"space": "ip"}}}}}}}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field `space`")),
+        "{v}"
+    );
+}

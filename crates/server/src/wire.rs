@@ -7,8 +7,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
 use ochre::{
-    CollectionConfiguration, CollectionInfo, GetResult, HnswConfig, Include, Metadata,
-    MetadataValue, QueryResult, Space, UpdateMetadata, Where, WhereDocument,
+    CollectionConfiguration, CollectionInfo, GetResult, HnswConfig, HnswPatch, Include, Metadata,
+    MetadataValue, QueryResult, UpdateMetadata, Where, WhereDocument,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -103,52 +103,13 @@ pub struct CreateCollectionBody {
 #[derive(Deserialize, Default, ToSchema)]
 pub struct ConfigurationBody {
     #[serde(default)]
-    pub hnsw: Option<HnswBody>,
+    pub hnsw: Option<HnswPatch>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub spann: Option<Map<String, Value>>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub embedding_function: Option<Value>,
-}
-
-#[derive(Deserialize, Default, Clone, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HnswBody {
-    #[serde(default)]
-    pub space: Option<SpaceBody>,
-    #[serde(default)]
-    pub ef_construction: Option<u64>,
-    #[serde(default)]
-    pub ef_search: Option<u64>,
-    #[serde(default)]
-    pub max_neighbors: Option<u64>,
-    #[serde(default)]
-    pub num_threads: Option<u64>,
-    #[serde(default)]
-    pub resize_factor: Option<f64>,
-    #[serde(default)]
-    pub sync_threshold: Option<u64>,
-    #[serde(default)]
-    pub batch_size: Option<u64>,
-}
-
-#[derive(Deserialize, Clone, Copy, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SpaceBody {
-    L2,
-    Cosine,
-    Ip,
-}
-
-impl From<SpaceBody> for Space {
-    fn from(s: SpaceBody) -> Space {
-        match s {
-            SpaceBody::L2 => Space::L2,
-            SpaceBody::Cosine => Space::Cosine,
-            SpaceBody::Ip => Space::Ip,
-        }
-    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -164,8 +125,9 @@ pub struct ModifyCollectionBody {
 
 #[derive(Deserialize, Default, ToSchema)]
 pub struct ModifyConfigurationBody {
-    #[serde(default)]
-    pub hnsw: Option<HnswUpdateBody>,
+    /// Only the parameters that may change after creation (no `space`, no `ef_construction`).
+    #[serde(default, deserialize_with = "hnsw_update")]
+    pub hnsw: Option<HnswPatch>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub spann: Option<Map<String, Value>>,
@@ -174,21 +136,37 @@ pub struct ModifyConfigurationBody {
     pub embedding_function: Option<Value>,
 }
 
-#[derive(Deserialize, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HnswUpdateBody {
-    #[serde(default)]
-    pub ef_search: Option<u64>,
-    #[serde(default)]
-    pub max_neighbors: Option<u64>,
-    #[serde(default)]
-    pub num_threads: Option<u64>,
-    #[serde(default)]
-    pub resize_factor: Option<f64>,
-    #[serde(default)]
-    pub sync_threshold: Option<u64>,
-    #[serde(default)]
-    pub batch_size: Option<u64>,
+/// Deserializes an optional [`HnswPatch`] that must not set any of `refused`: those are reported
+/// as unknown fields (`expected` lists the accepted ones), as a body type without them would.
+pub(crate) fn patch_without<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    refused: &[&str],
+    expected: &'static [&'static str],
+) -> Result<Option<HnswPatch>, D::Error> {
+    let patch = Option::<HnswPatch>::deserialize(d)?;
+    if let Some(field) = patch
+        .as_ref()
+        .and_then(|p| p.set_fields().find(|f| refused.contains(f)))
+    {
+        return Err(serde::de::Error::unknown_field(field, expected));
+    }
+    Ok(patch)
+}
+
+/// A modify request's `hnsw` block: the parameters that may change after creation.
+fn hnsw_update<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HnswPatch>, D::Error> {
+    patch_without(
+        d,
+        &["space", "ef_construction"],
+        &[
+            "ef_search",
+            "max_neighbors",
+            "num_threads",
+            "resize_factor",
+            "sync_threshold",
+            "batch_size",
+        ],
+    )
 }
 
 fn hnsw_from_metadata(m: &Map<String, Value>) -> Result<Option<HnswConfig>, ApiError> {
@@ -226,33 +204,6 @@ fn hnsw_from_metadata(m: &Map<String, Value>) -> Result<Option<HnswConfig>, ApiE
     Ok(any.then_some(cfg))
 }
 
-fn apply_hnsw(cfg: &mut HnswConfig, h: &HnswBody) {
-    if let Some(s) = h.space {
-        cfg.space = s.into();
-    }
-    if let Some(v) = h.ef_construction {
-        cfg.ef_construction = v;
-    }
-    if let Some(v) = h.ef_search {
-        cfg.ef_search = v;
-    }
-    if let Some(v) = h.max_neighbors {
-        cfg.max_neighbors = v;
-    }
-    if let Some(v) = h.num_threads {
-        cfg.num_threads = v;
-    }
-    if let Some(v) = h.resize_factor {
-        cfg.resize_factor = v;
-    }
-    if let Some(v) = h.sync_threshold {
-        cfg.sync_threshold = v;
-    }
-    if let Some(v) = h.batch_size {
-        cfg.batch_size = v;
-    }
-}
-
 /// Resolves the collection configuration from a create request (spec §11.3): `configuration`
 /// first, `hnsw:*` metadata where it says nothing, then the schema ([`crate::schema::reconcile`]).
 pub fn resolve_configuration(
@@ -272,7 +223,7 @@ pub fn resolve_configuration(
         out.embedding_function = c.embedding_function.clone().filter(|v| !v.is_null());
         if let Some(h) = &c.hnsw {
             let mut cfg = defaults.clone();
-            apply_hnsw(&mut cfg, h);
+            h.apply(&mut cfg);
             out.hnsw = match meta_cfg {
                 Some(m) if cfg == defaults => m,
                 _ => cfg,
@@ -280,9 +231,9 @@ pub fn resolve_configuration(
         } else if let Some(s) = &c.spann {
             let mut cfg = defaults.clone();
             if let Some(space) = s.get("space").and_then(Value::as_str) {
-                cfg.space = space
-                    .parse()
-                    .map_err(|e: String| ApiError::shape(format!("spann.space: {e}")))?;
+                cfg.space = space.parse().map_err(|e: ochre_types::UnknownSpace| {
+                    ApiError::shape(format!("spann.space: {e}"))
+                })?;
             }
             out.hnsw = cfg;
         } else if let Some(m) = meta_cfg {

@@ -1,9 +1,9 @@
 //! Encodings of values inside SQLite columns (see docs/format/sqlite.md).
 
 use ochre_types::{
-    metadata_from_json, metadata_to_json, CollectionConfiguration, HnswConfig, Metadata,
+    metadata_from_json, metadata_to_json, CollectionConfiguration, Metadata, MetadataError,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Embedding column: the f32 values, little-endian, back to back.
 pub(crate) fn encode_embedding(v: &[f32]) -> Vec<u8> {
@@ -14,16 +14,36 @@ pub(crate) fn encode_embedding(v: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Why a stored value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// An embedding column that is empty or not a whole number of 4-byte floats.
+    #[error("embedding of {0} bytes")]
+    Embedding(usize),
+    /// A JSON column that does not parse or has the wrong shape.
+    #[error("{column}: {source}")]
+    Json {
+        column: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("metadata: {0}")]
+    Metadata(#[from] MetadataError),
+    #[error("metadata key {0} holds null")]
+    NullValue(String),
+}
+
 /// Checks an embedding column: non-empty, a whole number of 4-byte floats.
-pub(crate) fn check_embedding(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_embedding(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
-        return Err(format!("embedding of {} bytes", bytes.len()));
+        return Err(DecodeError::Embedding(bytes.len()));
     }
     Ok(())
 }
 
 #[cfg(test)]
-pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, String> {
+pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
     check_embedding(bytes)?;
     Ok(bytes
         .chunks_exact(4)
@@ -36,78 +56,32 @@ pub(crate) fn encode_metadata(m: &Metadata) -> String {
     metadata_to_json(m).to_string()
 }
 
-pub(crate) fn decode_metadata(text: &str) -> Result<Metadata, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("metadata: {e}"))?;
+pub(crate) fn decode_metadata(text: &str) -> Result<Metadata, DecodeError> {
+    let v: Value = serde_json::from_str(text).map_err(|source| DecodeError::Json {
+        column: "metadata",
+        source,
+    })?;
     metadata_from_json(&v)?
         .into_iter()
-        .map(|(k, v)| match v {
-            Some(v) => Ok((k, v)),
-            None => Err(format!("metadata key {k} holds null")),
-        })
+        .map(|(k, v)| v.map(|v| (k.clone(), v)).ok_or(DecodeError::NullValue(k)))
         .collect()
 }
 
-/// Configuration column: a JSON object with the HNSW parameters, the embedding function
-/// descriptor and the schema.
+/// Configuration column: [`CollectionConfiguration`] as JSON (its serde shape: `hnsw` with
+/// every parameter, `embedding_function` and `schema`, null when absent).
 pub fn encode_configuration(c: &CollectionConfiguration) -> String {
-    let h = &c.hnsw;
-    json!({
-        "hnsw": {
-            "space": h.space.as_str(),
-            "ef_construction": h.ef_construction,
-            "ef_search": h.ef_search,
-            "max_neighbors": h.max_neighbors,
-            "num_threads": h.num_threads,
-            "resize_factor": h.resize_factor,
-            "sync_threshold": h.sync_threshold,
-            "batch_size": h.batch_size,
-        },
-        "embedding_function": c.embedding_function,
-        "schema": c.schema,
-    })
-    .to_string()
+    serde_json::to_string(c)
+        .expect("a configuration always serializes (string keys, finite-or-null floats)")
 }
 
 /// Parses a configuration column.
 ///
 /// # Errors
-/// A description of the first missing or mistyped field.
-pub fn decode_configuration(text: &str) -> Result<CollectionConfiguration, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("configuration: {e}"))?;
-    let h = v
-        .get("hnsw")
-        .and_then(Value::as_object)
-        .ok_or("configuration: missing hnsw")?;
-    let int = |k: &str| {
-        h.get(k)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("configuration: hnsw.{k} missing"))
-    };
-    let space = h
-        .get("space")
-        .and_then(Value::as_str)
-        .ok_or("configuration: hnsw.space missing")?
-        .parse()?;
-    let opt = |k: &str| match v.get(k) {
-        None | Some(Value::Null) => None,
-        Some(x) => Some(x.clone()),
-    };
-    Ok(CollectionConfiguration {
-        hnsw: HnswConfig {
-            space,
-            ef_construction: int("ef_construction")?,
-            ef_search: int("ef_search")?,
-            max_neighbors: int("max_neighbors")?,
-            num_threads: int("num_threads")?,
-            resize_factor: h
-                .get("resize_factor")
-                .and_then(Value::as_f64)
-                .ok_or("configuration: hnsw.resize_factor missing")?,
-            sync_threshold: int("sync_threshold")?,
-            batch_size: int("batch_size")?,
-        },
-        embedding_function: opt("embedding_function"),
-        schema: opt("schema"),
+/// [`DecodeError::Json`] saying which field is missing or mistyped.
+pub fn decode_configuration(text: &str) -> Result<CollectionConfiguration, DecodeError> {
+    serde_json::from_str(text).map_err(|source| DecodeError::Json {
+        column: "configuration",
+        source,
     })
 }
 
@@ -115,11 +89,12 @@ pub fn decode_configuration(text: &str) -> Result<CollectionConfiguration, Strin
 mod tests {
     use super::*;
     use ochre_types::{MetadataValue, Space};
+    use serde_json::json;
 
     #[test]
     fn embedding_round_trip_and_rejects_torn_blobs() {
         let v = vec![1.5f32, -0.0, f32::MIN_POSITIVE, 3.0e38];
-        assert_eq!(decode_embedding(&encode_embedding(&v)), Ok(v));
+        assert_eq!(decode_embedding(&encode_embedding(&v)).expect("valid"), v);
         assert!(decode_embedding(&[1, 2, 3]).is_err());
         assert!(decode_embedding(&[]).is_err());
         assert_eq!(encode_embedding(&[1.0]), vec![0, 0, 0x80, 0x3f]);
@@ -131,9 +106,30 @@ mod tests {
         c.hnsw.space = Space::Cosine;
         c.hnsw.resize_factor = -1.0;
         c.embedding_function = Some(json!({"type": "known", "name": "default", "config": {}}));
-        assert_eq!(decode_configuration(&encode_configuration(&c)), Ok(c));
+        assert_eq!(
+            decode_configuration(&encode_configuration(&c)).expect("valid"),
+            c
+        );
         assert!(decode_configuration("{}").is_err());
         assert!(decode_configuration("not json").is_err());
+    }
+
+    #[test]
+    fn configuration_columns_written_by_the_old_encoder_still_decode() {
+        // The column as the hand-written encoder of store formats 1 and 2 wrote it (keys sorted);
+        // the serde-derived codec reads it, and writes the same JSON value.
+        let text = r#"{"embedding_function":null,"hnsw":{"batch_size":100,"ef_construction":100,"ef_search":100,"max_neighbors":16,"num_threads":2,"resize_factor":1.2,"space":"l2","sync_threshold":1000},"schema":null}"#;
+        let c = CollectionConfiguration {
+            hnsw: ochre_types::HnswConfig {
+                num_threads: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(decode_configuration(text).expect("valid"), c);
+        let written: Value = serde_json::from_str(&encode_configuration(&c)).expect("json");
+        let old: Value = serde_json::from_str(text).expect("json");
+        assert_eq!(written, old);
     }
 
     #[test]
@@ -144,7 +140,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(decode_metadata(&encode_metadata(&m)), Ok(m));
+        assert_eq!(decode_metadata(&encode_metadata(&m)).expect("valid"), m);
         assert!(decode_metadata("{\"a\":null}").is_err());
     }
 }

@@ -18,7 +18,7 @@ mod codec;
 mod lock;
 mod store;
 
-pub use codec::{decode_configuration, encode_configuration};
+pub use codec::{decode_configuration, encode_configuration, DecodeError};
 pub use lock::DirLock;
 pub use store::{
     CollectionRow, DatabaseRow, LoadedRecord, Mutation, RawEmbedding, RecordRow, Store,
@@ -43,8 +43,15 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// Damaged or foreign bytes; `source` is the decoding error when a stored value did not
+    /// decode (its text is part of `detail`).
     #[error("{path} is corrupted: {detail}")]
-    Corrupted { path: PathBuf, detail: String },
+    Corrupted {
+        path: PathBuf,
+        detail: String,
+        #[source]
+        source: Option<DecodeError>,
+    },
     #[error("{path} is locked by another Ochre process (pid {holder}); close it first or use another directory")]
     Locked { path: PathBuf, holder: String },
     #[error("{path} has format version {found}; this Ochre reads versions {oldest} to {newest}")]
@@ -64,6 +71,7 @@ impl Error {
                 return Error::Corrupted {
                     path: path.to_owned(),
                     detail: source.to_string(),
+                    source: None,
                 };
             }
         }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::codec::{
     check_embedding, decode_configuration, decode_metadata, encode_configuration, encode_embedding,
-    encode_metadata,
+    encode_metadata, DecodeError,
 };
 use crate::{Error, Result};
 
@@ -97,8 +97,8 @@ impl StoredMetadata {
     /// The metadata.
     ///
     /// # Errors
-    /// A description of what is malformed (the caller names the record and the file).
-    pub fn decode(&self) -> std::result::Result<Metadata, String> {
+    /// What is malformed (the caller names the record and the file).
+    pub fn decode(&self) -> std::result::Result<Metadata, DecodeError> {
         decode_metadata(&self.0)
     }
 }
@@ -188,6 +188,7 @@ impl Store {
             return Err(Error::Corrupted {
                 path,
                 detail: format!("not an Ochre store (application_id {app:#x})"),
+                source: None,
             });
         }
         if version > FORMAT_VERSION || (version != 0 && version < OLDEST_SUPPORTED_FORMAT) {
@@ -213,6 +214,7 @@ impl Store {
             return Err(Error::Corrupted {
                 path,
                 detail: format!("cannot switch to WAL journal mode (got {mode})"),
+                source: None,
             });
         }
         conn.execute_batch(
@@ -244,10 +246,19 @@ impl Store {
         Error::sqlite(&self.path, e)
     }
 
+    fn undecodable(&self, what: String, source: DecodeError) -> Error {
+        Error::Corrupted {
+            path: self.path.clone(),
+            detail: format!("{what}: {source}"),
+            source: Some(source),
+        }
+    }
+
     fn corrupted(&self, detail: impl Into<String>) -> Error {
         Error::Corrupted {
             path: self.path.clone(),
             detail: detail.into(),
+            source: None,
         }
     }
 
@@ -280,6 +291,7 @@ impl Store {
                         detail: format!(
                             "migration {version} was applied with hash {h}, this build has {hash}"
                         ),
+                        source: None,
                     })
                 }
                 None => {
@@ -504,6 +516,8 @@ impl Store {
             .map(
                 |(key, id, db, name, metadata, config, dimension, forks, ops)| {
                     let bad = |d: String| self.corrupted(format!("collection {name}: {d}"));
+                    let undecodable =
+                        |source| self.undecodable(format!("collection {name}"), source);
                     Ok(CollectionRow {
                         key,
                         id: CollectionId(self.uuid(&id)?),
@@ -512,8 +526,8 @@ impl Store {
                             .as_deref()
                             .map(decode_metadata)
                             .transpose()
-                            .map_err(bad)?,
-                        configuration: decode_configuration(&config).map_err(bad)?,
+                            .map_err(undecodable)?,
+                        configuration: decode_configuration(&config).map_err(undecodable)?,
                         dimension: dimension
                             .map(|d| u32::try_from(d).map_err(|_| bad(format!("dimension {d}"))))
                             .transpose()?,
@@ -557,7 +571,8 @@ impl Store {
             let bytes = blob
                 .as_blob()
                 .map_err(|_| self.corrupted(format!("record {id:?}: embedding is not a blob")))?;
-            check_embedding(bytes).map_err(|d| self.corrupted(format!("record {id:?}: {d}")))?;
+            check_embedding(bytes)
+                .map_err(|source| self.undecodable(format!("record {id:?}"), source))?;
             let embedding = RawEmbedding(bytes);
             let metadata: Option<String> = row.get(5).map_err(|e| self.sql(e))?;
             f(LoadedRecord {
@@ -705,7 +720,7 @@ mod tests {
                 embedding,
                 r.embedding.dimension(),
                 r.document,
-                r.metadata.map(|m| m.decode()),
+                r.metadata.map(|m| m.decode().expect("valid metadata")),
             ));
             Ok(())
         })
@@ -715,7 +730,7 @@ mod tests {
         assert_eq!(got[0].1, vec![1.0, 2.0]);
         assert_eq!(got[0].2, 2);
         assert_eq!(got[0].3.as_deref(), Some("doc"));
-        assert_eq!(got[0].4, Some(Ok(meta)));
+        assert_eq!(got[0].4, Some(meta));
         s.check_integrity().expect("intact");
     }
 

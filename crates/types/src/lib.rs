@@ -2,8 +2,8 @@
 //!
 //! This crate holds identifiers ([`CollectionId`], [`DatabaseId`], [`SeqNo`]), record metadata
 //! ([`MetadataValue`], [`Metadata`]), the filter language ([`Where`], [`WhereDocument`]) with its
-//! parser and evaluator, distance spaces ([`Space`]) and collection configuration ([`HnswConfig`],
-//! [`CollectionConfiguration`]), and the name validators.
+//! parser and evaluator, distance spaces ([`Space`]) and collection configuration ([`HnswConfig`], its patch
+//! [`HnswPatch`], [`CollectionConfiguration`]), and the name validators.
 //!
 //! It is not a place for I/O, async code or storage: nothing here touches a file or a socket.
 //!
@@ -18,11 +18,15 @@ mod ids;
 mod metadata;
 mod names;
 
-pub use config::{CollectionConfiguration, HnswConfig, Space};
+pub use config::{
+    CollectionConfiguration, ConfigError, HnswConfig, HnswPatch, Space, UnknownSpace,
+};
 pub use filter::{DocOp, IdOp, MetaOp, Scalar, ScalarList, Where, WhereDocument, WhereError};
 pub use ids::{CollectionId, DatabaseId, SeqNo};
 pub use metadata::{
     compare_int_float, metadata_from_json, metadata_to_json, validate_record_metadata, Metadata,
-    MetadataLookup, MetadataValue, UpdateMetadata,
+    MetadataError, MetadataLookup, MetadataValue, UpdateMetadata,
 };
-pub use names::{validate_collection_name, validate_database_name, validate_tenant_name};
+pub use names::{
+    validate_collection_name, validate_database_name, validate_tenant_name, NameError,
+};

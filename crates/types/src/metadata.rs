@@ -90,7 +90,7 @@ impl MetadataValue {
     /// # Errors
     /// A description of the shape problem (null, object, nested or mixed arrays, integers that fit
     /// neither i64 nor f64).
-    pub fn from_json(v: &Value) -> Result<Option<MetadataValue>, String> {
+    pub fn from_json(v: &Value) -> Result<Option<MetadataValue>, MetadataError> {
         Ok(Some(match v {
             Value::Bool(b) => MetadataValue::Bool(*b),
             Value::Number(n) => number(n)?,
@@ -148,11 +148,11 @@ impl MetadataValue {
                             )
                         }
                     }
-                    _ => return Err("arrays may only hold strings, booleans or numbers".into()),
+                    _ => return Err(MetadataError::BadArrayElement),
                 }
             }
-            Value::Null => return Err("null is not a metadata value here".into()),
-            Value::Object(_) => return Err("nested objects are not metadata values".into()),
+            Value::Null => return Err(MetadataError::Null),
+            Value::Object(_) => return Err(MetadataError::Nested),
         }))
     }
 
@@ -168,21 +168,54 @@ impl MetadataValue {
     }
 }
 
-fn mixed() -> String {
-    "array elements must all have the same type".into()
+/// Why a JSON value is not metadata, or metadata breaks a rule. The messages are Chroma's where
+/// Chroma has one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    #[error("metadata must be an object")]
+    NotAnObject,
+    #[error("null is not a metadata value here")]
+    Null,
+    #[error("nested objects are not metadata values")]
+    Nested,
+    #[error("arrays may only hold strings, booleans or numbers")]
+    BadArrayElement,
+    #[error("array elements must all have the same type")]
+    MixedArray,
+    #[error("number out of range")]
+    NumberOutOfRange,
+    /// The value of `key` is malformed.
+    #[error("{key}: {source}")]
+    Key {
+        key: String,
+        #[source]
+        source: Box<MetadataError>,
+    },
+    #[error("Metadata key cannot be empty")]
+    EmptyKey,
+    #[error("Metadata key cannot start with '#' or '$': {0}")]
+    ReservedStart(String),
+    #[error("Metadata key is reserved: {0}")]
+    ReservedKey(String),
+    #[error("Metadata value for {0} must be finite")]
+    NotFinite(String),
+    #[error("Metadata list for {0} must be non-empty")]
+    EmptyList(String),
 }
 
-fn number(n: &Number) -> Result<MetadataValue, String> {
+fn mixed() -> MetadataError {
+    MetadataError::MixedArray
+}
+
+fn number(n: &Number) -> Result<MetadataValue, MetadataError> {
     if let Some(i) = n.as_i64() {
         Ok(MetadataValue::Int(i))
-    } else if let Some(f) = n.as_f64() {
-        if f.is_finite() {
-            Ok(MetadataValue::Float(f))
-        } else {
-            Err("number out of range".into())
-        }
     } else {
-        Err("number out of range".into())
+        match n.as_f64() {
+            Some(f) if f.is_finite() => Ok(MetadataValue::Float(f)),
+            _ => Err(MetadataError::NumberOutOfRange),
+        }
     }
 }
 
@@ -199,10 +232,11 @@ pub fn metadata_to_json(m: &Metadata) -> Value {
 /// are dropped.
 ///
 /// # Errors
-/// Text naming the key whose value has the wrong shape, or saying the value is not an object.
-pub fn metadata_from_json(v: &Value) -> Result<UpdateMetadata, String> {
+/// [`MetadataError::Key`] naming the key whose value has the wrong shape, or
+/// [`MetadataError::NotAnObject`].
+pub fn metadata_from_json(v: &Value) -> Result<UpdateMetadata, MetadataError> {
     let Value::Object(map) = v else {
-        return Err("metadata must be an object".into());
+        return Err(MetadataError::NotAnObject);
     };
     let mut out = UpdateMetadata::new();
     for (k, v) in map {
@@ -210,7 +244,11 @@ pub fn metadata_from_json(v: &Value) -> Result<UpdateMetadata, String> {
             out.insert(k.clone(), None);
             continue;
         }
-        if let Some(value) = MetadataValue::from_json(v).map_err(|e| format!("{k}: {e}"))? {
+        let value = MetadataValue::from_json(v).map_err(|e| MetadataError::Key {
+            key: k.clone(),
+            source: Box::new(e),
+        })?;
+        if let Some(value) = value {
             out.insert(k.clone(), Some(value));
         }
     }
@@ -223,40 +261,44 @@ pub fn metadata_from_json(v: &Value) -> Result<UpdateMetadata, String> {
 /// prefix `chroma:`; floats must be finite; arrays must be non-empty.
 ///
 /// # Errors
-/// A description of the first violation.
+/// The first violation ([`MetadataError::EmptyKey`], [`MetadataError::ReservedStart`],
+/// [`MetadataError::ReservedKey`], [`MetadataError::NotFinite`], [`MetadataError::EmptyList`]).
 pub fn validate_record_metadata<'a>(
     entries: impl IntoIterator<Item = (&'a String, Option<&'a MetadataValue>)>,
-) -> Result<(), String> {
+) -> Result<(), MetadataError> {
     for (k, v) in entries {
         if k.is_empty() {
-            return Err("Metadata key cannot be empty".into());
+            return Err(MetadataError::EmptyKey);
         }
         if k.starts_with('#') || k.starts_with('$') {
-            return Err(format!("Metadata key cannot start with '#' or '$': {k}"));
+            return Err(MetadataError::ReservedStart(k.clone()));
         }
         if k.starts_with("chroma:") {
-            return Err(format!("Metadata key is reserved: {k}"));
+            return Err(MetadataError::ReservedKey(k.clone()));
         }
-        match v {
-            Some(MetadataValue::Float(f)) if !f.is_finite() => {
-                return Err(format!("Metadata value for {k} must be finite"))
-            }
-            Some(MetadataValue::FloatArray(a)) if a.iter().any(|f| !f.is_finite()) => {
-                return Err(format!("Metadata value for {k} must be finite"))
-            }
-            Some(MetadataValue::BoolArray(a)) if a.is_empty() => {
-                return Err(format!("Metadata list for {k} must be non-empty"))
-            }
-            Some(MetadataValue::IntArray(a)) if a.is_empty() => {
-                return Err(format!("Metadata list for {k} must be non-empty"))
-            }
-            Some(MetadataValue::FloatArray(a)) if a.is_empty() => {
-                return Err(format!("Metadata list for {k} must be non-empty"))
-            }
-            Some(MetadataValue::StrArray(a)) if a.is_empty() => {
-                return Err(format!("Metadata list for {k} must be non-empty"))
-            }
-            _ => {}
+        let empty = match v {
+            Some(MetadataValue::BoolArray(a)) => a.is_empty(),
+            Some(MetadataValue::IntArray(a)) => a.is_empty(),
+            Some(MetadataValue::FloatArray(a)) => a.is_empty(),
+            Some(MetadataValue::StrArray(a)) => a.is_empty(),
+            Some(
+                MetadataValue::Bool(_)
+                | MetadataValue::Int(_)
+                | MetadataValue::Float(_)
+                | MetadataValue::Str(_),
+            )
+            | None => false,
+        };
+        let finite = match v {
+            Some(MetadataValue::Float(f)) => f.is_finite(),
+            Some(MetadataValue::FloatArray(a)) => a.iter().all(|f| f.is_finite()),
+            _ => true,
+        };
+        if !finite {
+            return Err(MetadataError::NotFinite(k.clone()));
+        }
+        if empty {
+            return Err(MetadataError::EmptyList(k.clone()));
         }
     }
     Ok(())

@@ -2,15 +2,34 @@
 
 use std::net::IpAddr;
 
+/// A name that breaks Chroma's rules; the message is Chroma's validator text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// A tenant name of fewer than three characters.
+    #[error("Validation error: name: Validation error: length [{{\"min\": Number(3), \"value\": String({0:?})}}]")]
+    TenantTooShort(String),
+    /// Length outside 3–512, a character outside `[a-zA-Z0-9._-]`, or a non-alphanumeric end.
+    #[error("Expected a name containing 3-512 characters from [a-zA-Z0-9._-], starting and ending with a character in [a-zA-Z0-9]. Got: {0}")]
+    Shape(String),
+    #[error("Expected a name that does not contains two consecutive periods (..). Got {0}")]
+    DoublePeriod(String),
+    #[error("Expected a name that is not a valid ip address. Got {0}")]
+    IpAddress(String),
+    /// A `topology+name` longer than 512 bytes (the length).
+    #[error("Expected a name containing 3-512 characters. Got: {0}")]
+    TooLong(usize),
+    #[error("Expected a name to contain at most one topology:  Got two `+` characters.")]
+    TwoTopologies,
+}
+
 /// Tenant names need at least three characters; nothing else is checked.
 ///
 /// # Errors
-/// Chroma's length message.
-pub fn validate_tenant_name(name: &str) -> Result<(), String> {
+/// [`NameError::TenantTooShort`].
+pub fn validate_tenant_name(name: &str) -> Result<(), NameError> {
     if name.chars().count() < 3 {
-        return Err(format!(
-            "Validation error: name: Validation error: length [{{\"min\": Number(3), \"value\": String({name:?})}}]"
-        ));
+        return Err(NameError::TenantTooShort(name.to_owned()));
     }
     Ok(())
 }
@@ -18,12 +37,12 @@ pub fn validate_tenant_name(name: &str) -> Result<(), String> {
 /// Database names follow the collection name rules.
 ///
 /// # Errors
-/// The validator text, without a prefix.
-pub fn validate_database_name(name: &str) -> Result<(), String> {
+/// As [`validate_collection_name`].
+pub fn validate_database_name(name: &str) -> Result<(), NameError> {
     validate_collection_name(name)
 }
 
-fn plain_name(name: &str) -> Result<(), String> {
+fn plain_name(name: &str) -> Result<(), NameError> {
     let bytes = name.as_bytes();
     let alnum = |b: u8| b.is_ascii_alphanumeric();
     let ok_len = (3..=512).contains(&bytes.len());
@@ -35,19 +54,13 @@ fn plain_name(name: &str) -> Result<(), String> {
         || !bytes.first().is_some_and(|&b| alnum(b))
         || !bytes.last().is_some_and(|&b| alnum(b))
     {
-        return Err(format!(
-            "Expected a name containing 3-512 characters from [a-zA-Z0-9._-], starting and ending with a character in [a-zA-Z0-9]. Got: {name}"
-        ));
+        return Err(NameError::Shape(name.to_owned()));
     }
     if name.contains("..") {
-        return Err(format!(
-            "Expected a name that does not contains two consecutive periods (..). Got {name}"
-        ));
+        return Err(NameError::DoublePeriod(name.to_owned()));
     }
     if name.parse::<IpAddr>().is_ok() {
-        return Err(format!(
-            "Expected a name that is not a valid ip address. Got {name}"
-        ));
+        return Err(NameError::IpAddress(name.to_owned()));
     }
     Ok(())
 }
@@ -56,24 +69,19 @@ fn plain_name(name: &str) -> Result<(), String> {
 /// not an IP address; one `+` splits a topology prefix, both halves valid).
 ///
 /// # Errors
-/// The validator text, without a `Validation error: name:` prefix.
-pub fn validate_collection_name(name: &str) -> Result<(), String> {
-    match name.matches('+').count() {
-        0 => plain_name(name),
-        1 => {
-            let (topology, rest) = name.split_once('+').expect("one '+' is present");
+/// The rule broken; its message is the validator text, without a `Validation error: name:`
+/// prefix.
+pub fn validate_collection_name(name: &str) -> Result<(), NameError> {
+    match name.split_once('+') {
+        None => plain_name(name),
+        Some((_, rest)) if rest.contains('+') => Err(NameError::TwoTopologies),
+        Some((topology, rest)) => {
             plain_name(topology)?;
             plain_name(rest)?;
             if name.len() > 512 {
-                return Err(format!(
-                    "Expected a name containing 3-512 characters. Got: {}",
-                    name.len()
-                ));
+                return Err(NameError::TooLong(name.len()));
             }
             Ok(())
-        }
-        _ => {
-            Err("Expected a name to contain at most one topology:  Got two `+` characters.".into())
         }
     }
 }
@@ -102,8 +110,12 @@ mod tests {
             assert!(validate_collection_name(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            validate_collection_name("db").expect_err("short"),
+            validate_collection_name("db").expect_err("short").to_string(),
             "Expected a name containing 3-512 characters from [a-zA-Z0-9._-], starting and ending with a character in [a-zA-Z0-9]. Got: db"
+        );
+        assert_eq!(
+            validate_collection_name("a+b+c"),
+            Err(NameError::TwoTopologies)
         );
     }
 
@@ -111,7 +123,7 @@ mod tests {
     fn tenant_names_need_three_chars() {
         assert!(validate_tenant_name("a b").is_ok());
         assert_eq!(
-            validate_tenant_name("t1").expect_err("short"),
+            validate_tenant_name("t1").expect_err("short").to_string(),
             "Validation error: name: Validation error: length [{\"min\": Number(3), \"value\": String(\"t1\")}]"
         );
     }

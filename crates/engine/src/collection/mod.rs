@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ochre_index::{AnyIndex, HnswParams, Neighbor, VectorIndex};
+use ochre_index::{HnswIndex, Neighbor};
 use ochre_storage::{CollectionRow, Mutation, RecordRow};
 use ochre_types::{CollectionConfiguration, CollectionId, Metadata, SeqNo, Where, WhereDocument};
 use parking_lot::RwLock;
@@ -23,31 +23,24 @@ mod recovery;
 /// Largest sequence number a collection may hand out (the store reserves 40 bits).
 const MAX_SEQ: u64 = (1 << 40) - 1;
 
-/// A configured HNSW size parameter as the index takes it: at least `lo`, at most 2^16.
-fn hnsw_param(v: u64, lo: usize) -> usize {
-    (v.min(1 << 16) as usize).max(lo)
-}
-
 /// The vector index for a collection: HNSW with the collection's parameters.
-fn new_index(row: &CollectionRow, dimension: u32) -> AnyIndex {
-    let h = &row.configuration.hnsw;
-    AnyIndex::hnsw(
-        h.space,
-        dimension as usize,
-        HnswParams {
-            m: hnsw_param(h.max_neighbors, 2),
-            ef_construction: hnsw_param(h.ef_construction, 1),
-            ef_search: hnsw_param(h.ef_search, 1),
-            threads: build_threads(h.num_threads),
-            ..HnswParams::default()
-        },
-    )
+fn new_index(row: &CollectionRow, dimension: u32) -> HnswIndex {
+    HnswIndex::new(dimension as usize, &row.configuration.hnsw)
 }
 
-/// Index build threads: the collection's `num_threads`, at most the machine's cores.
-fn build_threads(num_threads: u64) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (num_threads.min(1 << 10) as usize).clamp(1, cores)
+/// Stores `items` in `index` on the index's build threads.
+fn insert_all(index: &mut HnswIndex, items: &[(SeqNo, &[f32])]) {
+    let threads = index.threads();
+    index.insert_batch(items, threads);
+}
+
+/// Rebuilds the index when deletions have degraded it; true if it did.
+fn maintain(index: &mut HnswIndex) -> bool {
+    if !index.needs_rebuild() {
+        return false;
+    }
+    *index = index.rebuilt(index.threads());
+    true
 }
 
 /// A record's non-vector fields; the embedding lives in the vector index.
@@ -75,7 +68,7 @@ pub(crate) struct CollectionState {
     meta: MetaIndex,
     /// The metadata keys the records share.
     keys: KeyInterner,
-    index: Option<AnyIndex>,
+    index: Option<HnswIndex>,
     next_seq: u64,
     /// Index changes since the last checkpoint.
     dirty: usize,
@@ -157,10 +150,7 @@ impl CollectionState {
         if self.dirty == 0 || (!force && self.dirty < threshold) {
             return None;
         }
-        let bytes = match self.index.as_ref()? {
-            AnyIndex::Hnsw(h) => h.to_checkpoint(),
-            AnyIndex::Flat(_) => return None,
-        };
+        let bytes = self.index.as_ref()?.to_checkpoint();
         self.dirty = 0;
         Some(bytes)
     }
@@ -179,11 +169,11 @@ impl CollectionState {
         }
     }
 
-    /// Applies changed `ef_search` / `num_threads` to the live index.
-    pub(crate) fn apply_tuning(&mut self, ef: u64, num_threads: u64) {
+    /// Applies the configuration's changeable knobs (`ef_search`, `num_threads`) to the live
+    /// index.
+    pub(crate) fn apply_tuning(&mut self) {
         if let Some(ix) = self.index.as_mut() {
-            ix.set_ef_search(hnsw_param(ef, 1));
-            ix.set_threads(build_threads(num_threads));
+            ix.configure(&self.row.configuration.hnsw);
         }
     }
 
@@ -364,32 +354,6 @@ impl Collection {
         Error::not_found(format!("Collection [{}] does not exist.", self.handle.id))
     }
 
-    /// Rewrites the schema stored with the collection, atomically with respect to other changes
-    /// of the collection: `f` sees the current configuration and returns the new schema, or `None`
-    /// to leave it unchanged. The HTTP layer uses this to record metadata keys as writes introduce
-    /// them.
-    ///
-    /// # Errors
-    /// [`ErrorKind::NotFound`] when the collection was deleted; a storage failure.
-    pub fn update_schema(
-        &self,
-        f: impl FnOnce(&CollectionConfiguration) -> Option<serde_json::Value>,
-    ) -> Result<()> {
-        let mut st = self.handle.state.write();
-        if st.dropped {
-            return Err(self.gone());
-        }
-        self.inner.check_writable()?;
-        let Some(schema) = f(&st.row.configuration) else {
-            return Ok(());
-        };
-        let mut row = st.row.clone();
-        row.configuration.schema = Some(schema);
-        self.inner.commit(&[Mutation::PutCollection(&row)])?;
-        st.row = row;
-        Ok(())
-    }
-
     /// The collection id.
     pub fn id(&self) -> CollectionId {
         self.handle.id
@@ -405,7 +369,7 @@ impl Collection {
     /// # Errors
     /// Validation errors (nothing is written); [`ErrorKind::NotFound`]; storage errors.
     pub fn add(&self, batch: RecordBatch) -> Result<()> {
-        self.write(WriteKind::Add, batch)
+        self.write(WriteKind::Add, batch, |_| None)
     }
 
     /// Inserts new ids and merges into existing ones (metadata key by key; `None` values delete).
@@ -413,7 +377,7 @@ impl Collection {
     /// # Errors
     /// As [`Collection::add`].
     pub fn upsert(&self, batch: RecordBatch) -> Result<()> {
-        self.write(WriteKind::Upsert, batch)
+        self.write(WriteKind::Upsert, batch, |_| None)
     }
 
     /// Changes existing records; unknown ids are skipped silently.
@@ -421,10 +385,32 @@ impl Collection {
     /// # Errors
     /// As [`Collection::add`].
     pub fn update(&self, batch: RecordBatch) -> Result<()> {
-        self.write(WriteKind::Update, batch)
+        self.write(WriteKind::Update, batch, |_| None)
     }
 
-    fn write(&self, kind: WriteKind, batch: RecordBatch) -> Result<()> {
+    /// Writes a batch as [`Collection::add`], [`Collection::upsert`] or [`Collection::update`]
+    /// do, and changes the stored schema in the same transaction: `evolve` sees the current
+    /// configuration (under the collection's write lock, after the batch validated) and returns
+    /// the new schema, or `None` to leave it. The HTTP layer uses this to record metadata keys as
+    /// writes introduce them.
+    ///
+    /// # Errors
+    /// As [`Collection::add`]; nothing is written on error.
+    pub fn write_evolving_schema(
+        &self,
+        kind: WriteKind,
+        batch: RecordBatch,
+        evolve: impl FnOnce(&CollectionConfiguration) -> Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.write(kind, batch, evolve)
+    }
+
+    fn write(
+        &self,
+        kind: WriteKind,
+        batch: RecordBatch,
+        evolve: impl FnOnce(&CollectionConfiguration) -> Option<serde_json::Value>,
+    ) -> Result<()> {
         let mut st = self.handle.state.write();
         if st.dropped {
             return Err(self.gone());
@@ -508,11 +494,17 @@ impl Collection {
             (None, Some(d)) => Some(d),
             _ => None,
         };
+        // The collection row changes when the batch fixes the dimension or evolves the schema.
         let mut row = None;
         if let Some(d) = new_dim {
             let mut r = st.row.clone();
             r.dimension = Some(d);
             row = Some(r);
+        }
+        if let Some(schema) = evolve(&st.row.configuration) {
+            row.get_or_insert_with(|| st.row.clone())
+                .configuration
+                .schema = Some(schema);
         }
         {
             let mut muts: Vec<Mutation<'_>> = Vec::with_capacity(staged.len() + 2);
@@ -541,7 +533,9 @@ impl Collection {
         }
         // Committed: apply to memory. Nothing below can fail.
         if let Some(r) = row {
-            st.index = Some(new_index(&r, r.dimension.unwrap_or(0)));
+            if new_dim.is_some() {
+                st.index = Some(new_index(&r, r.dimension.unwrap_or(0)));
+            }
             st.row = r;
         }
         st.row.total_ops += ops;
@@ -552,10 +546,12 @@ impl Collection {
                 .iter()
                 .map(|s| (s.seq, s.embedding.as_slice()))
                 .collect();
-            st.index
-                .as_mut()
-                .expect("a record write fixes the dimension")
-                .insert_batch(&items);
+            insert_all(
+                st.index
+                    .as_mut()
+                    .expect("a record write fixes the dimension"),
+                &items,
+            );
         }
         for s in staged {
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
@@ -633,7 +629,7 @@ impl Collection {
         }
         st.dirty += reported;
         if let Some(ix) = st.index.as_mut() {
-            if ix.maintain() {
+            if maintain(ix) {
                 tracing::debug!(collection = %self.handle.id, "rebuilt the vector index after deletes");
             }
         }
@@ -782,11 +778,11 @@ impl Collection {
             )),
         };
         let k = req.n_results as usize;
-        let prepared = candidates.as_deref().map(|c| index.prepare(c));
+        let prepared = candidates.as_deref().map(|c| index.candidates(c));
         let search = |q: &Vec<f32>| -> Vec<Neighbor> {
             match &prepared {
-                None => index.search(q, k, None),
-                Some(p) => index.search_prepared(q, k, p),
+                None => index.search(q, k),
+                Some(c) => index.search_candidates(q, k, c),
             }
         };
         let hits: Vec<Vec<Neighbor>> = parallel_map(&req.embeddings, index.len(), &search);

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use ochre_index::hnsw::format::{FormatError, ParsedCheckpoint};
-use ochre_index::AnyIndex;
-use ochre_storage::{RawEmbedding, Store, StoredMetadata};
+use ochre_storage::{DecodeError, RawEmbedding, Store, StoredMetadata};
 use ochre_types::SeqNo;
 
-use super::{build_threads, hnsw_param, new_index, CollectionState, StoredRecord};
+use super::{insert_all, maintain, new_index, CollectionState, StoredRecord};
+use crate::error::{Error, ErrorKind, Result};
 use crate::metaindex::MetaIndex;
 use crate::packed::{KeyInterner, PackedMetadata};
 
@@ -52,6 +52,21 @@ impl LoadedVectors {
     }
 }
 
+/// Why the maps could not be built from the records read.
+#[derive(Debug, thiserror::Error)]
+enum RecoveryError {
+    #[error("record {id:?}: {source}")]
+    Metadata {
+        id: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("record id {0:?} appears twice")]
+    DuplicateId(String),
+    #[error("recovery thread panicked")]
+    Panicked,
+}
+
 /// Records per batch handed from the thread reading the store to the one building the maps.
 const RECOVER_BATCH: usize = 1024;
 
@@ -87,15 +102,14 @@ impl RecoveredMaps {
     ///
     /// # Errors
     /// The first malformed metadata or repeated id.
-    fn absorb(&mut self, batch: Vec<Pending>) -> std::result::Result<(), String> {
+    fn absorb(&mut self, batch: Vec<Pending>) -> std::result::Result<(), RecoveryError> {
         for r in batch {
-            let metadata = r
-                .metadata
-                .map(|m| m.decode())
-                .transpose()
-                .map_err(|d| format!("record {:?}: {d}", r.id))?;
+            let metadata = match r.metadata.map(|m| m.decode()).transpose() {
+                Ok(m) => m,
+                Err(source) => return Err(RecoveryError::Metadata { id: r.id, source }),
+            };
             if self.by_id.insert(r.id.clone(), r.seq).is_some() {
-                return Err(format!("record id {:?} appears twice", r.id));
+                return Err(RecoveryError::DuplicateId(r.id));
             }
             let metadata = metadata.map(|m| PackedMetadata::pack(m, &mut self.keys));
             self.meta
@@ -119,9 +133,9 @@ impl RecoveredMaps {
 enum Sink<'scope> {
     Thread(
         std::sync::mpsc::SyncSender<Vec<Pending>>,
-        std::thread::ScopedJoinHandle<'scope, std::result::Result<RecoveredMaps, String>>,
+        std::thread::ScopedJoinHandle<'scope, std::result::Result<RecoveredMaps, RecoveryError>>,
     ),
-    Inline(std::result::Result<RecoveredMaps, String>),
+    Inline(std::result::Result<RecoveredMaps, RecoveryError>),
 }
 
 impl Sink<'_> {
@@ -142,13 +156,11 @@ impl Sink<'_> {
         }
     }
 
-    fn finish(self) -> std::result::Result<RecoveredMaps, String> {
+    fn finish(self) -> std::result::Result<RecoveredMaps, RecoveryError> {
         match self {
             Sink::Thread(tx, thread) => {
                 drop(tx);
-                thread
-                    .join()
-                    .unwrap_or_else(|_| Err("recovery thread panicked".to_owned()))
+                thread.join().unwrap_or(Err(RecoveryError::Panicked))
             }
             Sink::Inline(maps) => maps,
         }
@@ -164,26 +176,25 @@ impl CollectionState {
     /// third parses the index checkpoint, which needs no vectors until the end.
     ///
     /// # Errors
-    /// [`ochre_storage::Error::Corrupted`] for a malformed or inconsistent record; store errors.
+    /// [`ErrorKind::Corrupted`] naming the file for a malformed or inconsistent record; store
+    /// errors.
     pub(crate) fn recover(
         &mut self,
         store: &Store,
         key: i64,
         checkpoint: Option<Vec<u8>>,
-    ) -> std::result::Result<(), ochre_storage::Error> {
+    ) -> Result<()> {
         let corrupted = |detail: String| ochre_storage::Error::Corrupted {
             path: store.path().to_owned(),
             detail,
+            source: None,
         };
         let dim = self.row.dimension.map(|d| d as usize);
-        let h = &self.row.configuration.hnsw;
-        let (space, m) = (h.space, hnsw_param(h.max_neighbors, 2));
-        // The checkpoint's node count sizes the buffers. It is unverified here, so it is capped
-        // by what a file of this size can hold (each node takes over 18 bytes).
+        let config = &self.row.configuration.hnsw;
+        // The checkpoint's node count sizes the buffers (unverified, but bounded by the file's
+        // size).
         let hint = checkpoint.as_deref().map_or(0, |b| {
-            ochre_index::hnsw::format::checkpoint_nodes(b)
-                .unwrap_or(0)
-                .min(b.len() / 18)
+            ochre_index::hnsw::format::checkpoint_nodes(b).unwrap_or(0)
         });
         let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
         let mut next_seq = self.next_seq;
@@ -193,7 +204,7 @@ impl CollectionState {
                 (Some(bytes), Some(d)) => Some(
                     std::thread::Builder::new()
                         .name("ochre-recover-index".into())
-                        .spawn_scoped(s, move || ParsedCheckpoint::parse(bytes, space, d, m))
+                        .spawn_scoped(s, move || ParsedCheckpoint::parse(bytes, d, config))
                         .map_err(|_| bytes),
                 ),
                 _ => None,
@@ -256,13 +267,16 @@ impl CollectionState {
                 Ok(thread) => thread
                     .join()
                     .unwrap_or(Err(FormatError::Malformed("parser thread panicked"))),
-                Err(bytes) => ParsedCheckpoint::parse(bytes, space, dim.unwrap_or(0), m),
+                Err(bytes) => ParsedCheckpoint::parse(bytes, dim.unwrap_or(0), config),
             });
             (read, absorbed, parsed)
         });
         // The maps only ever see records the reader already passed, so their error, if any, is
         // the first damage in storage order (and the reason the reader stopped early).
-        let maps = absorbed.map_err(corrupted)?;
+        let maps = absorbed.map_err(|e| {
+            let message = format!("{} is corrupted: {e}", store.path().display());
+            Error::caused_by(ErrorKind::Corrupted, message, e)
+        })?;
         read?;
         self.by_id = maps.by_id;
         self.meta = maps.meta;
@@ -283,12 +297,9 @@ impl CollectionState {
         let Some(dim) = self.row.dimension else {
             return;
         };
-        let h = &self.row.configuration.hnsw;
         if let Some(parsed) = checkpoint {
             match parsed.and_then(|p| p.into_index(&vectors.seqs, &mut vectors.data)) {
                 Ok((mut index, report)) => {
-                    index.set_ef_search(hnsw_param(h.ef_search, 1));
-                    index.set_threads(build_threads(h.num_threads));
                     // Records the checkpoint lacks (written after it) are inserted now; their
                     // rows are still in `vectors` whenever there are any (the rows are adopted
                     // only when the checkpoint holds exactly the stored records).
@@ -302,13 +313,11 @@ impl CollectionState {
                         .iter()
                         .filter_map(|s| map.get(s).map(|v| (*s, *v)))
                         .collect();
-                    let threads = index.params().threads;
-                    index.insert_batch(&items, threads);
+                    insert_all(&mut index, &items);
                     self.dirty = report.stale + report.missing.len();
                     tracing::info!(collection = %self.row.id, replayed = report.missing.len(), stale = report.stale, "loaded index checkpoint");
-                    let mut any = AnyIndex::Hnsw(Box::new(index));
-                    any.maintain();
-                    self.index = Some(any);
+                    maintain(&mut index);
+                    self.index = Some(index);
                     return;
                 }
                 Err(e) => {
@@ -318,7 +327,7 @@ impl CollectionState {
         }
         let mut index = new_index(&self.row, dim);
         let items: Vec<(SeqNo, &[f32])> = vectors.iter().collect();
-        index.insert_batch(&items);
+        insert_all(&mut index, &items);
         self.dirty = items.len().max(1);
         self.index = Some(index);
     }

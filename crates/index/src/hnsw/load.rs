@@ -1,0 +1,333 @@
+//! Joining a checkpoint with the store: each node's vector is checked against its fingerprint,
+//! nodes whose record is gone or changed become tombstones, and records the graph lacks are
+//! reported for the caller to insert.
+
+use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
+
+use ochre_types::{HnswConfig, SeqNo};
+
+use super::format::{FormatError, ParsedCheckpoint};
+use super::graph::Graph;
+use super::insert::Levels;
+use super::quantize::{quantize_to, Codes};
+use super::vectors::Rows;
+use super::HnswIndex;
+
+/// What loading a checkpoint found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Nodes whose record is gone or changed since the checkpoint (now tombstones).
+    pub stale: usize,
+    /// Records the caller must (re)insert: not in the checkpoint, or changed since.
+    pub missing: Vec<SeqNo>,
+}
+
+impl HnswIndex {
+    /// Rebuilds an index from checkpoint bytes and the current records' vectors.
+    ///
+    /// `vectors` maps every live record to its vector. Nodes whose record is gone or whose vector
+    /// changed become tombstones (routing through an approximate vector: their nearest live
+    /// neighbour's); records absent from the checkpoint are listed in [`LoadReport::missing`] for
+    /// the caller to insert.
+    ///
+    /// # Errors
+    /// [`FormatError`] when the bytes are not a valid checkpoint of this shape; the caller then
+    /// rebuilds from the records.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        dim: usize,
+        config: &HnswConfig,
+        vectors: &HashMap<SeqNo, &[f32]>,
+    ) -> Result<(HnswIndex, LoadReport), FormatError> {
+        let parsed = ParsedCheckpoint::parse(bytes, dim, config)?;
+        Ok(parsed.attach(Source::Map(vectors)))
+    }
+
+    /// As [`HnswIndex::from_checkpoint`], with the stored vectors as one buffer in storage order
+    /// (`data` holds `seqs.len()` rows of `dim`). When the checkpoint's nodes are exactly these
+    /// records in this order — the usual case after a clean close — the buffer is taken (left
+    /// empty) and becomes the index's arena without a copy; otherwise, and on error, it is left
+    /// as it was.
+    ///
+    /// # Errors
+    /// As [`HnswIndex::from_checkpoint`].
+    pub fn from_checkpoint_rows(
+        bytes: &[u8],
+        dim: usize,
+        config: &HnswConfig,
+        seqs: &[SeqNo],
+        data: &mut Vec<f32>,
+    ) -> Result<(HnswIndex, LoadReport), FormatError> {
+        ParsedCheckpoint::parse(bytes, dim, config)?.into_index(seqs, data)
+    }
+}
+
+impl ParsedCheckpoint {
+    /// Joins the graph with the stored vectors, as [`HnswIndex::from_checkpoint_rows`] does.
+    ///
+    /// # Errors
+    /// [`FormatError::Mismatch`] when `data` does not hold `seqs.len()` rows of the dimension;
+    /// `data` is then left as it was.
+    pub fn into_index(
+        self,
+        seqs: &[SeqNo],
+        data: &mut Vec<f32>,
+    ) -> Result<(HnswIndex, LoadReport), FormatError> {
+        let dim = self.dim;
+        if data.len() != seqs.len() * dim {
+            return Err(FormatError::Mismatch("vector rows"));
+        }
+        Ok(self.attach(Source::Rows {
+            seqs,
+            data,
+            rows: std::cell::OnceCell::new(),
+            dim,
+        }))
+    }
+
+    /// Checks each node's vector against its fingerprint and builds the index: nodes whose record
+    /// is gone or changed become tombstones, records the graph lacks are reported as missing.
+    fn attach(self, vectors: Source<'_>) -> (HnswIndex, LoadReport) {
+        let ParsedCheckpoint {
+            config,
+            dim,
+            m,
+            rng,
+            fp,
+            node_seq,
+            fps,
+            mut deleted,
+            levels,
+            layer0,
+            upper,
+            entry,
+            max_level,
+        } = self;
+        let mut index = HnswIndex::new(dim, &config);
+        index.levels = Levels::resume(m, rng);
+        let m0 = 2 * m;
+        let n = node_seq.len();
+        let mut report = LoadReport::default();
+        let mut seq_node = FxHashMap::with_capacity_and_hasher(n, Default::default());
+        let mut n_deleted = 0;
+        // Fast path: the nodes are the stored rows, in order, all live and unchanged; the rows
+        // become the arena as they are.
+        let fresh = vectors
+            .aligned(&node_seq, &deleted)
+            .is_some_and(|aligned| (0..n).all(|i| fp(&aligned[i * dim..(i + 1) * dim]) == fps[i]));
+        let vecs = if fresh {
+            for (i, seq) in node_seq.iter().enumerate() {
+                seq_node.insert(*seq, i as u32);
+            }
+            vectors.into_data()
+        } else {
+            let mut known: Vec<bool> = vec![false; n];
+            let mut vecs: Vec<f32> = crate::memory::huge_vec(n * dim);
+            vecs.resize(n * dim, 0.0);
+            for i in 0..n {
+                let live = !deleted[i];
+                match vectors.get(&node_seq[i]) {
+                    Some(v)
+                        if live
+                            && v.len() == dim
+                            && fp(v) == fps[i]
+                            && !seq_node.contains_key(&node_seq[i]) =>
+                    {
+                        vecs[i * dim..(i + 1) * dim].copy_from_slice(v);
+                        known[i] = true;
+                        seq_node.insert(node_seq[i], i as u32);
+                    }
+                    _ => {
+                        if live {
+                            report.stale += 1;
+                        }
+                        deleted[i] = true;
+                    }
+                }
+                if deleted[i] {
+                    n_deleted += 1;
+                }
+            }
+            // Tombstones without a vector route through their nearest known neighbour's vector.
+            for i in 0..n {
+                if known[i] {
+                    continue;
+                }
+                let s = i * (m0 + 1);
+                let c = layer0[s] as usize;
+                if let Some(&nb) = layer0[s + 1..s + 1 + c]
+                    .iter()
+                    .find(|&&x| known[x as usize])
+                {
+                    let (a, b) = (i * dim, nb as usize * dim);
+                    vecs.copy_within(b..b + dim, a);
+                }
+            }
+            for seq in vectors.seqs() {
+                if !seq_node.contains_key(&seq) {
+                    report.missing.push(seq);
+                }
+            }
+            report.missing.sort_unstable();
+            vecs
+        };
+        (
+            finish(
+                index,
+                Parts {
+                    vecs,
+                    node_seq,
+                    seq_node,
+                    deleted,
+                    n_deleted,
+                    levels,
+                    layer0,
+                    upper,
+                    m,
+                    entry,
+                    max_level,
+                },
+            ),
+            report,
+        )
+    }
+}
+
+/// Where a checkpoint load finds the stored vectors.
+enum Source<'a> {
+    Map(&'a HashMap<SeqNo, &'a [f32]>),
+    Rows {
+        seqs: &'a [SeqNo],
+        data: &'a mut Vec<f32>,
+        /// Row of each sequence number, built only when the checkpoint does not line up with the
+        /// rows (a clean close needs no lookups).
+        rows: std::cell::OnceCell<FxHashMap<SeqNo, usize>>,
+        dim: usize,
+    },
+}
+
+impl Source<'_> {
+    fn get(&self, seq: &SeqNo) -> Option<&[f32]> {
+        match self {
+            Source::Map(m) => m.get(seq).copied(),
+            Source::Rows {
+                seqs,
+                data,
+                rows,
+                dim,
+            } => {
+                let rows =
+                    rows.get_or_init(|| seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect());
+                rows.get(seq).map(|&r| &data[r * dim..(r + 1) * dim])
+            }
+        }
+    }
+
+    fn seqs(&self) -> Vec<SeqNo> {
+        match self {
+            Source::Map(m) => m.keys().copied().collect(),
+            Source::Rows { seqs, .. } => seqs.to_vec(),
+        }
+    }
+
+    /// The rows, when they are exactly the checkpoint's nodes in order and none is a tombstone.
+    fn aligned(&self, node_seq: &[SeqNo], deleted: &[bool]) -> Option<&[f32]> {
+        match self {
+            Source::Rows { seqs, data, .. } if *seqs == node_seq && !deleted.iter().any(|d| *d) => {
+                Some(data.as_slice())
+            }
+            _ => None,
+        }
+    }
+
+    fn into_data(self) -> Vec<f32> {
+        match self {
+            Source::Rows { data, .. } => std::mem::take(data),
+            Source::Map(_) => Vec::new(),
+        }
+    }
+}
+
+/// The validated pieces of a checkpoint, with the vectors in node order.
+struct Parts {
+    vecs: Vec<f32>,
+    node_seq: Vec<SeqNo>,
+    seq_node: FxHashMap<SeqNo, u32>,
+    deleted: Vec<bool>,
+    n_deleted: usize,
+    levels: Vec<u8>,
+    layer0: Vec<u32>,
+    upper: Vec<Vec<Vec<u32>>>,
+    m: usize,
+    entry: u32,
+    max_level: usize,
+}
+
+/// Fills `index` from validated parts, deriving norms and int8 codes from the vectors (on two
+/// threads: it is most of a load's work).
+fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
+    let n = p.node_seq.len();
+    let dim = index.dim;
+    let vecs = &p.vecs;
+    let half = n / 2;
+    let this = &index;
+    // Zeroed memory straight from the system: the pages are touched first by the threads below.
+    let mut codes = vec![0i8; n * dim];
+    crate::memory::advise_huge(&mut codes);
+    let derive = |range: std::ops::Range<usize>, codes: &mut [i8]| {
+        let mut scales = Vec::with_capacity(range.len());
+        let mut inv = Vec::with_capacity(range.len());
+        let mut norms2 = Vec::with_capacity(range.len());
+        let start = range.start;
+        for i in range {
+            let v = &vecs[i * dim..(i + 1) * dim];
+            let k = i - start;
+            inv.push(this.inv_norm(v));
+            scales.push(quantize_to(v, &mut codes[k * dim..(k + 1) * dim]));
+            norms2.push(this.kernels.dot(v, v));
+        }
+        (scales, inv, norms2)
+    };
+    let (first, second) = codes.split_at_mut(half * dim);
+    let (a, b) = std::thread::scope(|s| {
+        let other = std::thread::Builder::new().spawn_scoped(s, || derive(half..n, second));
+        let a = derive(0..half, first);
+        match other {
+            Ok(t) => (a, t.join().ok()),
+            Err(_) => (a, None),
+        }
+    });
+    let b = match b {
+        Some(b) => b,
+        None => {
+            let (_, second) = codes.split_at_mut(half * dim);
+            derive(half..n, second)
+        }
+    };
+    let (mut scales, mut inv, mut norms2) = a;
+    scales.extend(b.0);
+    inv.extend(b.1);
+    norms2.extend(b.2);
+    index.codes = Codes::from_parts(codes, scales);
+    index.rows = Rows::from_parts(dim, p.vecs, inv, norms2);
+    index.nodes.seq = p.node_seq;
+    index.nodes.by_seq = p.seq_node;
+    index.nodes.deleted = p.deleted;
+    index.nodes.n_deleted = p.n_deleted;
+    index.graph = Graph::from_parts(
+        p.m,
+        p.levels,
+        p.layer0,
+        &p.upper,
+        (n > 0).then_some(p.entry),
+        p.max_level,
+    );
+    // Repaired again once it grows by a tenth, like a freshly built graph.
+    index.repaired_at = n;
+    index
+}
+
+#[cfg(test)]
+mod tests;

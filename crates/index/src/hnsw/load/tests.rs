@@ -1,0 +1,173 @@
+//! Checkpoint round trips and reconciliation with the store's vectors.
+
+use std::collections::HashMap;
+
+use ochre_types::{HnswConfig, SeqNo, Space};
+
+use crate::hnsw::format::{crc32, fingerprint_v1, FormatError, MAGIC};
+use crate::hnsw::{HnswIndex, LoadReport};
+
+/// A small cosine graph of degree 4.
+fn config() -> HnswConfig {
+    HnswConfig {
+        space: Space::Cosine,
+        max_neighbors: 4,
+        ef_construction: 16,
+        ef_search: 16,
+        num_threads: 1,
+        ..HnswConfig::default()
+    }
+}
+
+fn sample() -> (HnswIndex, Vec<Vec<f32>>) {
+    let mut h = HnswIndex::new(3, &config());
+    let vs: Vec<Vec<f32>> = (0..300)
+        .map(|i| vec![(i as f32).sin(), (i as f32).cos(), i as f32 * 0.01])
+        .collect();
+    for (i, v) in vs.iter().enumerate() {
+        h.insert(SeqNo(i as u64), v);
+    }
+    h.remove(SeqNo(5));
+    (h, vs)
+}
+
+/// Record `i` → `vs[i]`, for every `i` not in `skip`.
+fn vectors_except<'a>(vs: &'a [Vec<f32>], skip: &[usize]) -> HashMap<SeqNo, &'a [f32]> {
+    vs.iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+        .collect()
+}
+
+#[test]
+fn round_trip_restores_the_same_answers() {
+    let (h, vs) = sample();
+    let bytes = h.to_checkpoint();
+    assert_eq!(&bytes[..8], MAGIC);
+    let map = vectors_except(&vs, &[5]);
+    let (back, report) = HnswIndex::from_checkpoint(&bytes, 3, &config(), &map).expect("valid");
+    assert_eq!(report, LoadReport::default());
+    for q in &vs[..20] {
+        assert_eq!(back.search(q, 5), h.search(q, 5));
+    }
+}
+
+#[test]
+fn stored_rows_are_adopted_when_aligned_and_copied_otherwise() {
+    let (mut h, vs) = sample();
+    h.insert(SeqNo(5), &vs[5]); // re-added: node order now differs from storage order
+    let dense = {
+        let mut d = HnswIndex::new(3, &config());
+        for (i, v) in vs.iter().enumerate() {
+            d.insert(SeqNo(i as u64), v);
+        }
+        d
+    };
+    let seqs: Vec<SeqNo> = (0..vs.len() as u64).map(SeqNo).collect();
+    let rows = || vs.iter().flatten().copied().collect::<Vec<f32>>();
+    for (index, adopted) in [(&dense, true), (&h, false)] {
+        let bytes = index.to_checkpoint();
+        let mut data = rows();
+        let (back, report) =
+            HnswIndex::from_checkpoint_rows(&bytes, 3, &config(), &seqs, &mut data).expect("valid");
+        assert_eq!(report, LoadReport::default());
+        assert_eq!(data.is_empty(), adopted);
+        for q in &vs[..20] {
+            assert_eq!(back.search(q, 5), index.search(q, 5));
+        }
+    }
+    // A damaged file leaves the rows to the caller.
+    let mut bytes = dense.to_checkpoint();
+    bytes[60] ^= 1;
+    let mut data = rows();
+    assert!(HnswIndex::from_checkpoint_rows(&bytes, 3, &config(), &seqs, &mut data).is_err());
+    assert_eq!(data.len(), vs.len() * 3);
+}
+
+#[test]
+fn version_1_files_still_load() {
+    let (h, vs) = sample();
+    let mut bytes = h.to_checkpoint();
+    // Rewrite as version 1: the version field and FNV-1a fingerprints, then the CRC.
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let n = 300;
+    let node_seq: Vec<u64> = (0..n)
+        .map(|i| {
+            let at = 52 + 8 * i;
+            u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+        })
+        .collect();
+    for (i, seq) in node_seq.iter().enumerate() {
+        let at = 52 + 8 * n + 8 * i;
+        let old = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let fp = if old == 0 {
+            0
+        } else {
+            fingerprint_v1(&vs[*seq as usize])
+        };
+        bytes[at..at + 8].copy_from_slice(&fp.to_le_bytes());
+    }
+    let body_end = bytes.len() - 12;
+    let crc = crc32(&bytes[..body_end]);
+    bytes[body_end..body_end + 4].copy_from_slice(&crc.to_le_bytes());
+    let map = vectors_except(&vs, &[5]);
+    let (back, report) = HnswIndex::from_checkpoint(&bytes, 3, &config(), &map).expect("valid v1");
+    assert_eq!(report, LoadReport::default());
+    for q in &vs[..20] {
+        assert_eq!(back.search(q, 5), h.search(q, 5));
+    }
+}
+
+#[test]
+fn changed_and_new_records_are_reported() {
+    let (h, vs) = sample();
+    let bytes = h.to_checkpoint();
+    let changed = vec![9.0f32, 9.0, 9.0];
+    let extra = vec![1.0f32, 2.0, 3.0];
+    let mut map = vectors_except(&vs, &[5, 7]);
+    map.insert(SeqNo(8), &changed);
+    map.insert(SeqNo(1000), &extra);
+    let (back, report) = HnswIndex::from_checkpoint(&bytes, 3, &config(), &map).expect("valid");
+    assert_eq!(report.stale, 2, "7 deleted, 8 changed");
+    assert_eq!(report.missing, vec![SeqNo(8), SeqNo(1000)]);
+    assert!(back.get(SeqNo(7)).is_none());
+}
+
+#[test]
+fn damage_is_detected_never_a_panic() {
+    let (h, vs) = sample();
+    let bytes = h.to_checkpoint();
+    let map = vectors_except(&vs, &[]);
+    assert_eq!(
+        HnswIndex::from_checkpoint(&bytes[..bytes.len() - 1], 3, &config(), &map).err(),
+        Some(FormatError::Checksum)
+    );
+    let mut flipped = bytes.clone();
+    flipped[100] ^= 0x40;
+    assert_eq!(
+        HnswIndex::from_checkpoint(&flipped, 3, &config(), &map).err(),
+        Some(FormatError::Checksum)
+    );
+    assert_eq!(
+        HnswIndex::from_checkpoint(b"garbage!", 3, &config(), &map).err(),
+        Some(FormatError::BadMagic)
+    );
+    assert_eq!(
+        HnswIndex::from_checkpoint(
+            &bytes,
+            3,
+            &HnswConfig {
+                space: Space::L2,
+                ..config()
+            },
+            &map
+        )
+        .err(),
+        Some(FormatError::Mismatch("space"))
+    );
+    // Every truncation fails cleanly.
+    for cut in (0..bytes.len()).step_by(97) {
+        assert!(HnswIndex::from_checkpoint(&bytes[..cut], 3, &config(), &map).is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! The vectors of a graph's nodes, in one contiguous arena indexed by node, with the per-node
+//! norms distances need.
+
+use ochre_types::Space;
+
+use crate::distance::Kernels;
+
+/// Node vectors and their norms.
+#[derive(Clone, Default)]
+pub(super) struct Rows {
+    dim: usize,
+    data: Vec<f32>,
+    /// `1 / (‖v‖ + 1e-32)` per node (cosine only; 1.0 otherwise).
+    inv_norms: Vec<f32>,
+    /// `‖v‖²` per node (exact), for approximate L2 from an approximate dot product.
+    norms2: Vec<f32>,
+}
+
+impl Rows {
+    pub(super) fn new(dim: usize) -> Self {
+        Rows {
+            dim,
+            ..Rows::default()
+        }
+    }
+
+    /// Rows already in node order with their norms derived (checkpoint load).
+    pub(super) fn from_parts(
+        dim: usize,
+        data: Vec<f32>,
+        inv_norms: Vec<f32>,
+        norms2: Vec<f32>,
+    ) -> Self {
+        Rows {
+            dim,
+            data,
+            inv_norms,
+            norms2,
+        }
+    }
+
+    /// Appends a row.
+    pub(super) fn push(&mut self, v: &[f32], inv_norm: f32, norm2: f32) {
+        let cap = self.data.capacity();
+        self.data.extend_from_slice(v);
+        if self.data.capacity() != cap {
+            crate::memory::advise_huge(&mut self.data);
+        }
+        self.inv_norms.push(inv_norm);
+        self.norms2.push(norm2);
+    }
+
+    /// Node `n`'s vector.
+    #[inline]
+    pub(super) fn row(&self, n: u32) -> &[f32] {
+        let s = n as usize * self.dim;
+        &self.data[s..s + self.dim]
+    }
+
+    #[inline]
+    pub(super) fn inv_norm(&self, n: u32) -> f32 {
+        self.inv_norms[n as usize]
+    }
+
+    #[inline]
+    pub(super) fn norm2(&self, n: u32) -> f32 {
+        self.norms2[n as usize]
+    }
+
+    /// Every row, node after node (for prefetching).
+    pub(super) fn all(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// `1 / (‖v‖ + 1e-32)` for cosine, 1.0 for the other spaces (which never divide by a norm).
+pub(super) fn inv_norm(kernels: &Kernels, space: Space, v: &[f32]) -> f32 {
+    match space {
+        Space::Cosine => 1.0 / (kernels.norm(v) + 1e-32),
+        Space::L2 | Space::Ip => 1.0,
+    }
+}
