@@ -1,19 +1,108 @@
 //! Model-based test: seeded random operation sequences run on the engine and on a plain in-memory
 //! reference model, compared after every step, in ephemeral and persistent modes (with reopens).
+//!
+//! A failure names its seed and step on stderr; `OCHRE_MODEL_SEED=N cargo test -p ochre --test
+//! model` reruns that one seed (in both modes).
+//!
+//! Some seeds ("bulk" seeds) first load 3000–5000 records into one collection, so that queries
+//! leave the exact scan (`EXACT_SCAN_BELOW` = 2048 live vectors, and candidate sets of at least a
+//! quarter of the collection, in `crates/index/src/hnsw/mod.rs`) and walk the HNSW graph. The
+//! graph is approximate, so those answers are checked in the ways that hold for any correct
+//! approximate search, each of which can fail: the count is `min(k, matches)`, ids are distinct,
+//! every id satisfies the filters, distances are sorted and equal to the exact distance recomputed
+//! from the model's vector, and recall against brute force, summed over every graph query of the
+//! run, stays at or above [`MIN_GRAPH_RECALL`]. Queries that the engine answers by exact scan
+//! (small collections, selective filters) must equal the model's brute force exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ochre::{
     CollectionId, CreateCollection, DeleteRequest, ErrorKind, GetRequest, Include, Metadata,
-    MetadataValue, Ochre, QueryRequest, RecordBatch, UpdateMetadata, Where,
+    MetadataValue, Ochre, QueryRequest, RecordBatch, UpdateMetadata, Where, WhereDocument,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const T: &str = "default_tenant";
 const D: &str = "default_database";
-const DIM: usize = 3;
+const DIM: usize = 8;
+/// `ochre_index::hnsw::EXACT_SCAN_BELOW`: smaller collections and candidate sets are scanned.
+const EXACT_SCAN_BELOW: usize = 2048;
+/// Aggregate recall@k of the graph path against brute force. HNSW (m 16, ef_search 100) on a few
+/// thousand 8-dimensional vectors finds well over 0.99 of the true neighbours; a damaged graph
+/// (lost links, unreachable nodes, stale tombstones) falls far below 0.9. Per query it may miss a
+/// neighbour legitimately, so the bound is on the sum over the run, not on each query.
+const MIN_GRAPH_RECALL: f64 = 0.9;
+/// The collection bulk seeds load, and never drop.
+const BULK_COLLECTION: &str = "alpha";
+
+/// Documents are 1–3 of these words (or empty).
+const WORDS: [&str; 6] = ["foo", "bar", "box", "baz", "Foo", "qux"];
+/// Substrings for `$contains` / `$not_contains`.
+const NEEDLES: [&str; 6] = ["o", "ba", "box", "Foo", "", "z"];
+/// Regular expressions for `$regex` / `$not_regex`, each with a plain-Rust statement of what it
+/// matches on the documents above (ASCII, no newlines), so the model needs no regex engine.
+type Pattern = (&'static str, fn(&str) -> bool);
+const PATTERNS: [Pattern; 8] = [
+    ("^foo", |d| d.starts_with("foo")),
+    ("x$", |d| d.ends_with('x')),
+    ("b.x", |d| {
+        d.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'b' && w[2] == b'x')
+    }),
+    ("^$", str::is_empty),
+    ("(?i)FOO", |d| d.to_ascii_lowercase().contains("foo")),
+    ("ba[rz]", |d| d.contains("bar") || d.contains("baz")),
+    ("o{2}", |d| d.contains("oo")),
+    ("^[a-z ]+$", |d| {
+        !d.is_empty() && d.bytes().all(|b| b.is_ascii_lowercase() || b == b' ')
+    }),
+];
+
+/// A `where_document` filter as the test generates it, with its own evaluator (the engine's
+/// `WhereDocument::matches` is not used by the model).
+#[derive(Debug, Clone)]
+enum DocFilter {
+    Contains(&'static str),
+    NotContains(&'static str),
+    /// Index into [`PATTERNS`].
+    Regex(usize),
+    NotRegex(usize),
+    And(Vec<DocFilter>),
+    Or(Vec<DocFilter>),
+}
+
+impl DocFilter {
+    fn to_json(&self) -> Value {
+        match self {
+            DocFilter::Contains(s) => json!({ "$contains": s }),
+            DocFilter::NotContains(s) => json!({ "$not_contains": s }),
+            DocFilter::Regex(i) => json!({ "$regex": PATTERNS[*i].0 }),
+            DocFilter::NotRegex(i) => json!({ "$not_regex": PATTERNS[*i].0 }),
+            DocFilter::And(c) => json!({ "$and": c.iter().map(Self::to_json).collect::<Vec<_>>() }),
+            DocFilter::Or(c) => json!({ "$or": c.iter().map(Self::to_json).collect::<Vec<_>>() }),
+        }
+    }
+
+    /// Chroma's rules: the positive operators need a document; the negative ones are the
+    /// complement, so a record without a document passes `$not_contains` and `$not_regex`.
+    fn eval(&self, doc: Option<&str>) -> bool {
+        match self {
+            DocFilter::Contains(s) => doc.is_some_and(|d| d.contains(s)),
+            DocFilter::NotContains(s) => !doc.is_some_and(|d| d.contains(s)),
+            DocFilter::Regex(i) => doc.is_some_and(PATTERNS[*i].1),
+            DocFilter::NotRegex(i) => !doc.is_some_and(PATTERNS[*i].1),
+            DocFilter::And(c) => c.iter().all(|f| f.eval(doc)),
+            DocFilter::Or(c) => c.iter().any(|f| f.eval(doc)),
+        }
+    }
+
+    fn parsed(&self) -> WhereDocument {
+        WhereDocument::from_json(&self.to_json()).expect("generated where_document is valid")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 struct ModelRecord {
@@ -29,6 +118,8 @@ struct ModelCollection {
     dim: Option<usize>,
     /// Storage order.
     records: Vec<ModelRecord>,
+    /// id → position in `records`.
+    positions: HashMap<String, usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -39,17 +130,13 @@ enum Kind {
 }
 
 impl ModelCollection {
-    fn position(&self, id: &str) -> Option<usize> {
-        self.records.iter().position(|r| r.id == id)
-    }
-
     fn write(&mut self, kind: Kind, b: &RecordBatch) {
         for (i, id) in b.ids.iter().enumerate() {
             let emb = b.embeddings.as_ref().and_then(|e| e[i].clone());
             let doc = b.documents.as_ref().and_then(|d| d[i].clone());
             let uri = b.uris.as_ref().and_then(|d| d[i].clone());
             let meta = b.metadatas.as_ref().and_then(|d| d[i].clone());
-            match self.position(id) {
+            match self.positions.get(id).copied() {
                 Some(p) => {
                     if kind == Kind::Add {
                         continue;
@@ -88,6 +175,7 @@ impl ModelCollection {
                         .into_iter()
                         .filter_map(|(k, v)| v.map(|v| (k, v)))
                         .collect();
+                    self.positions.insert(id.clone(), self.records.len());
                     self.records.push(ModelRecord {
                         id: id.clone(),
                         embedding: emb.expect("add/upsert embeddings"),
@@ -100,13 +188,32 @@ impl ModelCollection {
         }
     }
 
-    fn select(&self, ids: Option<&[String]>, w: Option<&Where>) -> Vec<&ModelRecord> {
+    fn remove(&mut self, doomed: &HashSet<String>) {
+        if doomed.is_empty() {
+            return;
+        }
+        self.records.retain(|r| !doomed.contains(&r.id));
+        self.positions = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+    }
+
+    fn select(
+        &self,
+        ids: Option<&[String]>,
+        w: Option<&Where>,
+        wd: Option<&DocFilter>,
+    ) -> Vec<&ModelRecord> {
         self.records
             .iter()
             .filter(|r| ids.is_none_or(|ids| ids.contains(&r.id)))
             .filter(|r| {
                 w.is_none_or(|w| w.matches(&r.id, r.metadata.as_ref(), r.document.as_deref()))
             })
+            .filter(|r| wd.is_none_or(|wd| wd.eval(r.document.as_deref())))
             .collect()
     }
 }
@@ -115,37 +222,153 @@ fn distance(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
+/// What the queries of a run exercised.
+#[derive(Debug, Default)]
+struct Stats {
+    bulk_seeds: usize,
+    exact_queries: usize,
+    graph_queries: usize,
+    /// True top-k neighbours (brute force) that graph queries returned, and how many there were.
+    graph_hits: usize,
+    graph_wanted: usize,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.bulk_seeds += o.bulk_seeds;
+        self.exact_queries += o.exact_queries;
+        self.graph_queries += o.graph_queries;
+        self.graph_hits += o.graph_hits;
+        self.graph_wanted += o.graph_wanted;
+    }
+
+    /// The graph was walked (when a bulk seed ran) and found what brute force finds.
+    fn check_graph(&self) {
+        eprintln!("model test: {self:?}");
+        if self.bulk_seeds == 0 {
+            return;
+        }
+        assert!(
+            self.graph_queries >= self.bulk_seeds,
+            "bulk seeds should query the HNSW graph: {self:?}"
+        );
+        let recall = self.graph_hits as f64 / self.graph_wanted.max(1) as f64;
+        assert!(
+            recall >= MIN_GRAPH_RECALL,
+            "graph recall {recall:.3} below {MIN_GRAPH_RECALL}: {self:?}"
+        );
+    }
+}
+
 struct Harness {
+    seed: u64,
+    persistent: bool,
     rng: StdRng,
     db: Ochre,
     dir: Option<tempfile::TempDir>,
     model: BTreeMap<String, ModelCollection>,
     ids: BTreeMap<String, CollectionId>,
+    /// Records bulk-loaded into [`BULK_COLLECTION`] (ids `b0..`), 0 for ordinary seeds.
+    bulk: usize,
     steps: usize,
+    /// The operation of the current step, for the failure report.
+    op: String,
+    stats: Stats,
+}
+
+impl Drop for Harness {
+    /// Names the seed and step of a failure (the panic message itself comes first).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "model test failed: seed {} ({}), step {}, during {}; rerun with \
+                 OCHRE_MODEL_SEED={} cargo test -p ochre --test model",
+                self.seed,
+                if self.persistent {
+                    "persistent"
+                } else {
+                    "ephemeral"
+                },
+                self.steps,
+                self.op,
+                self.seed
+            );
+        }
+    }
 }
 
 const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
 
 impl Harness {
-    fn new(seed: u64, persistent: bool) -> Self {
+    fn new(seed: u64, persistent: bool, bulk: bool) -> Self {
         let (db, dir) = if persistent {
             let dir = tempfile::tempdir().expect("tempdir");
             (Ochre::open(dir.path()).expect("open"), Some(dir))
         } else {
             (Ochre::ephemeral(), None)
         };
-        Harness {
+        let mut h = Harness {
+            seed,
+            persistent,
             rng: StdRng::seed_from_u64(seed),
             db,
             dir,
             model: BTreeMap::new(),
             ids: BTreeMap::new(),
+            bulk: 0,
             steps: 0,
+            op: "setup".into(),
+            stats: Stats::default(),
+        };
+        if bulk {
+            h.load_bulk();
         }
+        h
+    }
+
+    /// Creates [`BULK_COLLECTION`] and adds 3000–5000 records in 3–5 batches.
+    fn load_bulk(&mut self) {
+        self.stats.bulk_seeds = 1;
+        let n: usize = self.rng.gen_range(3000..=5000);
+        let batches: usize = self.rng.gen_range(3..=5);
+        self.op = format!("bulk load of {n} records in {batches} batches");
+        let info = self
+            .db
+            .create_collection(
+                T,
+                D,
+                CreateCollection {
+                    name: BULK_COLLECTION.into(),
+                    ..Default::default()
+                },
+            )
+            .expect("create bulk collection");
+        self.ids.insert(BULK_COLLECTION.into(), info.id);
+        let mut m = ModelCollection {
+            dim: Some(DIM),
+            ..Default::default()
+        };
+        let coll = self.db.collection(info.id).expect("bulk collection");
+        let per = n.div_ceil(batches);
+        for start in (0..n).step_by(per) {
+            let ids: Vec<String> = (start..n.min(start + per))
+                .map(|i| format!("b{i}"))
+                .collect();
+            let b = self.records(ids, Kind::Add, DIM);
+            coll.add(b.clone()).expect("bulk add");
+            m.write(Kind::Add, &b);
+        }
+        assert_eq!(m.records.len(), n);
+        self.model.insert(BULK_COLLECTION.into(), m);
+        self.bulk = n;
     }
 
     fn rid(&mut self) -> String {
-        format!("id{}", self.rng.gen_range(0..12))
+        if self.bulk > 0 && self.rng.gen_bool(0.5) {
+            format!("b{}", self.rng.gen_range(0..self.bulk))
+        } else {
+            format!("id{}", self.rng.gen_range(0..12))
+        }
     }
 
     fn value(&mut self) -> MetadataValue {
@@ -186,6 +409,17 @@ impl Harness {
         (0..dim).map(|_| self.rng.gen_range(-1.0..1.0)).collect()
     }
 
+    fn document(&mut self) -> String {
+        if self.rng.gen_bool(0.1) {
+            return String::new();
+        }
+        let n = self.rng.gen_range(1..=3);
+        (0..n)
+            .map(|_| WORDS[self.rng.gen_range(0..WORDS.len())])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn filter(&mut self) -> Where {
         let candidates = [
             json!({"k": 1}),
@@ -202,9 +436,37 @@ impl Harness {
         Where::from_json(v).expect("valid filter")
     }
 
+    fn doc_filter(&mut self, depth: usize) -> DocFilter {
+        let kinds = if depth < 2 { 6 } else { 4 };
+        match self.rng.gen_range(0..kinds) {
+            0 => DocFilter::Contains(NEEDLES[self.rng.gen_range(0..NEEDLES.len())]),
+            1 => DocFilter::NotContains(NEEDLES[self.rng.gen_range(0..NEEDLES.len())]),
+            2 => DocFilter::Regex(self.rng.gen_range(0..PATTERNS.len())),
+            3 => DocFilter::NotRegex(self.rng.gen_range(0..PATTERNS.len())),
+            k => {
+                let n = self.rng.gen_range(2..=3);
+                let children = (0..n).map(|_| self.doc_filter(depth + 1)).collect();
+                if k == 4 {
+                    DocFilter::And(children)
+                } else {
+                    DocFilter::Or(children)
+                }
+            }
+        }
+    }
+
     fn batch(&mut self, kind: Kind, dim: usize) -> RecordBatch {
-        let n = self.rng.gen_range(0..5);
+        let n = if self.bulk > 0 && self.rng.gen_bool(0.2) {
+            self.rng.gen_range(5..60)
+        } else {
+            self.rng.gen_range(0..5)
+        };
         let ids: Vec<String> = (0..n).map(|_| self.rid()).collect();
+        self.records(ids, kind, dim)
+    }
+
+    fn records(&mut self, ids: Vec<String>, kind: Kind, dim: usize) -> RecordBatch {
+        let n = ids.len();
         let embeddings = if kind == Kind::Update && self.rng.gen_bool(0.3) {
             None
         } else {
@@ -222,11 +484,7 @@ impl Harness {
         };
         let documents = self.rng.gen_bool(0.7).then(|| {
             (0..n)
-                .map(|_| {
-                    self.rng
-                        .gen_bool(0.8)
-                        .then(|| ["foo", "bar", "box", ""][self.rng.gen_range(0..4)].to_owned())
-                })
+                .map(|_| self.rng.gen_bool(0.8).then(|| self.document()))
                 .collect()
         });
         let uris = self.rng.gen_bool(0.3).then(|| {
@@ -250,8 +508,13 @@ impl Harness {
 
     fn step(&mut self) {
         self.steps += 1;
-        let name = NAMES[self.rng.gen_range(0..NAMES.len())].to_owned();
+        let name = if self.bulk > 0 && self.rng.gen_bool(0.3) {
+            BULK_COLLECTION.to_owned()
+        } else {
+            NAMES[self.rng.gen_range(0..NAMES.len())].to_owned()
+        };
         let op = self.rng.gen_range(0..100);
+        self.op = format!("op {op} on {name}");
         if op < 6 {
             let r = self.db.create_collection(
                 T,
@@ -271,6 +534,9 @@ impl Harness {
             return;
         }
         if op < 9 {
+            if self.bulk > 0 && name == BULK_COLLECTION {
+                return; // bulk seeds keep their large collection
+            }
             let r = self.db.delete_collection(T, D, &name);
             if self.model.remove(&name).is_some() {
                 r.expect("delete collection");
@@ -299,6 +565,7 @@ impl Harness {
                 let wrong = model_dim.is_some() && self.rng.gen_bool(0.1);
                 let dim = if wrong { DIM - 1 } else { DIM };
                 let b = self.batch(kind, dim);
+                self.op = format!("{kind:?} of {:?} into {name}", b.ids);
                 let r = match kind {
                     Kind::Add => coll.add(b.clone()),
                     Kind::Upsert => coll.upsert(b.clone()),
@@ -310,7 +577,7 @@ impl Harness {
                 if conflict {
                     assert_eq!(r.expect_err("dimension").kind(), ErrorKind::InvalidArgument);
                 } else {
-                    r.unwrap_or_else(|e| panic!("step {}: {kind:?} failed: {e}", self.steps));
+                    r.unwrap_or_else(|e| panic!("{kind:?} failed: {e}"));
                     if carries && m.dim.is_none() {
                         m.dim = Some(dim);
                     }
@@ -320,35 +587,47 @@ impl Harness {
             50..=64 => {
                 let by_ids = self.rng.gen_bool(0.5);
                 let ids: Option<Vec<String>> = by_ids.then(|| (0..3).map(|_| self.rid()).collect());
-                let w = (!by_ids || self.rng.gen_bool(0.3)).then(|| self.filter());
-                let limit = w
-                    .is_some()
+                let mut w = (!by_ids || self.rng.gen_bool(0.3)).then(|| self.filter());
+                let wd = self.rng.gen_bool(0.3).then(|| self.doc_filter(0));
+                if !by_ids && wd.is_some() && self.rng.gen_bool(0.5) {
+                    w = None; // where_document alone
+                }
+                let has_filter = w.is_some() || wd.is_some();
+                let mut limit = has_filter
                     .then(|| self.rng.gen_range(0..4))
                     .filter(|_| self.rng.gen_bool(0.3));
+                if self.bulk > 0 && has_filter && !by_ids {
+                    // Keep the bulk collection large: filtered deletes take a few records.
+                    limit = Some(self.rng.gen_range(0..30));
+                }
+                self.op = format!(
+                    "delete from {name}: ids {ids:?}, where {w:?}, where_document {:?}, limit {limit:?}",
+                    wd.as_ref().map(DocFilter::to_json)
+                );
                 let deleted = coll
                     .delete(DeleteRequest {
                         ids: ids.clone(),
                         where_: w.clone(),
-                        where_document: None,
+                        where_document: wd.as_ref().map(DocFilter::parsed),
                         limit,
                     })
                     .expect("delete");
                 let m = self.model.get_mut(&name).expect("present");
                 let mut doomed: Vec<String> = m
-                    .select(ids.as_deref(), w.as_ref())
+                    .select(ids.as_deref(), w.as_ref(), wd.as_ref())
                     .iter()
                     .map(|r| r.id.clone())
                     .collect();
                 if let Some(l) = limit {
                     doomed.truncate(l as usize);
                 }
-                let expected = if w.is_none() {
-                    ids.as_ref().map_or(0, Vec::len)
-                } else {
+                let expected = if has_filter {
                     doomed.len()
+                } else {
+                    ids.as_ref().map_or(0, Vec::len)
                 };
                 assert_eq!(deleted as usize, expected, "deleted count");
-                m.records.retain(|r| !doomed.contains(&r.id));
+                m.remove(&doomed.into_iter().collect());
             }
             65..=79 => {
                 let ids: Option<Vec<String>> = self
@@ -356,13 +635,18 @@ impl Harness {
                     .gen_bool(0.3)
                     .then(|| (0..4).map(|_| self.rid()).collect());
                 let w = self.rng.gen_bool(0.5).then(|| self.filter());
+                let wd = self.rng.gen_bool(0.4).then(|| self.doc_filter(0));
                 let limit = self.rng.gen_bool(0.3).then(|| self.rng.gen_range(0..5));
                 let offset = self.rng.gen_bool(0.3).then(|| self.rng.gen_range(0..5));
+                self.op = format!(
+                    "get from {name}: ids {ids:?}, where {w:?}, where_document {:?}, limit {limit:?}, offset {offset:?}",
+                    wd.as_ref().map(DocFilter::to_json)
+                );
                 let got = coll
                     .get(GetRequest {
                         ids: ids.clone(),
                         where_: w.clone(),
-                        where_document: None,
+                        where_document: wd.as_ref().map(DocFilter::parsed),
                         limit,
                         offset,
                         include: Include::all(),
@@ -370,7 +654,7 @@ impl Harness {
                     .expect("get");
                 let m = &self.model[&name];
                 let expected: Vec<&ModelRecord> = m
-                    .select(ids.as_deref(), w.as_ref())
+                    .select(ids.as_deref(), w.as_ref(), wd.as_ref())
                     .into_iter()
                     .skip(offset.unwrap_or(0) as usize)
                     .take(limit.map_or(usize::MAX, |l| l as usize))
@@ -378,44 +662,18 @@ impl Harness {
                 assert_eq!(
                     got.ids,
                     expected.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-                    "get ids, filter {w:?}"
+                    "get ids"
                 );
-            }
-            80..=94 => {
-                let n_results = self.rng.gen_range(0..6);
-                let q = self.vector(DIM);
-                let w = self.rng.gen_bool(0.4).then(|| self.filter());
-                let r = coll.query(QueryRequest {
-                    embeddings: vec![q.clone()],
-                    n_results,
-                    ids: None,
-                    where_: w.clone(),
-                    where_document: None,
-                    include: Include::all(),
-                });
-                let m = &self.model[&name];
-                let got = r.expect("query");
-                let mut expected: Vec<(f32, String)> = match m.dim {
-                    None => vec![],
-                    Some(_) => m
-                        .select(None, w.as_ref())
-                        .iter()
-                        .map(|r| (distance(&q, &r.embedding), r.id.clone()))
-                        .collect(),
-                };
-                expected.sort_by(|a, b| a.0.total_cmp(&b.0));
-                expected.truncate(n_results as usize);
-                assert_eq!(got.ids.len(), 1);
                 assert_eq!(
-                    got.ids[0],
-                    expected.iter().map(|e| e.1.clone()).collect::<Vec<_>>(),
-                    "query ids"
+                    got.documents.expect("included"),
+                    expected
+                        .iter()
+                        .map(|r| r.document.clone())
+                        .collect::<Vec<_>>(),
+                    "get documents"
                 );
-                let d = got.distances.expect("included");
-                for (g, e) in d[0].iter().zip(&expected) {
-                    assert!((g - e.0).abs() < 1e-5, "distance {g} vs {}", e.0);
-                }
             }
+            80..=94 => self.query(&name, &coll),
             _ => {
                 assert_eq!(
                     coll.count().expect("count"),
@@ -423,6 +681,90 @@ impl Harness {
                 );
             }
         }
+    }
+
+    fn query(&mut self, name: &str, coll: &ochre::Collection) {
+        let n_results = if self.bulk > 0 {
+            self.rng.gen_range(0..30)
+        } else {
+            self.rng.gen_range(0..6)
+        };
+        let q = self.vector(DIM);
+        let w = self.rng.gen_bool(0.4).then(|| self.filter());
+        let wd = self.rng.gen_bool(0.3).then(|| self.doc_filter(0));
+        self.op = format!(
+            "query of {name}: n_results {n_results}, where {w:?}, where_document {:?}",
+            wd.as_ref().map(DocFilter::to_json)
+        );
+        let got = coll
+            .query(QueryRequest {
+                embeddings: vec![q.clone()],
+                n_results,
+                ids: None,
+                where_: w.clone(),
+                where_document: wd.as_ref().map(DocFilter::parsed),
+                include: Include::all(),
+            })
+            .expect("query");
+        let m = &self.model[name];
+        let matching: Vec<&ModelRecord> = match m.dim {
+            None => vec![],
+            Some(_) => m.select(None, w.as_ref(), wd.as_ref()),
+        };
+        let mut expected: Vec<(f32, String)> = matching
+            .iter()
+            .map(|r| (distance(&q, &r.embedding), r.id.clone()))
+            .collect();
+        expected.sort_by(|a, b| a.0.total_cmp(&b.0));
+        expected.truncate(n_results as usize);
+        assert_eq!(got.ids.len(), 1);
+        let ids = &got.ids[0];
+        let d = &got.distances.as_ref().expect("included")[0];
+        assert_eq!(d.len(), ids.len(), "a distance per id");
+        // The index's rule (HnswIndex::search / ::candidates): the graph is walked from
+        // EXACT_SCAN_BELOW live vectors on, with a filter only for candidate sets of at least
+        // that size and a quarter of the collection.
+        let filtered = w.is_some() || wd.is_some();
+        let graph = if filtered {
+            matching.len() >= EXACT_SCAN_BELOW && matching.len() * 4 >= m.records.len()
+        } else {
+            m.records.len() >= EXACT_SCAN_BELOW
+        };
+        if !graph {
+            self.stats.exact_queries += 1;
+            assert_eq!(
+                *ids,
+                expected.iter().map(|e| e.1.clone()).collect::<Vec<_>>(),
+                "query ids"
+            );
+            for (g, e) in d.iter().zip(&expected) {
+                assert!((g - e.0).abs() < 1e-5, "distance {g} vs {}", e.0);
+            }
+            return;
+        }
+        self.stats.graph_queries += 1;
+        assert_eq!(ids.len(), expected.len(), "min(n_results, matches) results");
+        let unique: HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "distinct ids: {ids:?}");
+        let allowed: HashMap<&str, &ModelRecord> =
+            matching.iter().map(|r| (r.id.as_str(), *r)).collect();
+        for (id, g) in ids.iter().zip(d) {
+            let r = allowed
+                .get(id.as_str())
+                .unwrap_or_else(|| panic!("{id} does not pass the filters (or is gone)"));
+            let exact = distance(&q, &r.embedding);
+            assert!(
+                (g - exact).abs() <= 1e-5 * (1.0 + exact),
+                "{id}: distance {g}, exactly {exact}"
+            );
+        }
+        assert!(
+            d.windows(2).all(|p| p[0] <= p[1]),
+            "sorted by distance: {d:?}"
+        );
+        let want: HashSet<&String> = expected.iter().map(|e| &e.1).collect();
+        self.stats.graph_hits += ids.iter().filter(|id| want.contains(id)).count();
+        self.stats.graph_wanted += want.len();
     }
 
     /// Full comparison of every collection.
@@ -464,36 +806,49 @@ impl Harness {
                     metadata: got.metadatas.as_ref().expect("included")[i].clone(),
                 })
                 .collect();
-            assert_eq!(
-                actual, m.records,
-                "records of {name} after step {}",
-                self.steps
-            );
+            if actual != m.records {
+                // The first difference, not a dump of thousands of records.
+                let i = (0..actual.len().min(m.records.len()))
+                    .find(|&i| actual[i] != m.records[i])
+                    .unwrap_or(actual.len().min(m.records.len()));
+                assert_eq!(
+                    (actual.len(), actual.get(i)),
+                    (m.records.len(), m.records.get(i)),
+                    "records of {name} (count, first differing record at position {i})"
+                );
+            }
         }
     }
 }
 
-fn run(seeds: std::ops::Range<u64>, steps: usize, persistent: bool) -> usize {
-    let mut total = 0;
-    for seed in seeds {
-        let mut h = Harness::new(seed, persistent);
+/// The seeds to run: `OCHRE_MODEL_SEED` alone when set, else `default`.
+fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
+    match std::env::var("OCHRE_MODEL_SEED") {
+        Ok(s) => vec![s.trim().parse().expect("OCHRE_MODEL_SEED is a number")],
+        Err(_) => default.collect(),
+    }
+}
+
+fn run(seeds: &[u64], steps: usize, persistent: bool, bulk: fn(u64) -> bool) -> Stats {
+    let mut stats = Stats::default();
+    for &seed in seeds {
+        let mut h = Harness::new(seed, persistent, bulk(seed));
+        h.check();
         for _ in 0..steps {
             h.step();
             h.check();
-            total += 1;
         }
+        stats.add(&h.stats);
     }
-    total
+    stats
 }
 
 #[test]
 fn engine_matches_model_ephemeral() {
-    let steps = run(0..200, 120, false);
-    assert_eq!(steps, 200 * 120);
+    run(&seeds(0..200), 120, false, |s| s % 25 == 0).check_graph();
 }
 
 #[test]
 fn engine_matches_model_persistent_with_reopens() {
-    let steps = run(1000..1030, 80, true);
-    assert_eq!(steps, 30 * 80);
+    run(&seeds(1000..1030), 80, true, |s| s % 10 == 0).check_graph();
 }

@@ -723,3 +723,197 @@ fn operation_and_fork_counters_persist() {
     let fork = db.get_collection(T, D, "counted-fork").expect("fork");
     assert_eq!((fork.total_ops, fork.forks), (5, 0));
 }
+
+#[test]
+fn a_failed_commit_poisons_writes_while_reads_keep_the_committed_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Ochre::open(dir.path()).expect("open");
+    let c = collection(&db, "poisoned");
+    c.add(
+        RecordBatch::new(ids(&["a", "b"]), vec![vec![1.0, 0.0], vec![0.0, 1.0]])
+            .documents(vec![Some("first".into()), Some("second".into())]),
+    )
+    .expect("add");
+    // Make the next commit fail, deterministically and without permissions (tests run as root,
+    // where chmod does not stop writes): a second connection adds a trigger that aborts every
+    // record insert, so the engine's transaction fails inside SQLite and rolls back.
+    let conn = rusqlite::Connection::open(dir.path().join("ochre.sqlite3")).expect("sqlite");
+    conn.execute_batch(
+        "CREATE TRIGGER test_fail_commit BEFORE INSERT ON records
+         BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END;",
+    )
+    .expect("trigger");
+    let e = c
+        .add(RecordBatch::new(ids(&["c"]), vec![vec![1.0, 1.0]]))
+        .expect_err("the commit fails");
+    assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
+    assert!(e.message().contains("injected commit failure"), "{e}");
+
+    // Every later write is refused with Poisoned, including ones the trigger would not stop.
+    let poisoned = |r: Result<(), ochre::Error>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::Poisoned, "{what}: {e}");
+    };
+    poisoned(
+        c.add(RecordBatch::new(ids(&["d"]), vec![vec![0.5, 0.5]])),
+        "add",
+    );
+    poisoned(
+        c.upsert(RecordBatch::new(ids(&["a"]), vec![vec![2.0, 2.0]])),
+        "upsert",
+    );
+    poisoned(
+        c.update(RecordBatch::new(ids(&["b"]), vec![vec![3.0, 3.0]])),
+        "update",
+    );
+    poisoned(
+        c.delete(DeleteRequest {
+            ids: Some(ids(&["a"])),
+            ..Default::default()
+        })
+        .map(|_| ()),
+        "delete records",
+    );
+    poisoned(
+        db.create_collection(
+            T,
+            D,
+            CreateCollection {
+                name: "another".into(),
+                ..Default::default()
+            },
+        )
+        .map(|_| ()),
+        "create collection",
+    );
+    poisoned(db.delete_collection(T, D, "poisoned"), "delete collection");
+    poisoned(db.create_tenant("acme"), "create tenant");
+
+    // Reads answer with the last committed state.
+    assert_eq!(c.count().expect("count"), 2);
+    let g = all(&c);
+    assert_eq!(g.ids, ids(&["a", "b"]));
+    assert_eq!(g.embeddings, Some(vec![vec![1.0, 0.0], vec![0.0, 1.0]]));
+    assert_eq!(
+        g.documents,
+        Some(vec![Some("first".into()), Some("second".into())])
+    );
+    let mut q = QueryRequest::new(vec![vec![0.9, 0.1]]);
+    q.n_results = 5;
+    assert_eq!(c.query(q).expect("query").ids, vec![ids(&["a", "b"])]);
+    assert_eq!(
+        db.list_collections(T, D, None, 0)
+            .into_iter()
+            .map(|i| i.name)
+            .collect::<Vec<_>>(),
+        ["poisoned"]
+    );
+    db.get_collection(T, D, "poisoned").expect("still listed");
+
+    // Reopened (without the trigger), the store holds the committed state and takes writes.
+    conn.execute_batch("DROP TRIGGER test_fail_commit")
+        .expect("drop trigger");
+    drop(conn);
+    drop(c);
+    drop(db);
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let c = db
+        .collection(db.get_collection(T, D, "poisoned").expect("kept").id)
+        .expect("handle");
+    assert_eq!(all(&c).ids, ids(&["a", "b"]));
+    c.add(RecordBatch::new(ids(&["c"]), vec![vec![1.0, 1.0]]))
+        .expect("writable after reopen");
+    assert_eq!(c.count().expect("count"), 3);
+}
+
+/// A trigger from a second connection that aborts every insert into `table`: the engine's next
+/// transaction touching it fails inside SQLite and rolls back as a whole.
+fn fail_inserts_into(dir: &std::path::Path, table: &str) {
+    let conn = rusqlite::Connection::open(dir.join("ochre.sqlite3")).expect("sqlite");
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER test_fail_{table} BEFORE INSERT ON {table}
+         BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END;"
+    ))
+    .expect("trigger");
+}
+
+fn drop_trigger(dir: &std::path::Path, table: &str) {
+    let conn = rusqlite::Connection::open(dir.join("ochre.sqlite3")).expect("sqlite");
+    conn.execute_batch(&format!("DROP TRIGGER test_fail_{table}"))
+        .expect("drop trigger");
+}
+
+#[test]
+fn a_write_and_its_schema_change_commit_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        let c = collection(&db, "evolving");
+        c.write_evolving_schema(
+            ochre::WriteKind::Add,
+            RecordBatch::new(ids(&["a"]), vec![vec![1.0, 0.0]]),
+            |_| Some(json!({"generation": 1})),
+        )
+        .expect("write");
+        assert_eq!(
+            c.info().configuration.schema,
+            Some(json!({"generation": 1}))
+        );
+        fail_inserts_into(dir.path(), "records");
+        let e = c
+            .write_evolving_schema(
+                ochre::WriteKind::Add,
+                RecordBatch::new(ids(&["b"]), vec![vec![0.0, 1.0]]),
+                |_| Some(json!({"generation": 2})),
+            )
+            .expect_err("the commit fails");
+        assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
+        assert_eq!(
+            c.info().configuration.schema,
+            Some(json!({"generation": 1})),
+            "memory unchanged"
+        );
+    }
+    drop_trigger(dir.path(), "records");
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let info = db.get_collection(T, D, "evolving").expect("collection");
+    assert_eq!(
+        info.configuration.schema,
+        Some(json!({"generation": 1})),
+        "the schema change failed with its write"
+    );
+    assert_eq!(db.collection(info.id).expect("handle").count().expect("count"), 1);
+}
+
+#[test]
+fn reset_is_one_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        db.create_tenant("acme").expect("tenant");
+        let c = collection(&db, "kept");
+        c.add(RecordBatch::new(ids(&["a"]), vec![vec![1.0, 0.0]]))
+            .expect("add");
+        // Re-creating the default tenant is the last step of a reset: when it fails, nothing
+        // before it may have happened either.
+        fail_inserts_into(dir.path(), "tenants");
+        assert_eq!(
+            db.reset().expect_err("the commit fails").kind(),
+            ErrorKind::Storage
+        );
+        assert!(db.get_collection(T, D, "kept").is_ok(), "memory unchanged");
+    }
+    drop_trigger(dir.path(), "tenants");
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let info = db.get_collection(T, D, "kept").expect("collection kept");
+    assert_eq!(db.collection(info.id).expect("handle").count().expect("count"), 1);
+    assert!(db.get_tenant("acme").is_ok(), "tenant kept");
+    db.reset().expect("reset");
+    assert!(db.get_collection(T, D, "kept").is_err());
+    assert!(db.get_tenant("acme").is_err());
+    assert!(db.get_tenant(T).is_ok(), "default tenant re-created");
+    drop(db);
+    let db = Ochre::open(dir.path()).expect("reopen after reset");
+    assert!(db.get_tenant(T).is_ok());
+    assert_eq!(db.list_collections(T, D, None, 0).len(), 0);
+}

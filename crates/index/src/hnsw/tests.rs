@@ -144,12 +144,10 @@ fn filtered_search_is_correct_at_every_selectivity() {
     for every in [2, 10, 100] {
         let r = recall(Space::L2, 6000, Some(every));
         assert!(r >= 0.95, "1/{every}: recall {r}");
+        if every == 100 {
+            assert_eq!(r, 1.0, "selective filters are exact");
+        }
     }
-    assert_eq!(
-        recall(Space::L2, 6000, Some(100)),
-        1.0,
-        "selective filters are exact"
-    );
 }
 
 #[test]
