@@ -4,6 +4,13 @@
 //! Each open after the first in one process reuses memory the allocator already holds; the first
 //! is the one a restart pays. Prints the time of each open and the process's peak memory so far.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::expect_used,
+    reason = "a benchmark harness: it prints its results, and a failed run should stop loudly"
+)]
+
 use std::time::Instant;
 
 #[global_allocator]

@@ -4,6 +4,13 @@
 //! benchmark (`embedded`) and the `reopen` example. A benchmark helper, not a library for users:
 //! a missing or malformed file panics with its path.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::expect_used,
+    reason = "a benchmark harness: it prints its results, and a failed run should stop loudly"
+)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

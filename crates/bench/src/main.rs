@@ -6,6 +6,13 @@
 //! scan, and filtered queries (bucket = row % 100 stands in for the data set's uniform bucket
 //! column) at 50%, 10% and 1% selectivity.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::expect_used,
+    reason = "a benchmark harness: it prints its results, and a failed run should stop loudly"
+)]
+
 use std::path::Path;
 use std::time::Instant;
 

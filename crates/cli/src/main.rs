@@ -1,5 +1,11 @@
 //! The `ochre` command.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command-line interface talks to its user on stdout and stderr"
+)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

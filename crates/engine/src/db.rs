@@ -532,10 +532,12 @@ impl Ochre {
         };
         if let Some(id) = cat.by_name.get(&(db.id, req.name.clone())) {
             if req.get_or_create {
-                let handle = cat
-                    .collections
-                    .get(id)
-                    .expect("by_name and collections agree");
+                let handle = cat.collections.get(id).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        "catalog out of step: name without collection",
+                    )
+                })?;
                 return Ok(handle.state.read().info(handle.id));
             }
             return Err(Error::exists(format!(

@@ -1,5 +1,10 @@
 //! The engine's error: a kind to react to, and a message for people.
 
+#![deny(
+    clippy::wildcard_enum_match_arm,
+    reason = "a new error kind must be mapped deliberately"
+)]
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -116,6 +121,11 @@ impl From<ochre_storage::Error> for Error {
         let kind = match &e {
             ochre_storage::Error::Corrupted { .. } => ErrorKind::Corrupted,
             ochre_storage::Error::Locked { .. } => ErrorKind::Locked,
+            ochre_storage::Error::Io { .. }
+            | ochre_storage::Error::Sqlite { .. }
+            | ochre_storage::Error::UnsupportedVersion { .. } => ErrorKind::Storage,
+            // The store's error is non-exhaustive: a variant added later reads as a storage
+            // failure until it is mapped here.
             _ => ErrorKind::Storage,
         };
         // The message is the storage error's own (it names the file); the error stays the cause.

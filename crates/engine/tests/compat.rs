@@ -13,6 +13,14 @@
 //! counts as changed and is written again on close (in today's format, and without the fixture's
 //! tombstones).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

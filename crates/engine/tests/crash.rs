@@ -2,6 +2,14 @@
 //! SIGKILLs it at random moments, reopens the directory and checks that every acknowledged batch is
 //! fully present and that no batch is partially visible.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

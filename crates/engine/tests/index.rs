@@ -1,6 +1,14 @@
 //! The vector index through the engine: approximate search on larger collections, filters,
 //! deletes, concurrent insert and search.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test"
+)]
+
 use std::sync::Arc;
 
 use ochre::{

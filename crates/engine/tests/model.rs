@@ -14,6 +14,14 @@
 //! run, stays at or above [`MIN_GRAPH_RECALL`]. Queries that the engine answers by exact scan
 //! (small collections, selective filters) must equal the model's brute force exactly.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test"
+)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ochre::{

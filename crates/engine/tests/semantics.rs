@@ -1,5 +1,13 @@
 //! Chroma's record semantics, case by case (spec §7), and the open/lock/corruption behaviour.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test"
+)]
+
 use ochre::{
     Collection, CreateCollection, DeleteRequest, ErrorKind, GetRequest, Include, Metadata,
     MetadataValue, Ochre, QueryRequest, RecordBatch, Space, UpdateMetadata, Where,
@@ -882,7 +890,13 @@ fn a_write_and_its_schema_change_commit_together() {
         Some(json!({"generation": 1})),
         "the schema change failed with its write"
     );
-    assert_eq!(db.collection(info.id).expect("handle").count().expect("count"), 1);
+    assert_eq!(
+        db.collection(info.id)
+            .expect("handle")
+            .count()
+            .expect("count"),
+        1
+    );
 }
 
 #[test]
@@ -906,7 +920,13 @@ fn reset_is_one_transaction() {
     drop_trigger(dir.path(), "tenants");
     let db = Ochre::open(dir.path()).expect("reopen");
     let info = db.get_collection(T, D, "kept").expect("collection kept");
-    assert_eq!(db.collection(info.id).expect("handle").count().expect("count"), 1);
+    assert_eq!(
+        db.collection(info.id)
+            .expect("handle")
+            .count()
+            .expect("count"),
+        1
+    );
     assert!(db.get_tenant("acme").is_ok(), "tenant kept");
     db.reset().expect("reset");
     assert!(db.get_collection(T, D, "kept").is_err());

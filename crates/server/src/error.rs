@@ -2,6 +2,11 @@
 //! status and name, plus a `chroma-trace-id` header. The names are one enum ([`ErrorName`]); the
 //! engine's [`ErrorKind`] maps to a status and a name in one `match` ([`From<ochre::Error>`]).
 
+#![deny(
+    clippy::wildcard_enum_match_arm,
+    reason = "a new error name must get its wire name"
+)]
+
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ochre::ErrorKind;

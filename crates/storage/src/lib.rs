@@ -14,6 +14,11 @@
 //!   one rowid range, in storage order.
 //! - Every value read back is checked; malformed bytes give [`Error::Corrupted`] naming the file.
 
+#![deny(
+    clippy::wildcard_enum_match_arm,
+    reason = "the store decodes what it wrote: a new mutation, error or format variant must be handled at every match"
+)]
+
 mod codec;
 mod lock;
 mod store;

@@ -10,6 +10,13 @@
 //! per-request latencies (seconds) and the returned ids, from which the script computes percentiles
 //! and recall exactly as for the servers.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::expect_used,
+    reason = "a benchmark harness: it prints its results, and a failed run should stop loudly"
+)]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

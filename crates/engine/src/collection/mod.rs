@@ -450,12 +450,18 @@ impl Collection {
                 if kind == WriteKind::Add {
                     continue;
                 }
-                let old = st.records.get(&seq).expect("by_id and records agree");
+                let out_of_step = || {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!("collection state out of step for record {id:?}"),
+                    )
+                };
+                let old = st.records.get(&seq).ok_or_else(out_of_step)?;
                 let old_embedding = st
                     .index
                     .as_ref()
                     .and_then(|ix| ix.get(seq))
-                    .expect("index holds every record")
+                    .ok_or_else(out_of_step)?
                     .to_vec();
                 let mut s = Staged {
                     seq,
@@ -473,7 +479,11 @@ impl Collection {
             if kind == WriteKind::Update {
                 continue;
             }
-            let embedding = embedding.expect("add and upsert carry every embedding (validated)");
+            let Some(embedding) = embedding else {
+                return Err(Error::invalid(format!(
+                    "record {id:?} has no embedding (add and upsert need one for every record)"
+                )));
+            };
             if next_seq > MAX_SEQ {
                 return Err(Error::invalid(
                     "this collection has used up its sequence numbers",
@@ -546,12 +556,14 @@ impl Collection {
                 .iter()
                 .map(|s| (s.seq, s.embedding.as_slice()))
                 .collect();
-            insert_all(
-                st.index
-                    .as_mut()
-                    .expect("a record write fixes the dimension"),
-                &items,
-            );
+            // Nothing after the commit may fail: the index exists, since this write (or an earlier
+            // one) fixed the dimension and created it.
+            #[allow(clippy::expect_used, reason = "a committed record write has an index")]
+            let index = st
+                .index
+                .as_mut()
+                .expect("a record write fixes the dimension");
+            insert_all(index, &items);
         }
         for s in staged {
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
@@ -810,7 +822,7 @@ where
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("search threads do not panic"))
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
 }

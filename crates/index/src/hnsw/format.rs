@@ -3,6 +3,11 @@
 //! into a checked [`ParsedCheckpoint`]; joining that with the store's vectors is
 //! [`super::load`]'s job.
 
+#![deny(
+    clippy::wildcard_enum_match_arm,
+    reason = "a new space, version or error variant must be handled wherever the checkpoint bytes are read or written"
+)]
+
 use ochre_types::{HnswConfig, SeqNo, Space};
 
 use super::HnswIndex;

@@ -2,6 +2,11 @@
 //! nodes whose record is gone or changed become tombstones, and records the graph lacks are
 //! reported for the caller to insert.
 
+#![deny(
+    clippy::wildcard_enum_match_arm,
+    reason = "a new vector source must be handled wherever a load reads one"
+)]
+
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
@@ -238,7 +243,7 @@ impl Source<'_> {
             Source::Rows { seqs, data, .. } if *seqs == node_seq && !deleted.iter().any(|d| *d) => {
                 Some(data.as_slice())
             }
-            _ => None,
+            Source::Rows { .. } | Source::Map(_) => None,
         }
     }
 
