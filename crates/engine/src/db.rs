@@ -666,6 +666,9 @@ impl Ochre {
                 "hnsw {fixed} cannot be changed after the collection is created"
             )));
         }
+        if let Some(h) = &req.hnsw {
+            h.check()?;
+        }
         if let Some(name) = &req.new_name {
             validate_collection_name(name).map_err(|e| {
                 Error::invalid_because(format!("Validation error: new_name: {e}"), e)
@@ -706,7 +709,6 @@ impl Ochre {
         }
         if let Some(h) = &req.hnsw {
             h.apply(&mut row.configuration.hnsw);
-            row.configuration.hnsw.check()?;
         }
         if let Some(ef) = &req.embedding_function {
             row.configuration.embedding_function = Some(ef.clone());

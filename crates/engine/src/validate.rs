@@ -87,14 +87,13 @@ pub(crate) fn batch(
     if let Some(ms) = &b.metadatas {
         for (i, m) in ms.iter().enumerate() {
             let Some(m) = m else { continue };
-            let deletes_in_add = kind == WriteKind::Add && m.values().any(Option::is_none);
-            if deletes_in_add
-                || validate_record_metadata(m.iter().map(|(k, v)| (k, v.as_ref()))).is_err()
-            {
-                return Err(Error::invalid(format!(
-                    "Validation error: metadatas: Invalid metadata at index {i}"
-                )));
+            // Chroma's message names only the index; the rule broken stays the cause.
+            let message = || format!("Validation error: metadatas: Invalid metadata at index {i}");
+            if kind == WriteKind::Add && m.values().any(Option::is_none) {
+                return Err(Error::invalid(message()));
             }
+            validate_record_metadata(m.iter().map(|(k, v)| (k, v.as_ref())))
+                .map_err(|e| Error::invalid_because(message(), e))?;
         }
     }
     if let Some(embs) = &b.embeddings {

@@ -867,7 +867,9 @@ fn a_write_and_its_schema_change_commit_together() {
             c.info().configuration.schema,
             Some(json!({"generation": 1}))
         );
-        fail_inserts_into(dir.path(), "records");
+        // The schema change fails (it rewrites the collection row); the record write in the
+        // same batch must fail with it.
+        fail_inserts_into(dir.path(), "collections");
         let e = c
             .write_evolving_schema(
                 ochre::WriteKind::Add,
@@ -882,7 +884,7 @@ fn a_write_and_its_schema_change_commit_together() {
             "memory unchanged"
         );
     }
-    drop_trigger(dir.path(), "records");
+    drop_trigger(dir.path(), "collections");
     let db = Ochre::open(dir.path()).expect("reopen");
     let info = db.get_collection(T, D, "evolving").expect("collection");
     assert_eq!(
@@ -895,7 +897,8 @@ fn a_write_and_its_schema_change_commit_together() {
             .expect("handle")
             .count()
             .expect("count"),
-        1
+        1,
+        "the record failed with its schema change"
     );
 }
 

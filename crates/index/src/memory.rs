@@ -1,9 +1,9 @@
 //! Large buffers backed by transparent huge pages.
 //!
-//! A 100k × 384 arena is 150 MB: with 4 KiB pages, filling it costs ~37,000 page faults, a quarter
-//! of the time it takes to reopen such a collection. Linux backs a region with 2 MiB pages when asked
-//! (`madvise(MADV_HUGEPAGE)`; the default policy on many systems is "only when asked"), which turns
-//! those into ~75 faults and shortens TLB misses during searches.
+//! A 100k × 384 arena is 150 MB: with 4 KiB pages, filling it takes ~37,000 page faults; with
+//! 2 MiB pages ~75. Linux backs a region with 2 MiB pages when asked (`madvise(MADV_HUGEPAGE)`;
+//! on many systems the policy is "only when asked"). What that is worth is measured, not assumed:
+//! docs/benchmarks.md ("Huge pages") has reopen times and query throughput with and without.
 
 /// An empty vector with room for `capacity` elements, advised to use huge pages (Linux; an ordinary
 /// `Vec::with_capacity` elsewhere or below 4 MiB).

@@ -174,23 +174,24 @@ fn is_default_hnsw(h: &HnswPatch) -> bool {
     *h == HnswPatch::of(&HnswConfig::default())
 }
 
-/// A schema's `hnsw` block: an [`HnswPatch`] without `space` (the vector index config holds the
-/// space), refused as an unknown field as Chroma's schema type does.
+/// A schema's `hnsw` block (Chroma's `HnswIndexConfig`): no `space`, which the vector index
+/// config holds.
 fn hnsw_without_space<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<HnswPatch>, D::Error> {
-    crate::wire::patch_without(d, &["space"], SCHEMA_HNSW_FIELDS)
+    crate::wire::patch_with_fields(
+        d,
+        &[
+            "ef_construction",
+            "max_neighbors",
+            "ef_search",
+            "num_threads",
+            "batch_size",
+            "sync_threshold",
+            "resize_factor",
+        ],
+    )
 }
-
-const SCHEMA_HNSW_FIELDS: &[&str] = &[
-    "ef_construction",
-    "max_neighbors",
-    "ef_search",
-    "num_threads",
-    "batch_size",
-    "sync_threshold",
-    "resize_factor",
-];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SparseConfig {

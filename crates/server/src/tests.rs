@@ -709,10 +709,29 @@ async fn hnsw_knobs_are_range_checked_and_fixed_ones_refused_on_modify() {
         assert_eq!(v["error"], "ChromaError");
         let message = v["message"].as_str().expect("message");
         assert!(
-            message.contains(&format!("unknown field `{fixed}`")),
+            message.contains(&format!(
+                "unknown field `{fixed}`, expected one of `ef_search`, `max_neighbors`, \
+                 `num_threads`, `resize_factor`, `sync_threshold`, `batch_size`"
+            )),
             "{message}"
         );
     }
+    // An unknown field of the create block lists Chroma's create fields, in their order.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(create(json!({"ef_serch": 5}))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains(
+            "unknown field `ef_serch`, expected one of `space`, `ef_construction`, `ef_search`, \
+             `max_neighbors`, `num_threads`, `resize_factor`, `sync_threshold`, `batch_size`"
+        )),
+        "{v}"
+    );
     let (s, v, _) = call(
         &app,
         "PUT",

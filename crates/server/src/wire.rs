@@ -102,7 +102,7 @@ pub struct CreateCollectionBody {
 
 #[derive(Deserialize, Default, ToSchema)]
 pub struct ConfigurationBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hnsw_create")]
     pub hnsw: Option<HnswPatch>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -136,28 +136,48 @@ pub struct ModifyConfigurationBody {
     pub embedding_function: Option<Value>,
 }
 
-/// Deserializes an optional [`HnswPatch`] that must not set any of `refused`: those are reported
-/// as unknown fields (`expected` lists the accepted ones), as a body type without them would.
-pub(crate) fn patch_without<'de, D: serde::Deserializer<'de>>(
+/// Deserializes an optional [`HnswPatch`] from a block that may hold only the fields in `accepted`
+/// — the field list of Chroma's own type for that block, in its order, so that an unknown or
+/// refused field gets the message serde gives for that type: ``unknown field `x`, expected one
+/// of `a`, `b`, ...``.
+pub(crate) fn patch_with_fields<'de, D: serde::Deserializer<'de>>(
     d: D,
-    refused: &[&str],
-    expected: &'static [&'static str],
+    accepted: &'static [&'static str],
 ) -> Result<Option<HnswPatch>, D::Error> {
-    let patch = Option::<HnswPatch>::deserialize(d)?;
-    if let Some(field) = patch
-        .as_ref()
-        .and_then(|p| p.set_fields().find(|f| refused.contains(f)))
-    {
-        return Err(serde::de::Error::unknown_field(field, expected));
+    use serde::de::Error as _;
+    let Some(block) = Option::<Map<String, Value>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(unknown) = block.keys().find(|k| !accepted.contains(&k.as_str())) {
+        return Err(D::Error::unknown_field(unknown, accepted));
     }
-    Ok(patch)
+    serde_json::from_value(Value::Object(block))
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
-/// A modify request's `hnsw` block: the parameters that may change after creation.
-fn hnsw_update<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HnswPatch>, D::Error> {
-    patch_without(
+/// A create request's `hnsw` block (Chroma's `CreateHnswConfiguration`).
+fn hnsw_create<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HnswPatch>, D::Error> {
+    patch_with_fields(
         d,
-        &["space", "ef_construction"],
+        &[
+            "space",
+            "ef_construction",
+            "ef_search",
+            "max_neighbors",
+            "num_threads",
+            "resize_factor",
+            "sync_threshold",
+            "batch_size",
+        ],
+    )
+}
+
+/// A modify request's `hnsw` block: the parameters that may change after creation (Chroma's
+/// `UpdateHnswConfiguration`).
+fn hnsw_update<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HnswPatch>, D::Error> {
+    patch_with_fields(
+        d,
         &[
             "ef_search",
             "max_neighbors",
@@ -179,6 +199,8 @@ fn hnsw_from_metadata(m: &Map<String, Value>) -> Result<Option<HnswConfig>, ApiE
         };
         any = true;
         let int = || v.as_u64().ok_or_else(bad);
+        // Chroma refuses these two below 2 with this message; the ranges of every knob are then
+        // checked in one place (`HnswConfig::check`, by the engine).
         match param {
             "space" => cfg.space = v.as_str().ok_or_else(bad)?.parse().map_err(|_| bad())?,
             "construction_ef" => cfg.ef_construction = int()?,

@@ -48,14 +48,15 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    /// Damaged or foreign bytes; `source` is the decoding error when a stored value did not
-    /// decode (its text is part of `detail`).
+    /// Damaged or foreign bytes; `source` is the lower error when there is one (a
+    /// [`DecodeError`] for a stored value that did not decode, SQLite's for a damaged page; its
+    /// text is part of `detail`).
     #[error("{path} is corrupted: {detail}")]
     Corrupted {
         path: PathBuf,
         detail: String,
         #[source]
-        source: Option<DecodeError>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     #[error("{path} is locked by another Ochre process (pid {holder}); close it first or use another directory")]
     Locked { path: PathBuf, holder: String },
@@ -76,7 +77,7 @@ impl Error {
                 return Error::Corrupted {
                     path: path.to_owned(),
                     detail: source.to_string(),
-                    source: None,
+                    source: Some(Box::new(source)),
                 };
             }
         }

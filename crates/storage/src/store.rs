@@ -250,7 +250,7 @@ impl Store {
         Error::Corrupted {
             path: self.path.clone(),
             detail: format!("{what}: {source}"),
-            source: Some(source),
+            source: Some(Box::new(source)),
         }
     }
 

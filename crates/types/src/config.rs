@@ -128,28 +128,7 @@ impl HnswConfig {
     /// # Errors
     /// [`ConfigError`] naming the first knob out of range.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let knobs = [
-            ("max_neighbors", self.max_neighbors, MAX_NEIGHBORS),
-            ("ef_construction", self.ef_construction, EF_CONSTRUCTION),
-            ("ef_search", self.ef_search, EF_SEARCH),
-            ("num_threads", self.num_threads, NUM_THREADS),
-            ("sync_threshold", self.sync_threshold, SYNC_THRESHOLD),
-            ("batch_size", self.batch_size, BATCH_SIZE),
-        ];
-        for (knob, value, range) in knobs {
-            if !range.contains(&value) {
-                return Err(ConfigError::OutOfRange {
-                    knob,
-                    value,
-                    min: *range.start(),
-                    max: *range.end(),
-                });
-            }
-        }
-        if !(self.resize_factor.is_finite() && self.resize_factor > 0.0) {
-            return Err(ConfigError::ResizeFactor(self.resize_factor));
-        }
-        Ok(())
+        HnswPatch::of(self).check()
     }
 
     /// The graph degree an index builds with: `max_neighbors` clamped into range, and at least 2
@@ -215,6 +194,40 @@ impl HnswPatch {
             batch_size: Some(c.batch_size),
             sync_threshold: Some(c.sync_threshold),
             resize_factor: Some(c.resize_factor),
+        }
+    }
+
+    /// Checks every parameter this patch sets against its range (the constants above); what
+    /// it leaves unset is not looked at (a stored value from before the ranges stays changeable
+    /// by a patch that does not touch it).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first knob out of range.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let knobs = [
+            ("max_neighbors", self.max_neighbors, MAX_NEIGHBORS),
+            ("ef_construction", self.ef_construction, EF_CONSTRUCTION),
+            ("ef_search", self.ef_search, EF_SEARCH),
+            ("num_threads", self.num_threads, NUM_THREADS),
+            ("sync_threshold", self.sync_threshold, SYNC_THRESHOLD),
+            ("batch_size", self.batch_size, BATCH_SIZE),
+        ];
+        for (knob, value, range) in knobs {
+            match value {
+                Some(value) if !range.contains(&value) => {
+                    return Err(ConfigError::OutOfRange {
+                        knob,
+                        value,
+                        min: *range.start(),
+                        max: *range.end(),
+                    });
+                }
+                Some(_) | None => {}
+            }
+        }
+        match self.resize_factor {
+            Some(r) if !(r.is_finite() && r > 0.0) => Err(ConfigError::ResizeFactor(r)),
+            Some(_) | None => Ok(()),
         }
     }
 
@@ -351,6 +364,17 @@ mod tests {
         };
         assert_eq!(one.check(), Ok(()));
         assert_eq!(one.graph_degree(), 2);
+        // A patch is checked for what it sets only.
+        let patch = HnswPatch {
+            ef_search: Some(50),
+            ..HnswPatch::default()
+        };
+        assert_eq!(patch.check(), Ok(()));
+        let bad = HnswPatch {
+            batch_size: Some(1),
+            ..HnswPatch::default()
+        };
+        assert!(bad.check().is_err());
     }
 
     #[test]

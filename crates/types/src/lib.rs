@@ -2,14 +2,18 @@
 //!
 //! This crate holds identifiers ([`CollectionId`], [`DatabaseId`], [`SeqNo`]), record metadata
 //! ([`MetadataValue`], [`Metadata`]), the filter language ([`Where`], [`WhereDocument`]) with its
-//! parser and evaluator, distance spaces ([`Space`]) and collection configuration ([`HnswConfig`], its patch
-//! [`HnswPatch`], [`CollectionConfiguration`]), and the name validators.
+//! parser and evaluator, distance spaces ([`Space`]) and collection configuration ([`HnswConfig`],
+//! its patch [`HnswPatch`], [`CollectionConfiguration`]), and the name validators. Every fallible
+//! function returns a typed error whose `Display` is Chroma's message.
 //!
 //! It is not a place for I/O, async code or storage: nothing here touches a file or a socket.
 //!
 //! Invariants:
-//! - A [`Where`] or [`WhereDocument`] value is always well-formed: the only way to build one from
-//!   user input is the parser, which applies Chroma's grammar and typing rules.
+//! - Filters from clients go through the parser ([`Where::from_json`],
+//!   [`WhereDocument::from_json`]), which applies Chroma's grammar and typing rules. The AST's
+//!   variants are public, so a program may build any filter directly; the evaluator gives every
+//!   such value a meaning (it never panics).
+//! - Every HNSW knob is range-checked in one place, [`HnswConfig::check`].
 //! - Numbers in metadata compare exactly: an `i64` and an `f64` are compared as mathematical numbers.
 
 mod config;

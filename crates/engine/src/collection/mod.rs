@@ -19,6 +19,8 @@ use crate::request::{
 use crate::validate::{self, WriteKind};
 
 mod recovery;
+#[cfg(test)]
+mod tests;
 
 /// Largest sequence number a collection may hand out (the store reserves 40 bits).
 const MAX_SEQ: u64 = (1 << 40) - 1;
@@ -550,12 +552,7 @@ impl Collection {
         }
         st.row.total_ops += ops;
         st.next_seq = next_seq;
-        st.dirty += staged.len();
         if !staged.is_empty() {
-            let items: Vec<(SeqNo, &[f32])> = staged
-                .iter()
-                .map(|s| (s.seq, s.embedding.as_slice()))
-                .collect();
             // Nothing after the commit may fail: the index exists, since this write (or an earlier
             // one) fixed the dimension and created it.
             #[allow(clippy::expect_used, reason = "a committed record write has an index")]
@@ -563,7 +560,19 @@ impl Collection {
                 .index
                 .as_mut()
                 .expect("a record write fixes the dimension");
+            // Only new records and changed vectors go into the graph: an update of metadata,
+            // document or uri (or one that sets the same vector) leaves the record's node alone.
+            let items: Vec<(SeqNo, &[f32])> = staged
+                .iter()
+                .filter(|s| index.get(s.seq) != Some(s.embedding.as_slice()))
+                .map(|s| (s.seq, s.embedding.as_slice()))
+                .collect();
             insert_all(index, &items);
+            // Replaced vectors leave tombstones; past a quarter of the graph it is rebuilt.
+            if maintain(index) {
+                tracing::debug!(collection = %self.handle.id, "rebuilt the vector index after writes");
+            }
+            st.dirty += items.len();
         }
         for s in staged {
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));

@@ -10,6 +10,8 @@ use super::{prefetch_row, HnswIndex};
 /// The level generator: level `l` with probability `e^{-l / ln m}`, deterministic per seed.
 #[derive(Clone)]
 pub(super) struct Levels {
+    /// What the generator started from: a rebuild of this graph starts from it again.
+    seed: u64,
     rng: u64,
     mult: f64,
 }
@@ -17,6 +19,7 @@ pub(super) struct Levels {
 impl Levels {
     pub(super) fn new(m: usize, seed: u64) -> Self {
         Levels {
+            seed,
             rng: seed | 1,
             mult: 1.0 / (m as f64).ln(),
         }
@@ -27,7 +30,12 @@ impl Levels {
         self.rng
     }
 
-    /// Continues from a saved state.
+    /// The seed a rebuild of this graph uses.
+    pub(super) fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Continues from a saved state (which is also the seed of a later rebuild).
     pub(super) fn resume(m: usize, state: u64) -> Self {
         Levels {
             rng: state.max(1),

@@ -222,7 +222,7 @@ impl HnswIndex {
     pub fn rebuilt(&self, threads: usize) -> HnswIndex {
         let mut fresh = HnswIndex {
             knobs: self.knobs,
-            ..HnswIndex::with_seed(self.dim, &self.shape(), SEED)
+            ..HnswIndex::with_seed(self.dim, &self.shape(), self.levels.seed())
         };
         let live: Vec<(SeqNo, &[f32])> = (0..self.nodes.len() as u32)
             .filter(|&n| !self.nodes.deleted[n as usize])

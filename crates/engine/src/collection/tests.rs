@@ -1,0 +1,274 @@
+//! What writes do to the vector index: which ones touch it, and what recall is left after many.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{
+    Collection, CollectionConfiguration, CreateCollection, DeleteRequest, HnswConfig,
+    MetadataValue, Ochre, QueryRequest, RecordBatch,
+};
+
+const DIM: usize = 16;
+
+fn collection(db: &Ochre) -> Collection {
+    collection_with(db, HnswConfig::default())
+}
+
+fn collection_with(db: &Ochre, hnsw: HnswConfig) -> Collection {
+    let info = db
+        .create_collection(
+            crate::DEFAULT_TENANT,
+            crate::DEFAULT_DATABASE,
+            CreateCollection {
+                name: "writes".into(),
+                configuration: CollectionConfiguration {
+                    hnsw,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    db.collection(info.id).expect("handle")
+}
+
+/// A small beam and degree, so recall is below 1 and a damaged graph shows.
+fn narrow() -> HnswConfig {
+    HnswConfig {
+        ef_search: 10,
+        max_neighbors: 6,
+        ef_construction: 40,
+        ..HnswConfig::default()
+    }
+}
+
+/// Clustered vectors, closer to real embeddings than uniform noise.
+fn clustered(rng: &mut StdRng, centers: &[Vec<f32>]) -> Vec<f32> {
+    let c = &centers[rng.gen_range(0..centers.len())];
+    c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect()
+}
+
+fn centers(rng: &mut StdRng) -> Vec<Vec<f32>> {
+    (0..24)
+        .map(|_| (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect())
+        .collect()
+}
+
+fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("r{i}")).collect()
+}
+
+/// `(nodes including tombstones, live vectors)` of the collection's index.
+fn index_shape(c: &Collection) -> (usize, usize) {
+    let st = c.handle.state.read();
+    let ix = st.index.as_ref().expect("an index");
+    (ix.nodes(), ix.len())
+}
+
+fn metadata_round(c: &Collection, n: usize, round: i64) {
+    for chunk in ids(0..n).chunks(1000) {
+        let mut b = RecordBatch {
+            ids: chunk.to_vec(),
+            ..Default::default()
+        };
+        b.metadatas = Some(
+            chunk
+                .iter()
+                .map(|_| Some([("round".to_owned(), Some(MetadataValue::Int(round)))].into()))
+                .collect(),
+        );
+        b.documents = Some(
+            chunk
+                .iter()
+                .map(|id| Some(format!("{id} {round}")))
+                .collect(),
+        );
+        c.update(b).expect("update");
+    }
+}
+
+#[test]
+fn updates_that_keep_the_vector_leave_the_index_alone() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db);
+    let mut rng = StdRng::seed_from_u64(1);
+    let centers = centers(&mut rng);
+    let n = 3000;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| clustered(&mut rng, &centers)).collect();
+    c.add(RecordBatch::new(ids(0..n), vectors.clone()))
+        .expect("add");
+    assert_eq!(index_shape(&c), (n, n));
+    for round in 0..5 {
+        metadata_round(&c, n, round);
+    }
+    assert_eq!(
+        index_shape(&c),
+        (n, n),
+        "metadata-only updates add no nodes"
+    );
+    // Setting the same vector again is no change either; a new vector replaces the node.
+    c.upsert(RecordBatch::new(ids(0..100), vectors[..100].to_vec()))
+        .expect("same vectors");
+    assert_eq!(index_shape(&c), (n, n));
+    let moved: Vec<Vec<f32>> = (0..100).map(|_| clustered(&mut rng, &centers)).collect();
+    c.update(RecordBatch::new(ids(0..100), moved.clone()))
+        .expect("new vectors");
+    assert_eq!(
+        index_shape(&c),
+        (n + 100, n),
+        "one tombstone per replaced vector"
+    );
+    let got = c
+        .query(QueryRequest::new(vec![moved[7].clone()]))
+        .expect("query");
+    assert_eq!(got.ids[0][0], "r7", "the record is found at its new vector");
+}
+
+#[test]
+fn tombstones_from_replaced_vectors_are_compacted_on_write() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db);
+    let mut rng = StdRng::seed_from_u64(2);
+    let centers = centers(&mut rng);
+    let n = 4000;
+    let fresh = |rng: &mut StdRng, k: usize| -> Vec<Vec<f32>> {
+        (0..k).map(|_| clustered(rng, &centers)).collect()
+    };
+    c.add(RecordBatch::new(ids(0..n), fresh(&mut rng, n)))
+        .expect("add");
+    // Replace a tenth of the vectors at a time: past a quarter of tombstones the graph is
+    // rebuilt by the write itself, so the node count never runs away.
+    for round in 0..6 {
+        let start = (round * 400) % n;
+        c.upsert(RecordBatch::new(
+            ids(start..start + 400),
+            fresh(&mut rng, 400),
+        ))
+        .expect("upsert");
+        let (nodes, live) = index_shape(&c);
+        assert_eq!(live, n);
+        assert!(
+            nodes * 4 <= live * 5 + 400 * 4,
+            "round {round}: {nodes} nodes"
+        );
+    }
+}
+
+/// Recall@10 of the collection's queries against brute force over `model`.
+fn recall(c: &Collection, model: &[(String, Vec<f32>)], queries: &[Vec<f32>]) -> f64 {
+    let mut hits = 0;
+    let mut total = 0;
+    for q in queries {
+        let mut exact: Vec<(f32, &str)> = model
+            .iter()
+            .map(|(id, v)| {
+                let d = v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+                (d, id.as_str())
+            })
+            .collect();
+        exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let got = c.query(QueryRequest::new(vec![q.clone()])).expect("query");
+        for (_, id) in exact.iter().take(10) {
+            total += 1;
+            if got.ids[0].iter().any(|g| g == id) {
+                hits += 1;
+            }
+        }
+    }
+    hits as f64 / total as f64
+}
+
+#[test]
+fn recall_after_update_rounds_stays_that_of_a_fresh_build() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let centers = centers(&mut rng);
+    let n = 6000;
+    let db = Ochre::ephemeral();
+    let c = collection_with(&db, narrow());
+    let mut model: Vec<(String, Vec<f32>)> = ids(0..n)
+        .into_iter()
+        .map(|id| (id, clustered(&mut rng, &centers)))
+        .collect();
+    for chunk in model.chunks(1000) {
+        c.add(RecordBatch::new(
+            chunk.iter().map(|(id, _)| id.clone()).collect(),
+            chunk.iter().map(|(_, v)| v.clone()).collect(),
+        ))
+        .expect("add");
+    }
+    // Five rounds of metadata-only updates of everything, vector upserts of a tenth, deletes
+    // and re-adds of a twentieth.
+    for round in 0..5 {
+        metadata_round(&c, n, round);
+        let start = round as usize * 600;
+        for (_, v) in &mut model[start..start + 600] {
+            *v = clustered(&mut rng, &centers);
+        }
+        let part = &model[start..start + 600];
+        c.upsert(RecordBatch::new(
+            part.iter().map(|(id, _)| id.clone()).collect(),
+            part.iter().map(|(_, v)| v.clone()).collect(),
+        ))
+        .expect("upsert");
+        let gone: Vec<String> = (0..n).step_by(20).map(|i| format!("r{i}")).collect();
+        c.delete(DeleteRequest {
+            ids: Some(gone.clone()),
+            ..Default::default()
+        })
+        .expect("delete");
+        let back: Vec<(String, Vec<f32>)> = model
+            .iter()
+            .filter(|(id, _)| gone.contains(id))
+            .cloned()
+            .collect();
+        c.add(RecordBatch::new(
+            back.iter().map(|(id, _)| id.clone()).collect(),
+            back.iter().map(|(_, v)| v.clone()).collect(),
+        ))
+        .expect("re-add");
+    }
+    let queries: Vec<Vec<f32>> = (0..200).map(|_| clustered(&mut rng, &centers)).collect();
+    let after = recall(&c, &model, &queries);
+    let fresh_db = Ochre::ephemeral();
+    let fresh = collection_with(&fresh_db, narrow());
+    fresh
+        .add(RecordBatch::new(
+            model.iter().map(|(id, _)| id.clone()).collect(),
+            model.iter().map(|(_, v)| v.clone()).collect(),
+        ))
+        .expect("fresh");
+    let baseline = recall(&fresh, &model, &queries);
+    assert!(
+        after >= baseline - 0.01,
+        "recall after updates {after:.4} vs a fresh build {baseline:.4}"
+    );
+}
+
+#[test]
+fn a_schema_change_with_a_write_keeps_the_index() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db);
+    let mut rng = StdRng::seed_from_u64(4);
+    let centers = centers(&mut rng);
+    let n = 3000;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| clustered(&mut rng, &centers)).collect();
+    c.add(RecordBatch::new(ids(0..n), vectors.clone()))
+        .expect("add");
+    // The collection row changes (its schema) without changing the dimension: the records
+    // already indexed stay indexed.
+    c.write_evolving_schema(
+        crate::WriteKind::Add,
+        RecordBatch::new(vec!["extra".into()], vec![vectors[0].clone()]),
+        |_| Some(serde_json::json!({"keys": {}})),
+    )
+    .expect("write with schema");
+    assert_eq!(index_shape(&c), (n + 1, n + 1));
+    let got = c
+        .query(QueryRequest::new(vec![vectors[1234].clone()]))
+        .expect("query");
+    assert_eq!(got.ids[0][0], "r1234");
+    assert_eq!(
+        c.info().configuration.schema,
+        Some(serde_json::json!({"keys": {}}))
+    );
+}
