@@ -36,6 +36,7 @@ mod error;
 mod metaindex;
 mod packed;
 mod request;
+mod seqlist;
 mod validate;
 
 pub use collection::Collection;
@@ -50,6 +51,10 @@ pub use request::{
     ModifyCollection, QueryRequest, QueryResult, RecordBatch, TenantInfo,
 };
 pub use validate::WriteKind;
+
+/// The largest embedding dimension a collection accepts (the largest common models use a few
+/// thousand): one record can never cost more than 256 KiB of vector.
+pub const MAX_DIMENSION: usize = 65_536;
 
 /// The tenant every new store has.
 pub const DEFAULT_TENANT: &str = "default_tenant";

@@ -14,6 +14,8 @@ use std::ops::Bound;
 
 use ochre_types::{compare_int_float, MetaOp, MetadataValue, Scalar, ScalarList, SeqNo, Where};
 
+use crate::seqlist::SeqList;
+
 /// An indexed value. Booleans, numbers and strings never equal one another; integers and floats
 /// are one kind, ordered and compared exactly as numbers, as filters compare them.
 #[derive(Debug, Clone)]
@@ -89,10 +91,11 @@ impl PartialEq for Value {
 
 impl Eq for Value {}
 
-/// Key → value → the records holding it, ascending.
+/// Key → value → the records holding it, ascending (inserts and removals O(log n) per record
+/// and value, see [`SeqList`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MetaIndex {
-    keys: HashMap<String, BTreeMap<Value, Vec<SeqNo>>>,
+    keys: HashMap<String, BTreeMap<Value, SeqList>>,
 }
 
 impl MetaIndex {
@@ -112,15 +115,7 @@ impl MetaIndex {
                     .entry(value)
                     .or_default(),
             };
-            // Records are usually filed in sequence order, so this is almost always a push.
-            match list.last() {
-                Some(last) if *last >= seq => {
-                    if let Err(at) = list.binary_search(&seq) {
-                        list.insert(at, seq);
-                    }
-                }
-                _ => list.push(seq),
-            }
+            list.insert(seq);
         }
     }
 
@@ -135,9 +130,7 @@ impl MetaIndex {
                 continue;
             };
             if let Some(list) = values.get_mut(&value) {
-                if let Ok(at) = list.binary_search(&seq) {
-                    list.remove(at);
-                }
+                list.remove(seq);
                 if list.is_empty() {
                     values.remove(&value);
                 }
@@ -222,7 +215,7 @@ impl MetaIndex {
         }
         let empty = BTreeMap::new();
         let values = self.keys.get(key).unwrap_or(&empty);
-        let lists: Vec<&Vec<SeqNo>> = match op {
+        let lists: Vec<&SeqList> = match op {
             MetaOp::Eq(s) => values.get(&Value::of_scalar(s)?).into_iter().collect(),
             MetaOp::In(list) => {
                 let wanted: Vec<Value> = match list {
@@ -234,11 +227,11 @@ impl MetaIndex {
                         .collect::<Option<_>>()?,
                     ScalarList::Str(l) => l.iter().map(|s| Value::Str(s.clone())).collect(),
                 };
-                let mut lists: Vec<&Vec<SeqNo>> =
+                let mut lists: Vec<&SeqList> =
                     wanted.iter().filter_map(|v| values.get(v)).collect();
                 // Equal values listed twice (1 and 1.0) find the same list.
-                lists.sort_unstable_by_key(|l| l.as_ptr());
-                lists.dedup_by_key(|l| l.as_ptr());
+                lists.sort_unstable_by_key(|l| std::ptr::from_ref(*l));
+                lists.dedup_by_key(|l| std::ptr::from_ref(*l));
                 lists
             }
             MetaOp::Gt(s) | MetaOp::Gte(s) | MetaOp::Lt(s) | MetaOp::Lte(s) => {
@@ -264,7 +257,7 @@ impl MetaIndex {
         }
         let mut out = Vec::with_capacity(total);
         for l in &lists {
-            out.extend_from_slice(l);
+            out.extend(l.iter());
         }
         // A record holds one value per key, so the lists are disjoint.
         if lists.len() > 1 {

@@ -77,6 +77,13 @@ pub(crate) fn batch(
                     "Validation error: embeddings: Each embedding must have at least 1 dimension",
                 ));
             }
+            if e.len() > crate::MAX_DIMENSION {
+                return Err(Error::invalid(format!(
+                    "Validation error: embeddings: an embedding has {} dimensions; the maximum is {}",
+                    e.len(),
+                    crate::MAX_DIMENSION
+                )));
+            }
             if e.iter().any(|x| !x.is_finite()) {
                 return Err(Error::invalid(
                     "Validation error: embeddings: Embeddings must not contain NaN or Infinity values",

@@ -1,15 +1,33 @@
-//! Optional authentication: static tokens and basic auth against a bcrypt htpasswd file.
+//! Optional authentication and scoping: static tokens (plain or scoped to a tenant and its
+//! databases) and basic auth against a bcrypt htpasswd file.
+//!
+//! Secrets are compared in constant time (SHA-256 digests compared with `subtle`), so response
+//! times do not tell how much of a token was right. bcrypt runs on the blocking pool, never on the
+//! async workers; a user name that is not in the file is verified against a real hash all the
+//! same, so known and unknown names take equally long; and a verified `user:password` pair is
+//! remembered (as a digest) for [`VERIFIED_FOR`], so a client sending Basic auth on every request
+//! pays bcrypt once, not per request.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use crate::config::TokenConfig;
 use crate::error::{ApiError, ErrorName};
 use crate::AppState;
+
+/// How long a verified basic-auth pair is accepted without running bcrypt again.
+pub const VERIFIED_FOR: Duration = Duration::from_secs(300);
+/// Verified pairs remembered at most (the oldest are forgotten first).
+const VERIFIED_MAX: usize = 1024;
 
 /// A malformed htpasswd line (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,15 +39,130 @@ pub enum HtpasswdError {
     NotBcrypt { line: usize },
 }
 
+/// Who a request is, and what it may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    /// A tenant name, or `*` for any.
+    pub tenant: String,
+    /// Database names, or `*` for any.
+    pub databases: Vec<String>,
+    /// False for an unscoped credential: it reaches everything, and reports the default tenant
+    /// and database as its identity (what clients that adopt it expect).
+    scoped: bool,
+}
+
+impl Identity {
+    fn unscoped(user_id: &str) -> Identity {
+        Identity {
+            user_id: user_id.to_owned(),
+            tenant: ochre::DEFAULT_TENANT.to_owned(),
+            databases: vec![ochre::DEFAULT_DATABASE.to_owned()],
+            scoped: false,
+        }
+    }
+
+    /// The identity of a request when auth is off.
+    pub fn anonymous() -> Identity {
+        Identity::unscoped("")
+    }
+
+    fn tenant_allowed(&self, tenant: &str) -> bool {
+        !self.scoped || self.tenant == "*" || self.tenant == tenant
+    }
+
+    fn database_allowed(&self, database: &str) -> bool {
+        !self.scoped || self.databases.iter().any(|d| d == "*" || d == database)
+    }
+
+    /// Whether this identity may make a request to `path`: a scoped one reaches only its tenant
+    /// and databases, and none of the routes that act on the whole server.
+    fn may_reach(&self, path: &str) -> bool {
+        if !self.scoped {
+            return true;
+        }
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        match parts.as_slice() {
+            // /api/v2/tenants/{t}/databases/{d}/...
+            ["", "api", "v2", "tenants", t, "databases", d, ..] => {
+                self.tenant_allowed(t) && self.database_allowed(d)
+            }
+            // /api/v2/tenants/{t} and /api/v2/tenants/{t}/databases
+            ["", "api", "v2", "tenants", t] | ["", "api", "v2", "tenants", t, "databases"] => {
+                self.tenant_allowed(t)
+            }
+            // /api/v2/collections/{tenant:database:collection}
+            ["", "api", "v2", "collections", crn] => {
+                let mut it = crn.split(':');
+                match (it.next(), it.next()) {
+                    (Some(t), Some(d)) => self.tenant_allowed(t) && self.database_allowed(d),
+                    _ => false,
+                }
+            }
+            ["", "api", "v2", "auth", "identity"]
+            | ["", "api", "v2", "heartbeat"]
+            | ["", "api", "v2", "version"]
+            | ["", "api", "v2", "healthcheck"]
+            | ["", "api", "v2", "pre-flight-checks"]
+            | ["", "api", "v2"] => true,
+            // Creating tenants, reset and anything else that is not inside one tenant.
+            _ => false,
+        }
+    }
+}
+
 /// Loaded credentials.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Credentials {
-    pub tokens: Vec<String>,
+    tokens: Vec<(Digest32, Identity)>,
     /// user → bcrypt hash.
-    pub users: HashMap<String, String>,
+    users: HashMap<String, String>,
+    /// Digests of recently verified `user:password` pairs, with when they were verified.
+    verified: Mutex<HashMap<Digest32, Instant>>,
+}
+
+type Digest32 = [u8; 32];
+
+fn digest(parts: &[&[u8]]) -> Digest32 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Why a request was refused.
+enum Refusal {
+    Missing,
+    Invalid,
 }
 
 impl Credentials {
+    /// Credentials from the configured tokens and htpasswd users (user → bcrypt hash).
+    pub fn new(tokens: &[TokenConfig], users: HashMap<String, String>) -> Self {
+        let tokens = tokens
+            .iter()
+            .map(|t| {
+                let identity = match t {
+                    TokenConfig::Plain(_) => Identity::unscoped(""),
+                    TokenConfig::Scoped(s) => Identity {
+                        user_id: s.user_id.clone(),
+                        tenant: s.tenant.clone(),
+                        databases: s.databases.clone(),
+                        scoped: true,
+                    },
+                };
+                (digest(&[t.token().as_bytes()]), identity)
+            })
+            .collect();
+        Credentials {
+            tokens,
+            users,
+            verified: Mutex::default(),
+        }
+    }
+
     /// True when any credential is configured (auth is on).
     pub fn enabled(&self) -> bool {
         !self.tokens.is_empty() || !self.users.is_empty()
@@ -57,53 +190,84 @@ impl Credentials {
         Ok(users)
     }
 
-    fn check(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    /// The identity of a token, comparing against every configured one in constant time.
+    fn token(&self, token: &str) -> Option<Identity> {
+        let given = digest(&[token.trim().as_bytes()]);
+        let mut found = None;
+        for (d, identity) in &self.tokens {
+            if bool::from(d.ct_eq(&given)) && found.is_none() {
+                found = Some(identity.clone());
+            }
+        }
+        found
+    }
+
+    /// Verifies `user:password` (bcrypt, or a recent verification of the same pair).
+    fn basic(&self, user: &str, password: &str) -> bool {
+        let key = digest(&[user.as_bytes(), password.as_bytes()]);
+        let now = Instant::now();
+        if let Ok(verified) = self.verified.lock() {
+            if verified
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < VERIFIED_FOR)
+            {
+                return true;
+            }
+        }
+        // An unknown user is checked against a real hash too, so it takes as long as a known one.
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h.as_str(), true),
+            None => match self.users.values().next() {
+                Some(h) => (h.as_str(), false),
+                None => return false,
+            },
+        };
+        let ok = bcrypt::verify(password, hash).unwrap_or(false) && known;
+        if ok {
+            if let Ok(mut verified) = self.verified.lock() {
+                if verified.len() >= VERIFIED_MAX {
+                    verified.retain(|_, at| now.duration_since(*at) < VERIFIED_FOR);
+                    if verified.len() >= VERIFIED_MAX {
+                        if let Some(oldest) =
+                            verified.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k)
+                        {
+                            verified.remove(&oldest);
+                        }
+                    }
+                }
+                verified.insert(key, now);
+            }
+        }
+        ok
+    }
+
+    /// Who sent `headers`. Blocking: a Basic check may run bcrypt.
+    fn identify(&self, headers: &axum::http::HeaderMap) -> Result<Identity, Refusal> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let unauthenticated = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorName::Auth,
-                "Unauthorized: missing credentials",
-            )
-        };
-        let forbidden = || {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorName::Authorization,
-                "Forbidden: invalid credentials",
-            )
-        };
         if let Some(token) = header("x-chroma-token") {
-            return if self.tokens.iter().any(|t| t == token) {
-                Ok(())
-            } else {
-                Err(forbidden())
-            };
+            return self.token(token).ok_or(Refusal::Invalid);
         }
         let Some(auth) = header("authorization") else {
-            return Err(unauthenticated());
+            return Err(Refusal::Missing);
         };
-        if let Some(token) = auth.strip_prefix("Bearer ") {
-            return if self.tokens.iter().any(|t| t == token.trim()) {
-                Ok(())
-            } else {
-                Err(forbidden())
-            };
+        let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.token(rest).ok_or(Refusal::Invalid);
         }
-        if let Some(b64) = auth.strip_prefix("Basic ") {
+        if scheme.eq_ignore_ascii_case("basic") {
             let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
+                .decode(rest.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(forbidden)?;
-            let (user, pass) = decoded.split_once(':').ok_or_else(forbidden)?;
-            let ok = self
-                .users
-                .get(user)
-                .is_some_and(|hash| bcrypt::verify(pass, hash).unwrap_or(false));
-            return if ok { Ok(()) } else { Err(forbidden()) };
+                .ok_or(Refusal::Invalid)?;
+            let (user, pass) = decoded.split_once(':').ok_or(Refusal::Invalid)?;
+            return if self.basic(user, pass) {
+                Ok(Identity::unscoped(user))
+            } else {
+                Err(Refusal::Invalid)
+            };
         }
-        Err(unauthenticated())
+        Err(Refusal::Missing)
     }
 }
 
@@ -120,16 +284,115 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/docs")
 }
 
-/// Middleware: rejects requests without valid credentials before any handler runs.
-pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.credentials.enabled()
-        || is_public(req.uri().path())
-        || req.method() == axum::http::Method::OPTIONS
-    {
+/// Middleware: rejects requests without valid credentials (401), with wrong ones or outside
+/// their scope (403), before any handler runs; hands the caller's [`Identity`] to the handlers.
+pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !state.credentials.enabled() {
+        req.extensions_mut().insert(Identity::anonymous());
         return next.run(req).await;
     }
-    match state.credentials.check(req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+    if is_public(req.uri().path()) || req.method() == axum::http::Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let credentials = state.credentials.clone();
+    let headers = req.headers().clone();
+    let identity = match tokio::task::spawn_blocking(move || credentials.identify(&headers)).await {
+        Ok(identity) => identity,
+        Err(e) => return ApiError::internal(format!("auth task failed: {e}")).into_response(),
+    };
+    let identity = match identity {
+        Ok(i) => i,
+        Err(Refusal::Missing) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorName::Auth,
+                "Unauthorized: missing credentials",
+            )
+            .into_response()
+        }
+        Err(Refusal::Invalid) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorName::Authorization,
+                "Forbidden: invalid credentials",
+            )
+            .into_response()
+        }
+    };
+    if !identity.may_reach(req.uri().path()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorName::Authorization,
+            "Forbidden: this credential is not allowed to reach this tenant or database",
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ScopedToken;
+
+    fn scoped() -> Identity {
+        Identity {
+            user_id: "u".into(),
+            tenant: "acme".into(),
+            databases: vec!["prod".into()],
+            scoped: true,
+        }
+    }
+
+    #[test]
+    fn a_scoped_identity_reaches_only_its_tenant_and_databases() {
+        let i = scoped();
+        let base = "/api/v2/tenants/acme/databases/prod";
+        assert!(i.may_reach(&format!("{base}/collections")));
+        assert!(i.may_reach(&format!("{base}/collections/x/query")));
+        assert!(i.may_reach("/api/v2/tenants/acme"));
+        assert!(i.may_reach("/api/v2/tenants/acme/databases"));
+        assert!(i.may_reach("/api/v2/collections/acme:prod:docs"));
+        assert!(i.may_reach("/api/v2/auth/identity"));
+        assert!(!i.may_reach("/api/v2/tenants/other/databases/prod/collections"));
+        assert!(!i.may_reach("/api/v2/tenants/acme/databases/dev/collections"));
+        assert!(!i.may_reach("/api/v2/collections/acme:dev:docs"));
+        assert!(!i.may_reach("/api/v2/tenants"));
+        assert!(!i.may_reach("/api/v2/reset"));
+        assert!(Identity::anonymous().may_reach("/api/v2/reset"));
+    }
+
+    #[test]
+    fn tokens_match_whole_and_only_whole() {
+        let c = Credentials::new(
+            &[
+                TokenConfig::from("secret"),
+                TokenConfig::Scoped(ScopedToken {
+                    token: "scoped".into(),
+                    user_id: "u".into(),
+                    tenant: "acme".into(),
+                    databases: vec!["prod".into()],
+                }),
+            ],
+            HashMap::new(),
+        );
+        assert_eq!(c.token("secret"), Some(Identity::anonymous()));
+        assert_eq!(c.token("scoped"), Some(scoped()));
+        for wrong in ["secre", "secret!", "", "SECRET"] {
+            assert_eq!(c.token(wrong), None, "{wrong}");
+        }
+    }
+
+    #[test]
+    fn basic_auth_verifies_once_then_remembers() {
+        let hash = bcrypt::hash("pw", 4).expect("hash");
+        let c = Credentials::new(&[], [("admin".to_owned(), hash)].into());
+        assert!(!c.basic("admin", "wrong"));
+        assert!(!c.basic("nobody", "pw"), "unknown users are refused");
+        assert!(c.basic("admin", "pw"));
+        assert_eq!(c.verified.lock().map(|v| v.len()).unwrap_or(0), 1);
+        assert!(c.basic("admin", "pw"), "remembered");
+        assert!(!c.basic("admin", "pw2"));
     }
 }

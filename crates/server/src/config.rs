@@ -22,8 +22,12 @@ pub struct ServerConfig {
     /// Chroma: `max_payload_size_bytes`. Default 40 MiB.
     pub max_payload_size_bytes: usize,
     /// Largest write batch (records per add/upsert/update), reported by pre-flight-checks.
-    /// Default 5461, Chroma's figure.
+    /// Default 5461, Chroma's figure. Also the most query embeddings one query request may carry.
     pub max_batch_size: usize,
+    /// Ochre: the most hits one query response may hold (query embeddings × results per query,
+    /// counting at most the collection's size per query). Default 100,000: a response of that
+    /// many hits with documents is tens of MiB.
+    pub max_query_results: usize,
     /// Ochre: authentication. Default off.
     pub auth: AuthConfig,
 }
@@ -32,10 +36,56 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct AuthConfig {
-    /// Accepted static tokens (`X-Chroma-Token: <t>` or `Authorization: Bearer <t>`).
-    pub tokens: Vec<String>,
+    /// Accepted static tokens (`X-Chroma-Token: <t>` or `Authorization: Bearer <t>`): a plain
+    /// string may do anything; a [`ScopedToken`] only what its tenant and databases allow.
+    pub tokens: Vec<TokenConfig>,
     /// An htpasswd file with bcrypt hashes, for `Authorization: Basic`.
     pub htpasswd_file: Option<PathBuf>,
+}
+
+/// One accepted token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TokenConfig {
+    /// A token with access to everything.
+    Plain(String),
+    /// A token limited to one tenant (or `*`) and some of its databases (or `*`).
+    Scoped(ScopedToken),
+}
+
+/// A token scoped to a tenant and databases; requests elsewhere get 403.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedToken {
+    pub token: String,
+    /// Reported by `/auth/identity`. Default empty.
+    #[serde(default)]
+    pub user_id: String,
+    /// The tenant, or `*` for any.
+    pub tenant: String,
+    /// The databases, or `["*"]` for any. Default any.
+    #[serde(default = "any_database")]
+    pub databases: Vec<String>,
+}
+
+fn any_database() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+impl TokenConfig {
+    /// The secret itself.
+    pub fn token(&self) -> &str {
+        match self {
+            TokenConfig::Plain(t) => t,
+            TokenConfig::Scoped(s) => &s.token,
+        }
+    }
+}
+
+impl From<&str> for TokenConfig {
+    fn from(t: &str) -> Self {
+        TokenConfig::Plain(t.to_owned())
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +98,7 @@ impl Default for ServerConfig {
             cors_allow_origins: Vec::new(),
             max_payload_size_bytes: 40 * 1024 * 1024,
             max_batch_size: 5461,
+            max_query_results: 100_000,
             auth: AuthConfig::default(),
         }
     }
@@ -130,8 +181,9 @@ impl ServerConfig {
         if let Some(v) = get("OCHRE_AUTH_TOKENS") {
             self.auth.tokens = v
                 .split(',')
-                .map(|s| s.trim().to_owned())
+                .map(str::trim)
                 .filter(|s| !s.is_empty())
+                .map(TokenConfig::from)
                 .collect();
         }
         if let Some(v) = get("OCHRE_AUTH_HTPASSWD") {
@@ -160,7 +212,7 @@ mod tests {
         assert_eq!(c.port, 9000);
         assert!(c.allow_reset);
         assert_eq!(c.cors_allow_origins, vec!["*"]);
-        assert_eq!(c.auth.tokens, vec!["abc"]);
+        assert_eq!(c.auth.tokens, vec![TokenConfig::from("abc")]);
         c.apply_env(|k| (k == "OCHRE_ALLOW_RESET").then(|| "false".to_owned()))
             .expect("env");
         assert!(!c.allow_reset);

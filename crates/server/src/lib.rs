@@ -28,8 +28,8 @@ use ochre::Ochre;
 
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-pub use auth::{Credentials, HtpasswdError};
-pub use config::{AuthConfig, ConfigError, ServerConfig};
+pub use auth::{Credentials, HtpasswdError, Identity};
+pub use config::{AuthConfig, ConfigError, ScopedToken, ServerConfig, TokenConfig};
 pub use error::{ApiError, ErrorName};
 pub use openapi::document as openapi_document;
 
@@ -49,18 +49,16 @@ impl AppState {
     /// [`ConfigError::ReadHtpasswd`] or [`ConfigError::Htpasswd`] for an unreadable or malformed
     /// htpasswd file.
     pub fn new(db: Ochre, config: ServerConfig) -> Result<Self, ConfigError> {
-        let mut credentials = Credentials {
-            tokens: config.auth.tokens.clone(),
-            ..Default::default()
-        };
+        let mut users = std::collections::HashMap::new();
         if let Some(path) = &config.auth.htpasswd_file {
             let text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::ReadHtpasswd {
                     path: path.clone(),
                     source,
                 })?;
-            credentials.users = Credentials::parse_htpasswd(&text)?;
+            users = Credentials::parse_htpasswd(&text)?;
         }
+        let credentials = Credentials::new(&config.auth.tokens, users);
         Ok(AppState {
             db,
             config: Arc::new(config),

@@ -107,8 +107,9 @@ pub async fn preflight(State(state): State<AppState>) -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/api/v2/auth/identity", responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
-pub async fn identity() -> Json<Value> {
-    Json(json!({"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}))
+pub async fn identity(identity: Option<axum::Extension<crate::auth::Identity>>) -> Json<Value> {
+    let i = identity.map_or_else(crate::auth::Identity::anonymous, |e| e.0);
+    Json(json!({"user_id": i.user_id, "tenant": i.tenant, "databases": i.databases}))
 }
 
 #[utoipa::path(post, path = "/api/v2/reset", responses((status = 200, description = "see the Chroma API v2 specification", body = bool), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
@@ -636,6 +637,17 @@ pub async fn query(
         .iter()
         .map(|q| q.iter().map(|x| *x as f32).collect())
         .collect();
+    // A small request must not cost unbounded memory: the queries are capped like a write batch,
+    // and the hits of the response (below, once the collection's size is known) by
+    // `max_query_results`.
+    let max_batch = state.config.max_batch_size;
+    if embeddings.len() > max_batch {
+        return Err(ApiError::invalid(format!(
+            "Batch size {} exceeds maximum batch size {max_batch}",
+            embeddings.len()
+        )));
+    }
+    let max_hits = state.config.max_query_results;
     let req = QueryRequest {
         embeddings,
         n_results: body.n_results.unwrap_or(10),
@@ -646,6 +658,16 @@ pub async fn query(
     };
     let r = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
+        let per_query = (req.n_results as usize).min(c.count()?);
+        let hits = req.embeddings.len().saturating_mul(per_query);
+        if hits > max_hits {
+            return Err(ApiError::invalid(format!(
+                "Query would return {hits} results ({} query embeddings x {per_query}); the \
+                 maximum is {max_hits} (max_query_results): send fewer embeddings per request \
+                 or ask for fewer results",
+                req.embeddings.len()
+            )));
+        }
         c.query(req).map_err(Into::into)
     })
     .await?;

@@ -768,3 +768,155 @@ async fn hnsw_knobs_are_range_checked_and_fixed_ones_refused_on_modify() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_query_request_has_a_bounded_cost() {
+    // See issue 11: 1,000 query vectors x n_results 1,000 grew the server by ~1 GiB.
+    let config = ServerConfig {
+        max_batch_size: 4,
+        max_query_results: 10,
+        ..Default::default()
+    };
+    let app = app(state(config));
+    let (_, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "bounded"})),
+    )
+    .await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let ids: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let embeddings: Vec<Vec<f32>> = (0..8).map(|i| vec![i as f32, 1.0]).collect();
+    for (ids, embeddings) in ids.chunks(4).zip(embeddings.chunks(4)) {
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{id}/add"),
+            Some(json!({"ids": ids, "embeddings": embeddings})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let query = |n: usize, k: usize| json!({"query_embeddings": vec![vec![0.5, 1.0]; n], "n_results": k, "include": []});
+    let url = format!("{BASE}/collections/{id}/query");
+    let (s, v, _) = call(&app, "POST", &url, Some(query(5, 1))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["message"], "Batch size 5 exceeds maximum batch size 4");
+    // 2 x min(1000, 8 records) = 16 hits > 10.
+    let (s, v, _) = call(&app, "POST", &url, Some(query(2, 1000))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "InvalidArgumentError");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Query would return 16 results")),
+        "{v}"
+    );
+    // A large n_results on a small collection counts what it can return: 1 x 8 <= 10.
+    let (s, v, _) = call(&app, "POST", &url, Some(query(1, 1_000_000))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ids"][0].as_array().map(Vec::len), Some(8));
+    // One record cannot carry a vector of any size.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "wide"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let wide = v["id"].as_str().expect("id").to_owned();
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{wide}/add"),
+        Some(json!({"ids": ["x"], "embeddings": [vec![0.0; ochre::MAX_DIMENSION + 1]]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the maximum is 65536")),
+        "{v}"
+    );
+}
+
+/// A request with one header, its status and JSON body.
+async fn call_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    header: (&str, &str),
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header.0, header.1)
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn scoped_tokens_reach_only_their_tenant_and_identity_names_the_caller() {
+    let mut config = ServerConfig::default();
+    let yaml = "auth:\n  tokens:\n    - open\n    - {token: team, user_id: alice, tenant: acme, databases: [prod]}\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    config.auth = ServerConfig::from_file(&path).expect("parses").auth;
+    let app = app(state(config));
+    // The scheme is case-insensitive.
+    let (s, v) = call_with(
+        &app,
+        "GET",
+        "/api/v2/auth/identity",
+        ("authorization", "bearer team"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({"user_id": "alice", "tenant": "acme", "databases": ["prod"]})
+    );
+    let (s, v) = call_with(
+        &app,
+        "GET",
+        "/api/v2/auth/identity",
+        ("x-chroma-token", "open"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!({"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}),
+        "an unscoped token reports the defaults clients adopt"
+    );
+    let team = ("x-chroma-token", "team");
+    let (s, v) = call_with(&app, "GET", &format!("{BASE}/collections"), team).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"], "AuthorizationError");
+    let (s, _) = call_with(&app, "POST", "/api/v2/reset", team).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Inside its scope the request reaches the handler (which finds no such tenant).
+    let (s, v) = call_with(&app, "GET", "/api/v2/tenants/acme", team).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _) = call_with(
+        &app,
+        "GET",
+        &format!("{BASE}/collections"),
+        ("x-chroma-token", "open"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
