@@ -113,7 +113,13 @@ impl Inner {
         }
     }
 
-    /// Commits mutations durably (no-op when ephemeral). A failure poisons the instance.
+    /// Commits mutations durably (no-op when ephemeral).
+    ///
+    /// A failure the store reports as transient (disk full, busy: the transaction was rolled back,
+    /// nothing changed) is returned and the instance stays usable: the caller changes memory only
+    /// after a successful commit, so memory and store still agree, and a retry once the condition
+    /// clears succeeds. Any other failure leaves the outcome on disk unknown and poisons the
+    /// instance: it refuses writes until reopened.
     pub(crate) fn commit(&self, mutations: &[Mutation<'_>]) -> Result<()> {
         self.check_writable()?;
         let Some(store) = &self.store else {
@@ -121,8 +127,12 @@ impl Inner {
         };
         let result = store.lock().commit(mutations);
         if let Err(e) = result {
-            self.poisoned.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "commit failed; refusing writes until reopen");
+            if e.is_transient() {
+                tracing::warn!(error = %e, "commit failed and was rolled back; nothing changed");
+            } else {
+                self.poisoned.store(true, Ordering::SeqCst);
+                tracing::error!(error = %e, "commit failed; refusing writes until reopen");
+            }
             return Err(e.into());
         }
         Ok(())

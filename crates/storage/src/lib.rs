@@ -70,6 +70,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the failed operation changed nothing and may succeed later: SQLite ran out of
+    /// disk space (`SQLITE_FULL`, which rolls the transaction back) or found the file busy or
+    /// locked. A commit failing this way leaves the store as it was before the commit began;
+    /// any other failure (an I/O error while syncing, say) leaves its outcome unknown.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ffi::ErrorCode;
+        match self {
+            Error::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                ErrorCode::DiskFull | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked
+            ),
+            Error::Io { .. }
+            | Error::Sqlite { .. }
+            | Error::Corrupted { .. }
+            | Error::Locked { .. }
+            | Error::UnsupportedVersion { .. } => false,
+        }
+    }
+
     pub(crate) fn sqlite(path: &std::path::Path, source: rusqlite::Error) -> Error {
         use rusqlite::ffi::ErrorCode;
         if let rusqlite::Error::SqliteFailure(e, _) = &source {
