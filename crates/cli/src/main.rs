@@ -46,6 +46,14 @@ enum Command {
         /// A Chroma-style YAML config file.
         config: Option<PathBuf>,
     },
+    /// Compact a data directory offline: the space that deleted records and collections freed
+    /// returns to the file system (like `chroma vacuum`). Stop the server first: the directory
+    /// is locked while it runs.
+    Vacuum {
+        /// Data directory.
+        #[arg(long)]
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,11 +83,10 @@ fn run() -> anyhow::Result<ExitCode> {
             config,
         } => {
             let mut cfg = match &config {
-                Some(p) => ServerConfig::from_file(p).map_err(anyhow::Error::msg)?,
+                Some(p) => ServerConfig::from_file(p)?,
                 None => ServerConfig::default(),
             };
-            cfg.apply_env(|k| std::env::var(k).ok())
-                .map_err(anyhow::Error::msg)?;
+            cfg.apply_env(|k| std::env::var(k).ok())?;
             if let Some(p) = path {
                 cfg.persist_path = p;
             }
@@ -92,7 +99,50 @@ fn run() -> anyhow::Result<ExitCode> {
             serve(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Vacuum { path } => {
+            vacuum(&path)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `ochre vacuum`: compacts the store and reports the directory's size before and after.
+fn vacuum(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.join("ochre.sqlite3").exists() {
+        anyhow::bail!(
+            "{} is not an Ochre data directory (no ochre.sqlite3)",
+            path.display()
+        );
+    }
+    let db = ochre::Ochre::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let before = dir_size(path);
+    db.vacuum()
+        .with_context(|| format!("compacting {}", path.display()))?;
+    drop(db);
+    let after = dir_size(path);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "compacted {}: {:.1} MiB -> {:.1} MiB",
+        path.display(),
+        mib(before),
+        mib(after)
+    );
+    Ok(())
+}
+
+/// Bytes of the files in `dir` and its subfolders.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -105,7 +155,7 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let addr = format!("{}:{}", cfg.listen_address, cfg.port);
     let data = std::fs::canonicalize(&cfg.persist_path).unwrap_or(cfg.persist_path.clone());
-    let state = AppState::new(db, cfg).map_err(anyhow::Error::msg)?;
+    let state = AppState::new(db, cfg)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

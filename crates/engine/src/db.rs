@@ -53,6 +53,39 @@ fn checkpoint_path(dir: &Path, id: CollectionId) -> PathBuf {
     dir.join("index").join(format!("{id}.hnsw"))
 }
 
+/// Removes files in `index/` that no collection owns: checkpoints of collections deleted while
+/// their file could not be removed (a crash between the commit and the removal), and temporary
+/// files of interrupted checkpoint writes. Anything else in the folder is left alone.
+fn remove_orphaned_checkpoints(dir: &Path, catalog: &Catalog) {
+    let Ok(entries) = std::fs::read_dir(dir.join("index")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let orphan = if name.ends_with(".hnsw.tmp") {
+            true
+        } else if let Some(stem) = name.strip_suffix(".hnsw") {
+            Uuid::parse_str(stem)
+                .is_ok_and(|id| !catalog.collections.contains_key(&CollectionId(id)))
+        } else {
+            false
+        };
+        if orphan {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed an orphaned index file")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove an orphaned index file")
+                }
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -265,6 +298,7 @@ impl Ochre {
             );
             catalog.collections.insert(handle.id, handle);
         }
+        remove_orphaned_checkpoints(path, &catalog);
         tracing::info!(path = %path.display(), collections = catalog.collections.len(), "opened");
         Ok(Ochre {
             inner: Arc::new(Inner {
@@ -508,6 +542,20 @@ impl Ochre {
         )?;
         cat.tenants.insert(t.name.clone(), t);
         cat.databases.insert((d.tenant.clone(), d.name.clone()), d);
+        Ok(())
+    }
+
+    /// Compacts the store file: the space records and collections freed returns to the file
+    /// system (SQLite's `VACUUM`). Every write waits until it finishes; run it with no server on
+    /// the directory (`ochre vacuum`). A no-op for an ephemeral database.
+    ///
+    /// # Errors
+    /// Storage failures (the file is then as it was).
+    pub fn vacuum(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        if let Some(store) = &self.inner.store {
+            store.lock().vacuum()?;
+        }
         Ok(())
     }
 

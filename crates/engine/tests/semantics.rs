@@ -940,3 +940,53 @@ fn reset_is_one_transaction() {
     assert!(db.get_tenant(T).is_ok());
     assert_eq!(db.list_collections(T, D, None, 0).len(), 0);
 }
+
+#[test]
+fn orphaned_index_files_are_removed_on_open_and_vacuum_returns_space() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = {
+        let db = Ochre::open(dir.path()).expect("open");
+        let c = collection(&db, "kept");
+        let docs: Vec<Option<String>> = (0..3000)
+            .map(|i| Some(format!("{i} {}", "x".repeat(500))))
+            .collect();
+        let embeddings: Vec<Vec<f32>> = (0..3000).map(|i| vec![i as f32, 1.0]).collect();
+        let names: Vec<String> = (0..3000).map(|i| format!("r{i}")).collect();
+        c.add(RecordBatch::new(names, embeddings).documents(docs))
+            .expect("add");
+        c.id()
+    };
+    let index = dir.path().join("index");
+    let own = index.join(format!("{id}.hnsw"));
+    assert!(own.exists(), "a checkpoint was written on close");
+    // A dropped collection whose file survived a crash, a torn checkpoint write, and a file
+    // that is not Ochre's.
+    let orphan = index.join("7b0e5d6c-3f5a-4c1e-9a43-0d2b8f1e6a11.hnsw");
+    let torn = index.join(format!("{id}.hnsw.tmp"));
+    let foreign = index.join("notes.txt");
+    for f in [&orphan, &torn, &foreign] {
+        std::fs::copy(&own, f).expect("copy");
+    }
+    let db = Ochre::open(dir.path()).expect("reopen");
+    assert!(own.exists());
+    assert!(!orphan.exists() && !torn.exists(), "orphans removed");
+    assert!(foreign.exists(), "other files are left alone");
+    // Deleting every record frees pages inside the file; vacuum gives them back.
+    let c = db.collection(id).expect("handle");
+    c.delete(DeleteRequest {
+        ids: Some((0..3000).map(|i| format!("r{i}")).collect()),
+        ..Default::default()
+    })
+    .expect("delete all");
+    assert_eq!(c.count().expect("count"), 0);
+    let file = dir.path().join("ochre.sqlite3");
+    let wal = dir.path().join("ochre.sqlite3-wal");
+    let size = || {
+        std::fs::metadata(&file).map_or(0, |m| m.len())
+            + std::fs::metadata(&wal).map_or(0, |m| m.len())
+    };
+    let before = size();
+    db.vacuum().expect("vacuum");
+    let after = size();
+    assert!(after * 4 < before, "vacuum: {before} -> {after} bytes");
+}

@@ -601,6 +601,18 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Rebuilds the file without free pages (`VACUUM`) and truncates the WAL: the space freed
+    /// by deletes returns to the file system. Takes as long as rewriting every page; writers
+    /// wait meanwhile (it is meant for a store no server is using).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] (for instance when the disk cannot hold the temporary copy).
+    pub fn vacuum(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.sql(e))
+    }
 }
 
 /// FNV-1a 64-bit, hex: a stable fingerprint of a migration's text.
