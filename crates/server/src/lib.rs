@@ -123,6 +123,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_auth,

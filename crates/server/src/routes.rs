@@ -133,6 +133,17 @@ pub async fn v1_gone() -> Response {
     .into_response()
 }
 
+/// A known route with a method it does not have: 405 with the JSON error body every other error
+/// has.
+pub async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorName::Chroma,
+        "method not allowed on this route",
+    )
+    .into_response()
+}
+
 pub async fn not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, ErrorName::NotFound, "no such route").into_response()
 }

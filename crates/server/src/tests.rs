@@ -920,3 +920,12 @@ async fn scoped_tokens_reach_only_their_tenant_and_identity_names_the_caller() {
     .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_wrong_method_gets_the_json_error_body() {
+    let app = app(state(ServerConfig::default()));
+    let (s, v, trace) = call(&app, "DELETE", "/api/v2/heartbeat", None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(v["error"], "ChromaError", "{v}");
+    assert!(trace, "the trace header too");
+}
