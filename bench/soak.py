@@ -310,7 +310,7 @@ def log_problems(server):
 # Report
 
 
-def report(args, w, res):
+def report(args, w, res, rev):
     """The Markdown text: header lines, the table, the targets, notes."""
     R = args.rounds
 
@@ -386,7 +386,7 @@ def report(args, w, res):
                          f"`{probs[0].strip()[:160]}`.")
     bullet = dict(width=100, initial_indent="* ", subsequent_indent="  ", break_on_hyphens=False)
     command = os.environ.get("OCHRE_BENCH_COMMAND") or " ".join(["python", "bench/soak.py"] + sys.argv[1:])
-    rev = cvo.git_rev()  # "abc1234", or "abc1234 with uncommitted changes to ..." (in Versions)
+    # rev: "abc1234", or "abc1234 with uncommitted changes to ..." (shown in full in Versions).
     short = rev.split()[0] + ("+" if " " in rev else "")
     return "\n".join([
         f"## Soak: updates, deletes, restarts ({datetime.date.today().isoformat()}, Ochre {short})",
@@ -501,6 +501,8 @@ def main():
         raise SystemExit(f"{args.chroma}: no such `chroma` CLI")
     if chromadb.__version__ != "1.5.9":
         log(f"warning: chromadb {chromadb.__version__}, not 1.5.9")
+    # The tree's revision when the binary is copied (the other side may commit during the run).
+    rev = cvo.git_rev()
     w = Workload(args)
 
     work = tempfile.mkdtemp(prefix="ochre-soak-")
@@ -532,7 +534,7 @@ def main():
         log(f"{s.name} up on port {s.port}")
 
     res = soak(args, w, servers)
-    text = report(args, w, res)
+    text = report(args, w, res, rev)
     print(text)
     if args.write:
         append_section(os.path.join(ROOT, "docs", "benchmarks.md"), text)

@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::TokenConfig;
 use crate::error::{ApiError, ErrorName};
+use crate::wire::closing;
 use crate::AppState;
 
 /// How long a verified basic-auth pair is accepted without running bcrypt again.
@@ -303,29 +304,35 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     let identity = match identity {
         Ok(i) => i,
         Err(Refusal::Missing) => {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorName::Auth,
-                "Unauthorized: missing credentials",
+            return closing(
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorName::Auth,
+                    "Unauthorized: missing credentials",
+                )
+                .into_response(),
             )
-            .into_response()
         }
         Err(Refusal::Invalid) => {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorName::Authorization,
-                "Forbidden: invalid credentials",
+            return closing(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorName::Authorization,
+                    "Forbidden: invalid credentials",
+                )
+                .into_response(),
             )
-            .into_response()
         }
     };
     if !identity.may_reach(req.uri().path()) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorName::Authorization,
-            "Forbidden: this credential is not allowed to reach this tenant or database",
-        )
-        .into_response();
+        return closing(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorName::Authorization,
+                "Forbidden: this credential is not allowed to reach this tenant or database",
+            )
+            .into_response(),
+        );
     }
     req.extensions_mut().insert(identity);
     next.run(req).await

@@ -28,6 +28,11 @@ pub struct ServerConfig {
     /// counting at most the collection's size per query). Default 100,000: a response of that
     /// many hits with documents is tens of MiB.
     pub max_query_results: usize,
+    /// Ochre: seconds a client may take to send a request's headers; a connection that takes
+    /// longer (or sits idle between requests longer) is closed. Default 30.
+    pub http_header_timeout_seconds: u64,
+    /// Ochre: seconds a client may take to send a request's body (then 408). Default 60.
+    pub http_body_timeout_seconds: u64,
     /// Ochre: authentication. Default off.
     pub auth: AuthConfig,
 }
@@ -99,6 +104,8 @@ impl Default for ServerConfig {
             max_payload_size_bytes: 40 * 1024 * 1024,
             max_batch_size: 5461,
             max_query_results: 100_000,
+            http_header_timeout_seconds: 30,
+            http_body_timeout_seconds: 60,
             auth: AuthConfig::default(),
         }
     }

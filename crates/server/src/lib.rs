@@ -132,7 +132,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::record,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_payload_size_bytes));
+        .layer(DefaultBodyLimit::max(state.config.max_payload_size_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.config.http_body_timeout_seconds),
+        ));
     let origins = &state.config.cors_allow_origins;
     if !origins.is_empty() {
         let allow = if origins.iter().any(|o| o == "*") {
@@ -157,16 +160,58 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests and returns.
 ///
+/// Each connection has a header timeout (`http_header_timeout_seconds`: a client that trickles
+/// its headers, or leaves a keep-alive connection idle, is disconnected) and each request a body
+/// timeout (`http_body_timeout_seconds`), so slow clients cannot hold connections open forever.
+///
 /// # Errors
-/// Binding or serving failures.
+/// Serving failures (a failed `accept` is logged and retried, not returned).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let header_timeout = std::time::Duration::from_secs(state.config.http_header_timeout_seconds);
+    let app = app(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -929,3 +929,94 @@ async fn a_wrong_method_gets_the_json_error_body() {
     assert_eq!(v["error"], "ChromaError", "{v}");
     assert!(trace, "the trace header too");
 }
+
+/// Starts `serve` on a loopback port; returns its address and the shutdown trigger.
+async fn serving(config: ServerConfig) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, state(config), async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// Reads until the peer closes the connection (true) or `within` passes (false).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // See issue 11: connections sending one header byte at a time were never closed.
+    let config = ServerConfig {
+        http_header_timeout_seconds: 1,
+        ..Default::default()
+    };
+    let (addr, stop) = serving(config).await;
+    let wait = std::time::Duration::from_secs(5);
+    // Headers that never finish.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /api/v2/heartbeat HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut slow, wait).await,
+        "a trickling client is cut off"
+    );
+    // A keep-alive connection left idle after a request.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /api/v2/heartbeat HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.expect("response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut idle, wait).await,
+        "an idle keep-alive connection is closed"
+    );
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_request_refused_before_its_body_closes_the_connection() {
+    let mut config = ServerConfig::default();
+    config.auth.tokens = vec!["secret".into()];
+    let app = app(state(config));
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v2/tenants")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"name": "acme"}"#))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "the unread body would be in the way of the next request"
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v2/tenants")
+        .header("x-chroma-token", "secret")
+        .header("content-type", "text/plain")
+        .body(Body::from("acme"))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(resp.headers().contains_key("connection"));
+}

@@ -17,6 +17,17 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
+/// `response` with `Connection: close`: for answers given before the request's body was read,
+/// so the client does not send its next request on a connection whose unread body is in the way
+/// (HTTP/1.1 cannot reuse it).
+pub(crate) fn closing(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// A JSON request body with Chroma's error behaviour: 415 for other content types, 400 for
 /// invalid JSON, 422 for valid JSON of the wrong shape, 413 when too large.
 pub struct ChromaJson<T>(pub T);
@@ -42,19 +53,32 @@ where
                 })
                 .unwrap_or(false);
             if !ok {
-                return Err(ApiError::chroma(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Expected request with `Content-Type: application/json`",
-                )
-                .into_response());
+                return Err(closing(
+                    ApiError::chroma(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "Expected request with `Content-Type: application/json`",
+                    )
+                    .into_response(),
+                ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            ApiError::chroma(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Failed to buffer the request body: length limit exceeded",
-            )
-            .into_response()
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+            let error = match &rejection {
+                BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                    ApiError::chroma(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Failed to buffer the request body: length limit exceeded",
+                    )
+                }
+                // The body did not arrive in time (http_body_timeout_seconds) or the client
+                // went away.
+                _ => ApiError::chroma(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("Failed to read the request body: {rejection}"),
+                ),
+            };
+            closing(error.into_response())
         })?;
         // One pass from bytes to the target type. A body that is not JSON at all is a 400; JSON
         // of the wrong shape is a 422 (as Chroma's extractor answers). Which error comes first
