@@ -2,8 +2,9 @@
 //!
 //! A 100k × 384 arena is 150 MB: with 4 KiB pages, filling it takes ~37,000 page faults; with
 //! 2 MiB pages ~75. Linux backs a region with 2 MiB pages when asked (`madvise(MADV_HUGEPAGE)`;
-//! on many systems the policy is "only when asked"). What that is worth is measured, not assumed:
-//! docs/benchmarks.md ("Huge pages") has reopen times and query throughput with and without.
+//! on many systems the policy is "only when asked"). Measured with and without (docs/benchmarks.md,
+//! "Huge pages", 100k × 384): queries ~8 % faster (fewer TLB misses), a typical reopen 10 %
+//! faster, ~7 % more peak memory (the arena rounded to 2 MiB pages).
 
 /// An empty vector with room for `capacity` elements, advised to use huge pages (Linux; an ordinary
 /// `Vec::with_capacity` elsewhere or below 4 MiB).
