@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::collection::{Collection, CollectionHandle, CollectionState};
 use crate::error::{Error, ErrorKind, Result};
+use crate::reclaim::Reclaimer;
 use crate::request::{
     CollectionInfo, CreateCollection, DatabaseInfo, ModifyCollection, TenantInfo,
 };
@@ -23,11 +24,13 @@ use crate::{DEFAULT_DATABASE, DEFAULT_TENANT};
 
 /// Shared state of one open database.
 pub(crate) struct Inner {
+    /// Declared first, so it stops (and lets go of the store) before anything else closes.
+    _reclaimer: Option<Reclaimer>,
     /// `None` in ephemeral mode.
-    store: Option<Mutex<Store>>,
+    store: Option<Arc<Mutex<Store>>>,
     catalog: RwLock<Catalog>,
     /// Set when a commit failed: the outcome on disk is unknown, so writes stop until reopen.
-    poisoned: AtomicBool,
+    poisoned: Arc<AtomicBool>,
     path: Option<PathBuf>,
     _lock: Option<DirLock>,
 }
@@ -226,9 +229,10 @@ impl Ochre {
             .insert((d.tenant.clone(), d.name.clone()), d);
         Ochre {
             inner: Arc::new(Inner {
+                _reclaimer: None,
                 store: None,
                 catalog: RwLock::new(catalog),
-                poisoned: AtomicBool::new(false),
+                poisoned: Arc::new(AtomicBool::new(false)),
                 path: None,
                 _lock: None,
             }),
@@ -300,11 +304,14 @@ impl Ochre {
         }
         remove_orphaned_checkpoints(path, &catalog);
         tracing::info!(path = %path.display(), collections = catalog.collections.len(), "opened");
+        let store = Arc::new(Mutex::new(store));
+        let poisoned = Arc::new(AtomicBool::new(false));
         Ok(Ochre {
             inner: Arc::new(Inner {
-                store: Some(Mutex::new(store)),
+                _reclaimer: Reclaimer::start(store.clone(), poisoned.clone()),
+                store: Some(store),
                 catalog: RwLock::new(catalog),
-                poisoned: AtomicBool::new(false),
+                poisoned,
                 path: Some(path.to_owned()),
                 _lock: Some(lock),
             }),

@@ -35,6 +35,7 @@ mod db;
 mod error;
 mod metaindex;
 mod packed;
+mod reclaim;
 mod request;
 mod seqlist;
 mod validate;

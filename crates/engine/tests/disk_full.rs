@@ -1,6 +1,7 @@
-//! A full disk is a transient failure: the write that hit it is refused and changes nothing, the
-//! instance keeps answering and, once space is freed, accepts writes again. Runs the database on
-//! a small tmpfs of its own (the tests run as root, in CI too).
+//! Disk space: a full disk is a transient failure (the write that hit it is refused and changes
+//! nothing, the instance keeps answering and, once space is freed, accepts writes again; run on a
+//! small tmpfs of its own, as root, as the tests run here and in CI), and space that deletes free
+//! goes back to the file system by itself.
 
 #![allow(
     clippy::unwrap_used,
@@ -109,5 +110,75 @@ fn a_full_disk_refuses_the_write_and_recovers_when_space_is_freed() {
         c.count().expect("count"),
         written + n,
         "every acknowledged batch, and only those"
+    );
+}
+
+/// Bytes of the store's files (the file and its WAL).
+fn store_bytes(dir: &Path) -> u64 {
+    ["ochre.sqlite3", "ochre.sqlite3-wal"]
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[test]
+fn space_freed_by_deletes_returns_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Ochre::open(dir.path()).expect("open");
+    let info = db
+        .create_collection(
+            "default_tenant",
+            "default_database",
+            CreateCollection {
+                name: "shrinking".into(),
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    let c = db.collection(info.id).expect("handle");
+    let n = 20_000;
+    let docs = |start: usize| -> Vec<Option<String>> {
+        (start..start + 1000)
+            .map(|i| Some(format!("{i} {}", "y".repeat(2000))))
+            .collect()
+    };
+    for start in (0..n).step_by(1000) {
+        let ids = (start..start + 1000).map(|i| format!("r{i}")).collect();
+        let vectors = (start..start + 1000).map(|i| vec![i as f32, 1.0]).collect();
+        c.add(RecordBatch::new(ids, vectors).documents(docs(start)))
+            .expect("add");
+    }
+    let full = store_bytes(dir.path());
+    for start in (0..n).step_by(1000) {
+        c.delete(ochre::DeleteRequest {
+            ids: Some((start..start + 1000).map(|i| format!("r{i}")).collect()),
+            ..Default::default()
+        })
+        .expect("delete");
+    }
+    assert_eq!(c.count().expect("count"), 0);
+    // No manual step: the background reclaimer gives the pages back within seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = store_bytes(dir.path());
+    while now * 10 > full * 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        now = store_bytes(dir.path());
+    }
+    assert!(
+        now * 10 <= full * 3,
+        "store {full} -> {now} bytes after deleting everything"
+    );
+    // Still a working store.
+    c.add(RecordBatch::new(vec!["again".into()], vec![vec![1.0, 2.0]]))
+        .expect("add after reclaiming");
+    drop(c);
+    drop(db);
+    let db = Ochre::open(dir.path()).expect("reopen");
+    assert_eq!(
+        db.collection(info.id)
+            .expect("handle")
+            .count()
+            .expect("count"),
+        1
     );
 }

@@ -203,7 +203,11 @@ impl Store {
             // A new file: 16 KiB pages (a record with a 384-float embedding is ~1.7 KB, so a
             // scan of the records reads a quarter as many pages as with SQLite's default 4 KiB).
             // Only possible before the first table exists; older stores keep their page size.
-            conn.execute_batch("PRAGMA page_size=16384;").map_err(sql)?;
+            // Incremental auto-vacuum: pages freed by deletes can be handed back to the file
+            // system in small steps (`reclaim`) while the store is in use. Also settable only
+            // before the first table; `vacuum` converts an older store.
+            conn.execute_batch("PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL;")
+                .map_err(sql)?;
         }
         // WAL + synchronous=FULL: every commit fsyncs the WAL before returning; a torn WAL tail
         // fails its frame checksums and is ignored on recovery (docs/format/sqlite.md).
@@ -609,9 +613,69 @@ impl Store {
     /// # Errors
     /// [`Error::Sqlite`] (for instance when the disk cannot hold the temporary copy).
     pub fn vacuum(&mut self) -> Result<()> {
+        // Setting the mode before VACUUM converts a store created without incremental
+        // auto-vacuum, so `reclaim` works on it from then on.
         self.conn
-            .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .execute_batch(
+                "PRAGMA auto_vacuum=INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+            )
             .map_err(|e| self.sql(e))
+    }
+
+    /// Copies the WAL into the file and empties it (`PRAGMA wal_checkpoint(TRUNCATE)`): the file
+    /// takes its final size (pages reclaimed leave it only at a checkpoint) and the WAL none.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn checkpoint_wal(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Pages inside the file that deletes freed and nothing uses yet.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn free_pages(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// True when the file can give free pages back in steps (incremental auto-vacuum: stores
+    /// created by this version, or converted by [`Store::vacuum`]).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn reclaims(&self) -> Result<bool> {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok(mode == 2)
+    }
+
+    /// Gives at most `pages` free pages back to the file system (`PRAGMA incremental_vacuum`):
+    /// one short transaction, durable like any commit, changing no data.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] (nothing is lost: the pages stay free inside the file).
+    pub fn reclaim(&mut self, pages: u32) -> Result<()> {
+        // The pragma frees one page per step of its statement: step it to the end.
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA incremental_vacuum({pages})"))
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([]).map_err(|e| Error::sqlite(&self.path, e))?;
+        while rows
+            .next()
+            .map_err(|e| Error::sqlite(&self.path, e))?
+            .is_some()
+        {}
+        Ok(())
     }
 }
 
@@ -780,6 +844,60 @@ mod tests {
         assert_eq!(
             (c[0].name.as_str(), c[0].forks, c[0].total_ops),
             ("old", 0, 0)
+        );
+        // A store created before incremental auto-vacuum keeps it off until vacuumed.
+        let mut s = s;
+        assert!(!s.reclaims().expect("mode"));
+        s.vacuum().expect("vacuum");
+        assert!(s.reclaims().expect("mode"), "vacuum converts it");
+        assert_eq!(s.collections().expect("collections").len(), 1);
+    }
+
+    #[test]
+    fn new_stores_give_freed_pages_back_in_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("create");
+        assert!(s.reclaims().expect("mode"));
+        let doc = "d".repeat(4000);
+        let rows: Vec<RecordRow<'_>> = (0..2000u64)
+            .map(|i| RecordRow {
+                collection_key: 1,
+                seq: SeqNo(i + 1),
+                id: "x",
+                embedding: &[1.0, 2.0],
+                document: Some(&doc),
+                uri: None,
+                metadata: None,
+            })
+            .collect();
+        let puts: Vec<Mutation<'_>> = rows.iter().map(|r| Mutation::PutRecord(*r)).collect();
+        s.commit(&puts).expect("write");
+        let deletes: Vec<Mutation<'_>> = rows
+            .iter()
+            .map(|r| Mutation::DeleteRecord {
+                collection_key: 1,
+                seq: r.seq,
+            })
+            .collect();
+        s.commit(&deletes).expect("delete");
+        let free = s.free_pages().expect("free");
+        assert!(free > 256, "{free} free pages");
+        s.reclaim(256).expect("step");
+        assert_eq!(
+            s.free_pages().expect("free"),
+            free - 256,
+            "one step, 256 pages"
+        );
+        while s.free_pages().expect("free") > 0 {
+            s.reclaim(256).expect("step");
+        }
+        s.checkpoint_wal().expect("checkpoint");
+        let bytes = std::fs::metadata(dir.path().join(DB_FILE))
+            .expect("file")
+            .len();
+        assert!(
+            bytes < 1 << 20,
+            "file {bytes} bytes after giving everything back"
         );
     }
 
