@@ -504,7 +504,7 @@ impl Ochre {
         let doomed: Vec<Arc<CollectionHandle>> = cat
             .collections
             .values()
-            .filter(|c| dbs.iter().any(|d| d.id == c.state.read().row.database_id))
+            .filter(|c| dbs.iter().any(|d| d.id == c.database_id))
             .cloned()
             .collect();
         let mut guards: Vec<_> = doomed.iter().map(|c| c.state.write()).collect();
@@ -597,13 +597,16 @@ impl Ochre {
         };
         if let Some(id) = cat.by_name.get(&(db.id, req.name.clone())) {
             if req.get_or_create {
-                let handle = cat.collections.get(id).ok_or_else(|| {
+                let handle = cat.collections.get(id).cloned().ok_or_else(|| {
                     Error::new(
                         ErrorKind::Internal,
                         "catalog out of step: name without collection",
                     )
                 })?;
-                return Ok(handle.state.read().info(handle.id));
+                // The catalog is let go before the collection's lock is taken.
+                drop(cat);
+                let info = handle.state.read().info(handle.id);
+                return Ok(info);
             }
             return Err(Error::exists(format!(
                 "Collection [{}] already exists",
@@ -649,10 +652,14 @@ impl Ochre {
         database: &str,
         name: &str,
     ) -> Result<CollectionInfo> {
-        let cat = self.inner.catalog.read();
-        cat.database(tenant, database)
-            .and_then(|db| cat.by_name.get(&(db.id, name.to_owned())))
-            .and_then(|id| cat.collections.get(id))
+        let handle = {
+            let cat = self.inner.catalog.read();
+            cat.database(tenant, database)
+                .and_then(|db| cat.by_name.get(&(db.id, name.to_owned())))
+                .and_then(|id| cat.collections.get(id))
+                .cloned()
+        };
+        handle
             .map(|h| h.state.read().info(h.id))
             .ok_or_else(|| Error::not_found(format!("Collection [{name}] does not exist")))
     }
@@ -692,12 +699,14 @@ impl Ochre {
             .map(|(_, id)| *id)
             .collect();
         ids.sort();
-        ids.into_iter()
+        let handles: Vec<Arc<CollectionHandle>> = ids
+            .into_iter()
             .skip(offset as usize)
             .take(limit.map_or(usize::MAX, |l| l as usize))
-            .filter_map(|id| cat.collections.get(&id))
-            .map(|h| h.state.read().info(h.id))
-            .collect()
+            .filter_map(|id| cat.collections.get(&id).cloned())
+            .collect();
+        drop(cat);
+        handles.iter().map(|h| h.state.read().info(h.id)).collect()
     }
 
     /// Number of collections in a database (0 for an unknown one).
@@ -866,16 +875,23 @@ impl Ochre {
         let handle = Arc::new(CollectionHandle::new(key, copy));
         let info = handle.state.read().info(handle.id);
         cat.by_name
-            .insert((info_db(&handle), new_name.to_owned()), handle.id);
+            .insert((handle.database_id, new_name.to_owned()), handle.id);
         cat.collections.insert(handle.id, handle);
         Ok(info)
     }
 
     /// Number of collections and of records across the whole database.
     pub fn stats(&self) -> (usize, usize) {
-        let cat = self.inner.catalog.read();
-        let records = cat.collections.values().map(|h| h.state.read().len()).sum();
-        (cat.collections.len(), records)
+        let handles: Vec<Arc<CollectionHandle>> = self
+            .inner
+            .catalog
+            .read()
+            .collections
+            .values()
+            .cloned()
+            .collect();
+        let records = handles.iter().map(|h| h.state.read().len()).sum();
+        (handles.len(), records)
     }
 
     // ----- record access -----
@@ -889,7 +905,7 @@ impl Ochre {
     ) -> Option<Arc<CollectionHandle>> {
         let db = cat.database(tenant, database)?;
         let handle = cat.collections.get(&id)?;
-        (handle.state.read().row.database_id == db.id).then(|| handle.clone())
+        (handle.database_id == db.id).then(|| handle.clone())
     }
 
     /// A handle for record operations on a collection, by id.
@@ -919,8 +935,4 @@ impl Ochre {
             .map(|h| Collection::new(self.inner.clone(), h))
             .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist.")))
     }
-}
-
-fn info_db(h: &CollectionHandle) -> DatabaseId {
-    h.state.read().row.database_id
 }

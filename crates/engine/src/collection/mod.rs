@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use ochre_index::{HnswIndex, Neighbor};
 use ochre_storage::{CollectionRow, Mutation, RecordRow};
-use ochre_types::{CollectionConfiguration, CollectionId, Metadata, SeqNo, Where, WhereDocument};
+use ochre_types::{
+    CollectionConfiguration, CollectionId, DatabaseId, Metadata, SeqNo, Where, WhereDocument,
+};
 use parking_lot::RwLock;
 
 use crate::db::Inner;
@@ -77,9 +79,13 @@ pub(crate) struct CollectionState {
 }
 
 /// A collection in the catalog: its store key, id and state.
+///
+/// The id, key and database never change for a handle, so the catalog reads them without taking
+/// the collection's lock (which a long write may hold).
 pub(crate) struct CollectionHandle {
     pub(crate) key: i64,
     pub(crate) id: CollectionId,
+    pub(crate) database_id: DatabaseId,
     pub(crate) state: RwLock<CollectionState>,
 }
 
@@ -88,6 +94,7 @@ impl CollectionHandle {
         CollectionHandle {
             key,
             id: state.row.id,
+            database_id: state.row.database_id,
             state: RwLock::new(state),
         }
     }
