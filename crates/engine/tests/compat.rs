@@ -699,3 +699,40 @@ fn store_v2_checkpoint_v1() {
 fn store_v2_checkpoint_v2() {
     check("store_v2_checkpoint_v2", 2, 2);
 }
+
+fn fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+}
+
+/// The SQLite header's auto-vacuum fields: (largest root page, incremental flag); both zero when
+/// auto-vacuum is off.
+fn auto_vacuum(file: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(file).expect("store file");
+    (u32_be(&bytes[52..56]), u32_be(&bytes[64..68]))
+}
+
+#[allow(
+    clippy::big_endian_bytes,
+    reason = "SQLite's file header is big-endian; Ochre's own formats are little-endian"
+)]
+fn u32_be(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[test]
+fn store_v2_checkpoint_v2_autovacuum() {
+    // Format 2 with incremental auto-vacuum (stores created since the background reclaimer).
+    let name = "store_v2_checkpoint_v2_autovacuum";
+    let file = fixtures_root().join(name).join("db").join("ochre.sqlite3");
+    let (root, incremental) = auto_vacuum(&file);
+    assert!(
+        root > 0 && incremental == 1,
+        "{name}: written with incremental auto-vacuum"
+    );
+    let older = fixtures_root()
+        .join("store_v2_checkpoint_v2")
+        .join("db")
+        .join("ochre.sqlite3");
+    assert_eq!(auto_vacuum(&older), (0, 0), "the older fixture has it off");
+    check(name, 2, 2);
+}
