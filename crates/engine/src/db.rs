@@ -659,8 +659,9 @@ impl Ochre {
                 .and_then(|id| cat.collections.get(id))
                 .cloned()
         };
+        // A collection deleted between the lookup and here is gone.
         handle
-            .map(|h| h.state.read().info(h.id))
+            .and_then(|h| h.state.read().live_info(h.id))
             .ok_or_else(|| Error::not_found(format!("Collection [{name}] does not exist")))
     }
 
@@ -706,7 +707,10 @@ impl Ochre {
             .filter_map(|id| cat.collections.get(&id).cloned())
             .collect();
         drop(cat);
-        handles.iter().map(|h| h.state.read().info(h.id)).collect()
+        handles
+            .iter()
+            .filter_map(|h| h.state.read().live_info(h.id))
+            .collect()
     }
 
     /// Number of collections in a database (0 for an unknown one).
@@ -890,8 +894,14 @@ impl Ochre {
             .values()
             .cloned()
             .collect();
-        let records = handles.iter().map(|h| h.state.read().len()).sum();
-        (handles.len(), records)
+        let live: Vec<usize> = handles
+            .iter()
+            .filter_map(|h| {
+                let st = h.state.read();
+                (!st.is_dropped()).then(|| st.len())
+            })
+            .collect();
+        (live.len(), live.iter().sum())
     }
 
     // ----- record access -----

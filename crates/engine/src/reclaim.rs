@@ -89,6 +89,9 @@ fn run(store: &Mutex<Store>, poisoned: &AtomicBool, stop: &(Mutex<bool>, Condvar
         // interleave with them.
         let mut reclaimed = false;
         loop {
+            if poisoned.load(Ordering::SeqCst) {
+                break;
+            }
             let mut s = store.lock();
             match s.free_pages() {
                 Ok(free) if free >= MIN_FREE_PAGES => {}
@@ -103,14 +106,15 @@ fn run(store: &Mutex<Store>, poisoned: &AtomicBool, stop: &(Mutex<bool>, Condvar
                 break;
             }
             reclaimed = true;
-            drop(s);
+            // Waiting writers go first.
+            parking_lot::MutexGuard::unlock_fair(s);
             if *flag.lock() {
                 return;
             }
             std::thread::yield_now();
         }
         // The file shrinks when the WAL holding the moved pages is checkpointed.
-        if reclaimed {
+        if reclaimed && !poisoned.load(Ordering::SeqCst) {
             if let Err(e) = store.lock().checkpoint_wal() {
                 tracing::warn!(error = %e, "checkpointing the WAL after reclaiming failed");
             }

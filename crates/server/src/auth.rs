@@ -88,9 +88,11 @@ impl Identity {
             ["", "api", "v2", "tenants", t, "databases", d, ..] => {
                 self.tenant_allowed(t) && self.database_allowed(d)
             }
-            // /api/v2/tenants/{t} and /api/v2/tenants/{t}/databases
-            ["", "api", "v2", "tenants", t] | ["", "api", "v2", "tenants", t, "databases"] => {
-                self.tenant_allowed(t)
+            // /api/v2/tenants/{t}
+            ["", "api", "v2", "tenants", t] => self.tenant_allowed(t),
+            // Listing or creating a tenant's databases reaches all of them.
+            ["", "api", "v2", "tenants", t, "databases"] => {
+                self.tenant_allowed(t) && self.database_allowed("*")
             }
             // /api/v2/collections/{tenant:database:collection}
             ["", "api", "v2", "collections", crn] => {
@@ -113,13 +115,18 @@ impl Identity {
 }
 
 /// Loaded credentials.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Credentials {
     tokens: Vec<(Digest32, Identity)>,
     /// user → bcrypt hash.
     users: HashMap<String, String>,
-    /// Digests of recently verified `user:password` pairs, with when they were verified.
+    /// Digests (salted per process) of recently verified `user:password` pairs, with when they
+    /// were verified.
     verified: Mutex<HashMap<Digest32, Instant>>,
+    salt: [u8; 16],
+    /// bcrypt verifications allowed at once (one per core): a flood of wrong passwords is
+    /// refused with 429 instead of filling the blocking pool that database requests share.
+    bcrypt_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 type Digest32 = [u8; 32];
@@ -154,13 +161,16 @@ impl Credentials {
                         scoped: true,
                     },
                 };
-                (digest(&[t.token().as_bytes()]), identity)
+                (digest(&[t.token().trim().as_bytes()]), identity)
             })
             .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Credentials {
             tokens,
             users,
             verified: Mutex::default(),
+            salt: uuid::Uuid::new_v4().into_bytes(),
+            bcrypt_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)),
         }
     }
 
@@ -205,7 +215,7 @@ impl Credentials {
 
     /// Verifies `user:password` (bcrypt, or a recent verification of the same pair).
     fn basic(&self, user: &str, password: &str) -> bool {
-        let key = digest(&[user.as_bytes(), password.as_bytes()]);
+        let key = digest(&[&self.salt, user.as_bytes(), password.as_bytes()]);
         let now = Instant::now();
         if let Ok(verified) = self.verified.lock() {
             if verified
@@ -242,7 +252,20 @@ impl Credentials {
         ok
     }
 
-    /// Who sent `headers`. Blocking: a Basic check may run bcrypt.
+    /// True when identifying `headers` may run bcrypt (Basic credentials).
+    fn needs_bcrypt(&self, headers: &axum::http::HeaderMap) -> bool {
+        if headers.contains_key("x-chroma-token") {
+            return false;
+        }
+        let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let (scheme, _) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
+        scheme.eq_ignore_ascii_case("basic")
+    }
+
+    /// Who sent `headers`. Blocking when [`Credentials::needs_bcrypt`]: a Basic check may run
+    /// bcrypt.
     fn identify(&self, headers: &axum::http::HeaderMap) -> Result<Identity, Refusal> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if let Some(token) = header("x-chroma-token") {
@@ -295,11 +318,31 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     if is_public(req.uri().path()) || req.method() == axum::http::Method::OPTIONS {
         return next.run(req).await;
     }
-    let credentials = state.credentials.clone();
-    let headers = req.headers().clone();
-    let identity = match tokio::task::spawn_blocking(move || credentials.identify(&headers)).await {
-        Ok(identity) => identity,
-        Err(e) => return ApiError::internal(format!("auth task failed: {e}")).into_response(),
+    let identity = if state.credentials.needs_bcrypt(req.headers()) {
+        let Ok(permit) = state.credentials.bcrypt_slots.clone().try_acquire_owned() else {
+            return closing(
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorName::Auth,
+                    "Too many password checks in progress; try again",
+                )
+                .into_response(),
+            );
+        };
+        let credentials = state.credentials.clone();
+        let headers = req.headers().clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            credentials.identify(&headers)
+        })
+        .await;
+        match checked {
+            Ok(identity) => identity,
+            Err(e) => return ApiError::internal(format!("auth task failed: {e}")).into_response(),
+        }
+    } else {
+        // Tokens: a few digests, no need to leave the async worker.
+        state.credentials.identify(req.headers())
     };
     let identity = match identity {
         Ok(i) => i,
@@ -359,7 +402,15 @@ mod tests {
         assert!(i.may_reach(&format!("{base}/collections")));
         assert!(i.may_reach(&format!("{base}/collections/x/query")));
         assert!(i.may_reach("/api/v2/tenants/acme"));
-        assert!(i.may_reach("/api/v2/tenants/acme/databases"));
+        assert!(
+            !i.may_reach("/api/v2/tenants/acme/databases"),
+            "all of the tenant's databases"
+        );
+        let tenant_wide = Identity {
+            databases: vec!["*".into()],
+            ..scoped()
+        };
+        assert!(tenant_wide.may_reach("/api/v2/tenants/acme/databases"));
         assert!(i.may_reach("/api/v2/collections/acme:prod:docs"));
         assert!(i.may_reach("/api/v2/auth/identity"));
         assert!(!i.may_reach("/api/v2/tenants/other/databases/prod/collections"));

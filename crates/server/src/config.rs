@@ -141,6 +141,10 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Htpasswd(#[from] crate::auth::HtpasswdError),
+    #[error("auth.tokens holds an empty token (it would let an empty header in)")]
+    EmptyToken,
+    #[error("{0} must be at least 1 second")]
+    ZeroTimeout(&'static str),
 }
 
 impl ServerConfig {

@@ -47,8 +47,30 @@ impl AppState {
     ///
     /// # Errors
     /// [`ConfigError::ReadHtpasswd`] or [`ConfigError::Htpasswd`] for an unreadable or malformed
-    /// htpasswd file.
+    /// htpasswd file; [`ConfigError::EmptyToken`]; [`ConfigError::ZeroTimeout`].
     pub fn new(db: Ochre, config: ServerConfig) -> Result<Self, ConfigError> {
+        if config
+            .auth
+            .tokens
+            .iter()
+            .any(|t| t.token().trim().is_empty())
+        {
+            return Err(ConfigError::EmptyToken);
+        }
+        for (name, v) in [
+            (
+                "http_header_timeout_seconds",
+                config.http_header_timeout_seconds,
+            ),
+            (
+                "http_body_timeout_seconds",
+                config.http_body_timeout_seconds,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
         let mut users = std::collections::HashMap::new();
         if let Some(path) = &config.auth.htpasswd_file {
             let text =
@@ -132,10 +154,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::record,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_payload_size_bytes))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            std::time::Duration::from_secs(state.config.http_body_timeout_seconds),
-        ));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            wire::refuse_oversized,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_payload_size_bytes));
     let origins = &state.config.cors_allow_origins;
     if !origins.is_empty() {
         let allow = if origins.iter().any(|o| o == "*") {
@@ -171,8 +194,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = std::time::Duration::from_secs(state.config.http_header_timeout_seconds);
@@ -192,16 +214,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let mut builder = Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only (what Chroma's clients speak): its header timer runs from the first byte
+        // the connection is waited on, so a client that connects and sends nothing is cut off
+        // too (protocol detection for HTTP/2 would wait without a timer).
+        let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
-        builder.http2().timer(TokioTimer::new());
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

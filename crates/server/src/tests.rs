@@ -967,6 +967,12 @@ async fn slow_and_idle_connections_are_closed() {
     };
     let (addr, stop) = serving(config).await;
     let wait = std::time::Duration::from_secs(5);
+    // A client that connects and sends nothing.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    assert!(
+        closed_within(&mut silent, wait).await,
+        "a silent client is cut off"
+    );
     // Headers that never finish.
     let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
     slow.write_all(b"GET /api/v2/heartbeat HTTP/1.1\r\nHo")
@@ -1019,4 +1025,64 @@ async fn a_request_refused_before_its_body_closes_the_connection() {
     let resp = app.clone().oneshot(req).await.expect("response");
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(resp.headers().contains_key("connection"));
+}
+
+#[tokio::test]
+async fn an_oversized_content_length_is_refused_before_the_body() {
+    let config = ServerConfig {
+        max_payload_size_bytes: 1000,
+        ..Default::default()
+    };
+    let app = app(state(config));
+    // The declared length alone decides: the body here is tiny.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v2/tenants")
+        .header("content-type", "application/json")
+        .header("content-length", "5000000")
+        .body(Body::from(r#"{"name": "acme"}"#))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        resp.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let (s, _, _) = call(&app, "GET", "/api/v2/tenants/acme", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing was created");
+}
+
+#[tokio::test]
+async fn a_trickled_body_gets_408_after_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig {
+        http_body_timeout_seconds: 1,
+        ..Default::default()
+    };
+    let (addr, stop) = serving(config).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        b"POST /api/v2/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .expect("write");
+    // One byte every 200 ms keeps every gap short; the whole body still takes too long.
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..40 {
+        let _ = s.write_all(b" ").await;
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("did not arrive within 1 s"), "{text}");
+    let _ = stop.send(());
 }

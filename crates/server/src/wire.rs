@@ -28,6 +28,43 @@ pub(crate) fn closing(mut response: axum::response::Response) -> axum::response:
     response
 }
 
+/// Middleware: a request whose `Content-Length` is above `max_payload_size_bytes` is refused with
+/// 413 at once, before any of its body is read (and its connection closed), instead of after the
+/// body has been streamed up to the limit.
+pub async fn refuse_oversized(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let max = state.config.max_payload_size_bytes as u64;
+    if declared.is_some_and(|n| n > max) {
+        return closing(
+            ApiError::chroma(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Failed to buffer the request body: length limit exceeded",
+            )
+            .into_response(),
+        );
+    }
+    let mut req = req;
+    req.extensions_mut()
+        .insert(BodyDeadline(std::time::Duration::from_secs(
+            state.config.http_body_timeout_seconds,
+        )));
+    next.run(req).await
+}
+
+/// How long a request's whole body may take to arrive (`http_body_timeout_seconds`), handed to
+/// the body extractor by [`refuse_oversized`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyDeadline(pub std::time::Duration);
+
 /// A JSON request body with Chroma's error behaviour: 415 for other content types, 400 for
 /// invalid JSON, 422 for valid JSON of the wrong shape, 413 when too large.
 pub struct ChromaJson<T>(pub T);
@@ -62,7 +99,21 @@ where
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let deadline = req.extensions().get::<BodyDeadline>().map(|d| d.0);
+        let read = Bytes::from_request(req, state);
+        let read = match deadline {
+            Some(d) => tokio::time::timeout(d, read).await.map_err(|_| {
+                closing(
+                    ApiError::chroma(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("The request body did not arrive within {} s", d.as_secs()),
+                    )
+                    .into_response(),
+                )
+            })?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|rejection| {
             use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
             let error = match &rejection {
                 BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
@@ -71,10 +122,9 @@ where
                         "Failed to buffer the request body: length limit exceeded",
                     )
                 }
-                // The body did not arrive in time (http_body_timeout_seconds) or the client
-                // went away.
+                // The client went away, or sent a malformed body.
                 _ => ApiError::chroma(
-                    StatusCode::REQUEST_TIMEOUT,
+                    StatusCode::BAD_REQUEST,
                     format!("Failed to read the request body: {rejection}"),
                 ),
             };

@@ -186,6 +186,16 @@ impl CollectionState {
         }
     }
 
+    /// The description, unless the collection was deleted (a handle looked up just before).
+    pub(crate) fn live_info(&self, id: CollectionId) -> Option<CollectionInfo> {
+        (!self.dropped).then(|| self.info(id))
+    }
+
+    /// True once the collection was deleted.
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped
+    }
+
     /// Number of records.
     pub(crate) fn len(&self) -> usize {
         self.records.len()
