@@ -754,8 +754,12 @@ def report(args, w, res, emb):
     ])
 
 
-def main():
-    args = parse_args()
+def start_run(args, prefix, need_ochre=True):
+    """What every benchmark run of this folder does first: a watchdog that ends the run (and its
+    servers) after `args.timeout` seconds, checks of the binaries it will start, a work directory
+    removed at exit when the run finished (`mark_finished`, which also stops the watchdog) and
+    not `args.keep`. Returns
+    `(work, mark_finished)`."""
     watchdog = threading.Timer(
         args.timeout, lambda: (log(f"run exceeded {args.timeout:.0f} s; aborting"), _cleanup(), os._exit(3))
     )
@@ -763,13 +767,11 @@ def main():
     watchdog.start()
     if args.chroma is not None and not os.path.exists(args.chroma):
         raise SystemExit(f"{args.chroma}: no such `chroma` CLI")
-    if not os.path.exists(args.ochre_bin):
+    if need_ochre and not os.path.exists(args.ochre_bin):
         raise SystemExit(f"{args.ochre_bin}: no ochre binary (cargo build --release -p ochre-cli, or set OCHRE_BIN)")
     if chromadb.__version__ != "1.5.9":
         log(f"warning: chromadb {chromadb.__version__}, not 1.5.9")
-    w = Workload(args)
-
-    work = tempfile.mkdtemp(prefix="ochre-vs-chroma-")
+    work = tempfile.mkdtemp(prefix=prefix)
     log(f"work directory {work}")
     finished = []
 
@@ -779,7 +781,22 @@ def main():
         else:
             log(f"kept {work} (data directories and server logs)")
 
-    atexit.register(remove_work)  # on success the servers have stopped by then
+    # Registered after this module's server cleanup, so it runs first at exit; on success the
+    # servers have stopped by then, on failure the directory is kept anyway.
+    atexit.register(remove_work)
+
+    def mark_finished():
+        finished.append(True)
+        watchdog.cancel()
+
+    return work, mark_finished
+
+
+def main():
+    args = parse_args()
+    work, mark_finished = start_run(args, "ochre-vs-chroma-")
+    w = Workload(args)
+
     # A copy: a rebuild elsewhere during the run must not swap the binary under the restart.
     ochre_bin = shutil.copy2(args.ochre_bin, os.path.join(work, "ochre"))
 
@@ -790,8 +807,7 @@ def main():
     if not args.no_write:
         append_to_doc(os.path.join(ROOT, "docs", "benchmarks.md"), text)
         log("appended to docs/benchmarks.md")
-    finished.append(True)
-    watchdog.cancel()
+    mark_finished()
 
 
 def http_column(r, clients, filters):

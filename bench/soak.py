@@ -30,14 +30,11 @@ The Markdown table is printed; `--write` appends it to docs/benchmarks.md as a s
 own ("## Soak: updates, deletes, restarts (DATE, Ochre REV)").
 """
 import argparse
-import atexit
 import datetime
 import os
 import shutil
 import sys
-import tempfile
 import textwrap
-import threading
 import time
 
 import numpy as np
@@ -489,35 +486,11 @@ def parse_args():
 
 def main():
     args = parse_args()
-    watchdog = threading.Timer(
-        args.timeout, lambda: (log(f"run exceeded {args.timeout:.0f} s; aborting"), cvo._cleanup(), os._exit(3))
-    )
-    watchdog.daemon = True
-    watchdog.start()
     sides = [n for n in SIDES if args.only in (None, n.lower())]
-    if "Ochre" in sides and not os.path.exists(args.ochre_bin):
-        raise SystemExit(f"{args.ochre_bin}: no ochre binary (cargo build --release -p ochre-cli, or set OCHRE_BIN)")
-    if args.chroma is not None and not os.path.exists(args.chroma):
-        raise SystemExit(f"{args.chroma}: no such `chroma` CLI")
-    if chromadb.__version__ != "1.5.9":
-        log(f"warning: chromadb {chromadb.__version__}, not 1.5.9")
+    work, mark_finished = cvo.start_run(args, "ochre-soak-", need_ochre="Ochre" in sides)
     # The tree's revision when the binary is copied (the other side may commit during the run).
     rev = cvo.git_rev()
     w = Workload(args)
-
-    work = tempfile.mkdtemp(prefix="ochre-soak-")
-    log(f"work directory {work}")
-    finished = []
-
-    def remove_work():
-        if finished and not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            log(f"kept {work} (data directories and server logs)")
-
-    # Registered after chroma_vs_ochre's cleanup, so it runs first at exit; on success the
-    # servers have stopped by then, on failure the directory is kept anyway.
-    atexit.register(remove_work)
     exes = {"Chroma": [args.chroma] if args.chroma else [sys.executable, "-c", cvo.CHROMA_CLI]}
     if "Ochre" in sides:
         # A copy: a rebuild elsewhere during the run must not swap the binary under the restart.
@@ -539,8 +512,7 @@ def main():
     if args.write:
         append_section(os.path.join(ROOT, "docs", "benchmarks.md"), text)
         log("appended to docs/benchmarks.md")
-    finished.append(True)
-    watchdog.cancel()
+    mark_finished()
 
 
 if __name__ == "__main__":

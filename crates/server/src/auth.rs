@@ -252,46 +252,46 @@ impl Credentials {
         ok
     }
 
-    /// True when identifying `headers` may run bcrypt (Basic credentials).
-    fn needs_bcrypt(&self, headers: &axum::http::HeaderMap) -> bool {
-        if headers.contains_key("x-chroma-token") {
-            return false;
+    /// The identity of `Authorization: Basic <encoded>`. Blocking: it may run bcrypt.
+    fn identify_basic(&self, encoded: &str) -> Result<Identity, Refusal> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(Refusal::Invalid)?;
+        let (user, pass) = decoded.split_once(':').ok_or(Refusal::Invalid)?;
+        if self.basic(user, pass) {
+            Ok(Identity::unscoped(user))
+        } else {
+            Err(Refusal::Invalid)
         }
-        let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let (scheme, _) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
-        scheme.eq_ignore_ascii_case("basic")
     }
+}
 
-    /// Who sent `headers`. Blocking when [`Credentials::needs_bcrypt`]: a Basic check may run
-    /// bcrypt.
-    fn identify(&self, headers: &axum::http::HeaderMap) -> Result<Identity, Refusal> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(token) = header("x-chroma-token") {
-            return self.token(token).ok_or(Refusal::Invalid);
-        }
-        let Some(auth) = header("authorization") else {
-            return Err(Refusal::Missing);
-        };
-        let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return self.token(rest).ok_or(Refusal::Invalid);
-        }
-        if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or(Refusal::Invalid)?;
-            let (user, pass) = decoded.split_once(':').ok_or(Refusal::Invalid)?;
-            return if self.basic(user, pass) {
-                Ok(Identity::unscoped(user))
-            } else {
-                Err(Refusal::Invalid)
-            };
-        }
-        Err(Refusal::Missing)
+/// The credentials a request presents.
+enum Presented<'a> {
+    /// `X-Chroma-Token: <t>` or `Authorization: Bearer <t>` (any case of the scheme).
+    Token(&'a str),
+    /// `Authorization: Basic <base64>`.
+    Basic(&'a str),
+    Missing,
+}
+
+fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(token) = header("x-chroma-token") {
+        return Presented::Token(token);
+    }
+    let Some(auth) = header("authorization") else {
+        return Presented::Missing;
+    };
+    let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Presented::Token(rest)
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        Presented::Basic(rest)
+    } else {
+        Presented::Missing
     }
 }
 
@@ -318,31 +318,35 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     if is_public(req.uri().path()) || req.method() == axum::http::Method::OPTIONS {
         return next.run(req).await;
     }
-    let identity = if state.credentials.needs_bcrypt(req.headers()) {
-        let Ok(permit) = state.credentials.bcrypt_slots.clone().try_acquire_owned() else {
-            return closing(
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorName::Auth,
-                    "Too many password checks in progress; try again",
-                )
-                .into_response(),
-            );
-        };
-        let credentials = state.credentials.clone();
-        let headers = req.headers().clone();
-        let checked = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            credentials.identify(&headers)
-        })
-        .await;
-        match checked {
-            Ok(identity) => identity,
-            Err(e) => return ApiError::internal(format!("auth task failed: {e}")).into_response(),
-        }
-    } else {
+    let identity = match presented(req.headers()) {
         // Tokens: a few digests, no need to leave the async worker.
-        state.credentials.identify(req.headers())
+        Presented::Token(t) => state.credentials.token(t).ok_or(Refusal::Invalid),
+        Presented::Missing => Err(Refusal::Missing),
+        Presented::Basic(encoded) => {
+            let Ok(permit) = state.credentials.bcrypt_slots.clone().try_acquire_owned() else {
+                return closing(
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorName::Auth,
+                        "Too many password checks in progress; try again",
+                    )
+                    .into_response(),
+                );
+            };
+            let credentials = state.credentials.clone();
+            let encoded = encoded.to_owned();
+            let checked = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                credentials.identify_basic(&encoded)
+            })
+            .await;
+            match checked {
+                Ok(identity) => identity,
+                Err(e) => {
+                    return ApiError::internal(format!("auth task failed: {e}")).into_response()
+                }
+            }
+        }
     };
     let identity = match identity {
         Ok(i) => i,

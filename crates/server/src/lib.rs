@@ -156,7 +156,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            wire::refuse_oversized,
+            wire::body_limits,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_payload_size_bytes));
     let origins = &state.config.cors_allow_origins;

@@ -28,10 +28,11 @@ pub(crate) fn closing(mut response: axum::response::Response) -> axum::response:
     response
 }
 
-/// Middleware: a request whose `Content-Length` is above `max_payload_size_bytes` is refused with
-/// 413 at once, before any of its body is read (and its connection closed), instead of after the
-/// body has been streamed up to the limit.
-pub async fn refuse_oversized(
+/// Middleware for request bodies: a request whose `Content-Length` is above
+/// `max_payload_size_bytes` is refused with 413 at once, before any of its body is read (and its
+/// connection closed), instead of after the body has been streamed up to the limit; every other
+/// request gets its [`BodyDeadline`].
+pub async fn body_limits(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     req: Request,
     next: axum::middleware::Next,
@@ -61,7 +62,7 @@ pub async fn refuse_oversized(
 }
 
 /// How long a request's whole body may take to arrive (`http_body_timeout_seconds`), handed to
-/// the body extractor by [`refuse_oversized`].
+/// the body extractor by [`body_limits`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyDeadline(pub std::time::Duration);
 
