@@ -1,11 +1,11 @@
 //! The database instance: catalog of tenants, databases and collections, open and recovery.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ochre_storage::{CollectionRow, DatabaseRow, DirLock, Mutation, Store, TenantRow};
+use ochre_storage::{CollectionRow, DatabaseRow, DirLock, Mutation, Reader, Store, TenantRow};
 use ochre_types::{
     validate_collection_name, validate_database_name, validate_tenant_name, CollectionId,
     DatabaseId, Metadata,
@@ -25,15 +25,22 @@ use crate::{DEFAULT_DATABASE, DEFAULT_TENANT};
 /// Shared state of one open database.
 pub(crate) struct Inner {
     /// Declared first, so it stops (and lets go of the store) before anything else closes.
-    _reclaimer: Option<Reclaimer>,
+    reclaimer: Option<Reclaimer>,
     /// `None` in ephemeral mode.
     store: Option<Arc<Mutex<Store>>>,
     catalog: RwLock<Catalog>,
     /// Set when a commit failed: the outcome on disk is unknown, so writes stop until reopen.
     poisoned: Arc<AtomicBool>,
     path: Option<PathBuf>,
+    /// Set when the database closes: background index rebuilds stop.
+    pub(crate) closing: Arc<AtomicBool>,
+    /// Read-only connections for reading documents, reused (at most [`READERS_KEPT`] kept).
+    readers: Mutex<Vec<Reader>>,
     _lock: Option<DirLock>,
 }
+
+/// Idle store readers kept for reuse; more are opened while more reads run at once.
+const READERS_KEPT: usize = 8;
 
 #[derive(Default)]
 struct Catalog {
@@ -42,12 +49,32 @@ struct Catalog {
     databases: BTreeMap<(String, String), DatabaseRow>,
     collections: HashMap<CollectionId, Arc<CollectionHandle>>,
     by_name: HashMap<(DatabaseId, String), CollectionId>,
+    /// Names reserved by forks still copying their records.
+    reserved: HashSet<(DatabaseId, String)>,
     next_key: i64,
 }
 
 impl Catalog {
     fn database(&self, tenant: &str, name: &str) -> Option<&DatabaseRow> {
         self.databases.get(&(tenant.to_owned(), name.to_owned()))
+    }
+
+    /// True when a collection has this name in the database, or a fork is creating one.
+    fn name_taken(&self, db: DatabaseId, name: &str) -> bool {
+        let k = (db, name.to_owned());
+        self.by_name.contains_key(&k) || self.reserved.contains(&k)
+    }
+
+    /// The next collection key, taken.
+    fn take_key(&mut self) -> Result<i64> {
+        let key = self.next_key;
+        if key >= 1 << 23 {
+            return Err(Error::invalid(
+                "too many collections have been created in this store",
+            ));
+        }
+        self.next_key += 1;
+        Ok(key)
     }
 }
 
@@ -107,6 +134,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Drop for Inner {
     /// A clean close checkpoints every changed index so the next open is fast.
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
         if self.path.is_none() || self.poisoned.load(Ordering::SeqCst) {
             return;
         }
@@ -114,23 +142,50 @@ impl Drop for Inner {
             self.catalog.read().collections.values().cloned().collect();
         for h in handles {
             let mut st = h.state.write();
-            self.maybe_checkpoint(h.id, &mut st, true);
+            let due = st.checkpoint_due(true);
+            let bytes = due.and_then(|_| st.checkpoint_bytes());
+            // The file is written with the collection's lock let go (as on every write).
+            drop(st);
+            if let (Some(generation), Some(bytes)) = (due, bytes) {
+                self.write_checkpoint(&h, generation, &bytes);
+            }
         }
     }
 }
 
 impl Inner {
-    /// Writes the collection's index checkpoint when enough has changed (or `force`).
-    /// A failure only costs restart time (the index is rebuilt from the store), so it is logged,
-    /// not returned.
-    pub(crate) fn maybe_checkpoint(&self, id: CollectionId, st: &mut CollectionState, force: bool) {
+    /// Writes checkpoint `bytes` of generation `generation` ([`CollectionState::checkpoint_due`])
+    /// for the collection, unless a later generation is already written or the collection was
+    /// deleted. Called without the collection's lock held. A failure only costs restart time
+    /// (the index is rebuilt from the store), so it is logged, not returned.
+    pub(crate) fn write_checkpoint(&self, h: &CollectionHandle, generation: u64, bytes: &[u8]) {
         let Some(dir) = &self.path else {
             return;
         };
-        if let Some(bytes) = st.checkpoint_bytes(force) {
-            let path = checkpoint_path(dir, id);
-            if let Err(e) = write_atomically(&path, &bytes) {
-                tracing::warn!(path = %path.display(), error = %e, "index checkpoint failed; the next open rebuilds the index");
+        let mut written = h.checkpointed.lock();
+        if generation <= *written || h.state.read().is_dropped() {
+            return;
+        }
+        let path = checkpoint_path(dir, h.id);
+        match write_atomically(&path, bytes) {
+            Ok(()) => *written = generation,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "index checkpoint failed; the next open rebuilds the index")
+            }
+        }
+    }
+
+    /// Finishes deleting collections whose catalog entries are gone: waits for writes in flight
+    /// on each, forgets its state, removes its checkpoint and has its records purged in the
+    /// background.
+    pub(crate) fn finish_drops(&self, doomed: &[Arc<CollectionHandle>]) {
+        for h in doomed {
+            h.state.write().drop_all();
+            // Under the checkpoint lock: a checkpoint being written finishes first.
+            let _written = h.checkpointed.lock();
+            self.remove_checkpoint(h.id);
+            if let Some(r) = &self.reclaimer {
+                r.purge(h.key);
             }
         }
     }
@@ -172,6 +227,35 @@ impl Inner {
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Runs `f` with a read-only connection to the store (one of the idle ones, or a new one).
+    ///
+    /// # Errors
+    /// `f`'s; storage errors opening a connection; internal when the database has no store.
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Reader) -> Result<T>) -> Result<T> {
+        let Some(dir) = &self.path else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "documents of an in-memory database are not in a store",
+            ));
+        };
+        let idle = self.readers.lock().pop();
+        let reader = match idle {
+            Some(r) => r,
+            None => Reader::open(dir)?,
+        };
+        let result = f(&reader);
+        let mut idle = self.readers.lock();
+        if idle.len() < READERS_KEPT {
+            idle.push(reader);
+        }
+        result
+    }
+
+    /// True when collections keep their documents in memory (no store to read them from).
+    pub(crate) fn holds_documents(&self) -> bool {
+        self.store.is_none()
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -229,11 +313,13 @@ impl Ochre {
             .insert((d.tenant.clone(), d.name.clone()), d);
         Ochre {
             inner: Arc::new(Inner {
-                _reclaimer: None,
+                reclaimer: None,
                 store: None,
                 catalog: RwLock::new(catalog),
                 poisoned: Arc::new(AtomicBool::new(false)),
                 path: None,
+                closing: Arc::new(AtomicBool::new(false)),
+                readers: Mutex::new(Vec::new()),
                 _lock: None,
             }),
         }
@@ -289,7 +375,7 @@ impl Ochre {
             catalog.next_key = catalog.next_key.max(row.key + 1);
             let key = row.key;
             let id = row.id;
-            let mut state = CollectionState::new(row, tenant, database);
+            let mut state = CollectionState::new(row, tenant, database, false);
             let checkpoint = std::fs::read(checkpoint_path(path, id)).ok();
             state.recover(&store, key, checkpoint)?;
             let handle = Arc::new(CollectionHandle::new(key, state));
@@ -302,17 +388,24 @@ impl Ochre {
             );
             catalog.collections.insert(handle.id, handle);
         }
+        // A deleted collection's key stays taken until its records are purged.
+        let purges = store.purges()?;
+        if let Some(max) = purges.iter().max() {
+            catalog.next_key = catalog.next_key.max(max + 1);
+        }
         remove_orphaned_checkpoints(path, &catalog);
         tracing::info!(path = %path.display(), collections = catalog.collections.len(), "opened");
         let store = Arc::new(Mutex::new(store));
         let poisoned = Arc::new(AtomicBool::new(false));
         Ok(Ochre {
             inner: Arc::new(Inner {
-                _reclaimer: Reclaimer::start(store.clone(), poisoned.clone()),
+                reclaimer: Reclaimer::start(store.clone(), poisoned.clone(), purges),
                 store: Some(store),
                 catalog: RwLock::new(catalog),
                 poisoned,
                 path: Some(path.to_owned()),
+                closing: Arc::new(AtomicBool::new(false)),
+                readers: Mutex::new(Vec::new()),
                 _lock: Some(lock),
             }),
         })
@@ -404,7 +497,9 @@ impl Ochre {
             .filter(|d| d.tenant == name)
             .cloned()
             .collect();
-        self.drop_databases(&mut cat, &dbs, &[name], &[])?;
+        let doomed = self.drop_databases(&mut cat, &dbs, &[name], &[])?;
+        drop(cat);
+        self.inner.finish_drops(&doomed);
         Ok(())
     }
 
@@ -488,26 +583,28 @@ impl Ochre {
         let Some(row) = cat.database(tenant, name).cloned() else {
             return Err(Error::not_found(format!("Database [{name}] not found")));
         };
-        self.drop_databases(&mut cat, &[row], &[], &[])
+        let doomed = self.drop_databases(&mut cat, &[row], &[], &[])?;
+        drop(cat);
+        self.inner.finish_drops(&doomed);
+        Ok(())
     }
 
-    /// Removes databases (and optionally a tenant) in one commit.
     /// Deletes databases `dbs` with their collections and then `tenants`, and writes `then`, in
-    /// one commit; the catalog follows once it succeeded.
+    /// one short commit (records are purged later); the catalog follows once it succeeded.
+    /// Returns the deleted collections, for [`Inner::finish_drops`] once the catalog is let go.
     fn drop_databases(
         &self,
         cat: &mut Catalog,
         dbs: &[DatabaseRow],
         tenants: &[&str],
         then: &[Mutation<'_>],
-    ) -> Result<()> {
+    ) -> Result<Vec<Arc<CollectionHandle>>> {
         let doomed: Vec<Arc<CollectionHandle>> = cat
             .collections
             .values()
             .filter(|c| dbs.iter().any(|d| d.id == c.database_id))
             .cloned()
             .collect();
-        let mut guards: Vec<_> = doomed.iter().map(|c| c.state.write()).collect();
         let mut muts: Vec<Mutation<'_>> = doomed
             .iter()
             .map(|c| Mutation::DeleteCollection { key: c.key })
@@ -516,19 +613,20 @@ impl Ochre {
         muts.extend(tenants.iter().map(|t| Mutation::DeleteTenant(t)));
         muts.extend_from_slice(then);
         self.inner.commit(&muts)?;
-        for (c, g) in doomed.iter().zip(guards.iter_mut()) {
-            g.drop_all();
-            self.inner.remove_checkpoint(c.id);
-            cat.by_name.remove(&(g.row.database_id, g.row.name.clone()));
+        for c in &doomed {
             cat.collections.remove(&c.id);
         }
+        cat.by_name
+            .retain(|(db, _), _| !dbs.iter().any(|d| d.id == *db));
+        cat.reserved
+            .retain(|(db, _)| !dbs.iter().any(|d| d.id == *db));
         for d in dbs {
             cat.databases.remove(&(d.tenant.clone(), d.name.clone()));
         }
         for t in tenants {
             cat.tenants.remove(*t);
         }
-        Ok(())
+        Ok(doomed)
     }
 
     /// Deletes everything and re-creates the default tenant and database, in one commit.
@@ -541,7 +639,7 @@ impl Ochre {
         let tenants: Vec<String> = cat.tenants.keys().cloned().collect();
         let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
         let (t, d) = default_rows();
-        self.drop_databases(
+        let doomed = self.drop_databases(
             &mut cat,
             &dbs,
             &tenants,
@@ -549,6 +647,8 @@ impl Ochre {
         )?;
         cat.tenants.insert(t.name.clone(), t);
         cat.databases.insert((d.tenant.clone(), d.name.clone()), d);
+        drop(cat);
+        self.inner.finish_drops(&doomed);
         Ok(())
     }
 
@@ -613,6 +713,12 @@ impl Ochre {
                 req.name
             )));
         }
+        if cat.reserved.contains(&(db.id, req.name.clone())) {
+            return Err(Error::exists(format!(
+                "Collection [{}] already exists",
+                req.name
+            )));
+        }
         let key = cat.next_key;
         if key >= 1 << 23 {
             return Err(Error::invalid(
@@ -634,7 +740,12 @@ impl Ochre {
         cat.next_key += 1;
         let handle = Arc::new(CollectionHandle::new(
             key,
-            CollectionState::new(row, db.tenant.clone(), db.name.clone()),
+            CollectionState::new(
+                row,
+                db.tenant.clone(),
+                db.name.clone(),
+                self.inner.holds_documents(),
+            ),
         ));
         cat.by_name.insert((db.id, req.name), handle.id);
         let info = handle.state.read().info(handle.id);
@@ -767,20 +878,22 @@ impl Ochre {
                 Some((!kept.is_empty()).then_some(kept))
             }
         };
-        let mut cat = self.inner.catalog.write();
         let not_found = || Error::not_found(format!("Collection [{id}] does not exist."));
-        let handle = self
-            .scoped(&cat, tenant, database, id)
-            .ok_or_else(not_found)?;
+        let handle = {
+            let cat = self.inner.catalog.read();
+            self.scoped(&cat, tenant, database, id)
+                .ok_or_else(not_found)?
+        };
+        // The collection's lock first, then the catalog's (never the other way round): a long
+        // write on this collection holds up only this call.
         let mut state = handle.state.write();
+        if state.is_dropped() {
+            return Err(not_found());
+        }
         let mut row = state.row.clone();
+        let renamed = req.new_name.as_ref().is_some_and(|n| *n != row.name);
         if let Some(name) = &req.new_name {
-            if *name != row.name {
-                if cat.by_name.contains_key(&(row.database_id, name.clone())) {
-                    return Err(Error::exists(format!("Collection [{name}] already exists")));
-                }
-                row.name = name.clone();
-            }
+            row.name = name.clone();
         }
         if let Some(m) = new_metadata {
             row.metadata = m;
@@ -794,12 +907,24 @@ impl Ochre {
         if let Some(schema) = &req.schema {
             row.configuration.schema = Some(schema.clone());
         }
-        self.inner.commit(&[Mutation::PutCollection(&row)])?;
-        if row.name != state.row.name {
+        // Under the catalog lock, so a deletion is either fully before (NotFound) or after.
+        let mut cat = self.inner.catalog.write();
+        if !cat.collections.contains_key(&id) {
+            return Err(not_found());
+        }
+        if renamed && cat.name_taken(row.database_id, &row.name) {
+            return Err(Error::exists(format!(
+                "Collection [{}] already exists",
+                row.name
+            )));
+        }
+        self.inner.commit(&[Mutation::UpdateCollection(&row)])?;
+        if renamed {
             cat.by_name
                 .remove(&(row.database_id, state.row.name.clone()));
             cat.by_name.insert((row.database_id, row.name.clone()), id);
         }
+        drop(cat);
         state.row = row;
         state.apply_tuning();
         Ok(())
@@ -807,29 +932,38 @@ impl Ochre {
 
     /// Deletes a collection (by name) and all its records.
     ///
+    /// The catalog changes in one short commit; the call then waits for writes in flight on the
+    /// collection, and its records are removed in the background (their space comes back by
+    /// itself, see [`crate::reclaim`]).
+    ///
     /// # Errors
     /// [`ErrorKind::NotFound`].
     pub fn delete_collection(&self, tenant: &str, database: &str, name: &str) -> Result<()> {
-        let mut cat = self.inner.catalog.write();
-        let not_found = || Error::not_found(format!("Collection [{name}] does not exist"));
-        let db = cat.database(tenant, database).ok_or_else(not_found)?.id;
-        let id = *cat
-            .by_name
-            .get(&(db, name.to_owned()))
-            .ok_or_else(not_found)?;
-        let handle = cat.collections.get(&id).cloned().ok_or_else(not_found)?;
-        let mut state = handle.state.write();
-        self.inner
-            .commit(&[Mutation::DeleteCollection { key: handle.key }])?;
-        state.drop_all();
-        self.inner.remove_checkpoint(id);
-        cat.by_name.remove(&(db, name.to_owned()));
-        cat.collections.remove(&id);
+        let handle = {
+            let mut cat = self.inner.catalog.write();
+            let not_found = || Error::not_found(format!("Collection [{name}] does not exist"));
+            let db = cat.database(tenant, database).ok_or_else(not_found)?.id;
+            let id = *cat
+                .by_name
+                .get(&(db, name.to_owned()))
+                .ok_or_else(not_found)?;
+            let handle = cat.collections.get(&id).cloned().ok_or_else(not_found)?;
+            self.inner
+                .commit(&[Mutation::DeleteCollection { key: handle.key }])?;
+            cat.by_name.remove(&(db, name.to_owned()));
+            cat.collections.remove(&id);
+            handle
+        };
+        self.inner.finish_drops(&[handle]);
         Ok(())
     }
 
     /// Copies a collection (configuration, metadata, dimension and every record) under a new name
     /// in the same database.
+    ///
+    /// The new name is reserved in a short catalog step, the records are copied holding only the
+    /// source's lock (reads of the source go on; its writes wait), and the fork joins the catalog
+    /// in another short step.
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`]; invalid name; [`ErrorKind::AlreadyExists`].
@@ -842,46 +976,79 @@ impl Ochre {
     ) -> Result<CollectionInfo> {
         validate_collection_name(new_name)
             .map_err(|e| Error::invalid_because(format!("Validation error: new_name: {e}"), e))?;
+        let not_found = || Error::not_found(format!("Collection [{id}] does not exist"));
+        let (source, key) = {
+            let mut cat = self.inner.catalog.write();
+            let source = self
+                .scoped(&cat, tenant, database, id)
+                .ok_or_else(not_found)?;
+            if cat.name_taken(source.database_id, new_name) {
+                return Err(Error::exists(format!(
+                    "Collection [{new_name}] already exists"
+                )));
+            }
+            let key = cat.take_key()?;
+            cat.reserved
+                .insert((source.database_id, new_name.to_owned()));
+            (source, key)
+        };
+        let name_key = (source.database_id, new_name.to_owned());
+        let copied = self.copy_collection(&source, key, new_name);
         let mut cat = self.inner.catalog.write();
-        let source = self
-            .scoped(&cat, tenant, database, id)
-            .ok_or_else(|| Error::not_found(format!("Collection [{id}] does not exist")))?;
-        let mut src = source.state.write();
-        if cat
-            .by_name
-            .contains_key(&(src.row.database_id, new_name.to_owned()))
-        {
-            return Err(Error::exists(format!(
-                "Collection [{new_name}] already exists"
+        cat.reserved.remove(&name_key);
+        let copy = copied?;
+        // The database was deleted while the records were copied: so is the fork.
+        if !cat.databases.values().any(|d| d.id == name_key.0) {
+            self.inner.commit(&[Mutation::DeleteCollection { key }])?;
+            drop(cat);
+            if let Some(r) = &self.inner.reclaimer {
+                r.purge(key);
+            }
+            return Err(not_found());
+        }
+        let handle = Arc::new(CollectionHandle::new(key, copy));
+        let info = handle.state.read().info(handle.id);
+        cat.by_name.insert(name_key, handle.id);
+        cat.collections.insert(handle.id, handle);
+        Ok(info)
+    }
+
+    /// Commits a copy of `source` as collection `key` named `name` and returns its state.
+    fn copy_collection(
+        &self,
+        source: &CollectionHandle,
+        key: i64,
+        name: &str,
+    ) -> Result<CollectionState> {
+        // Upgradable: readers of the source go on while the records are copied.
+        let src = source.state.upgradable_read();
+        if src.is_dropped() {
+            return Err(Error::not_found(format!(
+                "Collection [{}] does not exist",
+                source.id
             )));
         }
-        let key = cat.next_key;
         let row = CollectionRow {
             key,
             id: CollectionId::new_random(),
-            name: new_name.to_owned(),
+            name: name.to_owned(),
             forks: 0,
             ..src.row.clone()
         };
-        let copy = src.fork(row);
         let mut counted = src.row.clone();
         counted.forks += 1;
-        let mut muts = vec![
-            Mutation::PutCollection(&counted),
-            Mutation::PutCollection(&copy.row),
-        ];
-        let metadatas = copy.metadatas();
-        muts.extend(copy.record_rows(key, &metadatas));
-        self.inner.commit(&muts)?;
-        drop(muts);
+        self.inner.commit(&[
+            Mutation::UpdateCollection(&counted),
+            Mutation::PutCollection(&row),
+            Mutation::CopyRecords {
+                from: source.key,
+                to: key,
+            },
+        ])?;
+        let copy = src.fork(row);
+        let mut src = parking_lot::RwLockUpgradableReadGuard::upgrade(src);
         src.row = counted;
-        cat.next_key += 1;
-        let handle = Arc::new(CollectionHandle::new(key, copy));
-        let info = handle.state.read().info(handle.id);
-        cat.by_name
-            .insert((handle.database_id, new_name.to_owned()), handle.id);
-        cat.collections.insert(handle.id, handle);
-        Ok(info)
+        Ok(copy)
     }
 
     /// Number of collections and of records across the whole database.

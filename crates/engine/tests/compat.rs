@@ -32,7 +32,7 @@ use ochre::{
 use serde_json::{json, Value};
 
 /// The store format today's code writes (docs/format/sqlite.md).
-const STORE_FORMAT: i64 = 2;
+const STORE_FORMAT: i64 = 3;
 /// The checkpoint format today's code writes (docs/format/hnsw.md).
 const CHECKPOINT_FORMAT: u32 = 2;
 
@@ -608,7 +608,7 @@ fn check(name: &'static str, store_format: i64, checkpoint_format: u32) {
     drop(db);
     assert_eq!(
         store_version(&f.db),
-        (STORE_FORMAT, vec![1, 2]),
+        (STORE_FORMAT, vec![1, 2, 3]),
         "{name}: migrated on open"
     );
     // A clean checkpoint that was loaded is not rewritten (a rebuilt index would be, in today's
@@ -648,7 +648,7 @@ fn check(name: &'static str, store_format: i64, checkpoint_format: u32) {
         )
         .expect("add");
     drop(db);
-    assert_eq!(store_version(&f.db), (STORE_FORMAT, vec![1, 2]));
+    assert_eq!(store_version(&f.db), (STORE_FORMAT, vec![1, 2, 3]));
     let bytes = std::fs::read(checkpoint_path(&f.db, &l2.id.to_string())).expect("checkpoint");
     assert_eq!(u32_at(&bytes, 8), CHECKPOINT_FORMAT, "{name}: rewritten");
 

@@ -836,10 +836,13 @@ fn a_failed_commit_poisons_writes_while_reads_keep_the_committed_state() {
 
 /// A trigger from a second connection that aborts every insert into `table`: the engine's next
 /// transaction touching it fails inside SQLite and rolls back as a whole.
+/// Makes every insert into or update of `table` fail (and with it the commit).
 fn fail_inserts_into(dir: &std::path::Path, table: &str) {
     let conn = rusqlite::Connection::open(dir.join("ochre.sqlite3")).expect("sqlite");
     conn.execute_batch(&format!(
         "CREATE TRIGGER test_fail_{table} BEFORE INSERT ON {table}
+         BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END;
+         CREATE TRIGGER test_fail_update_{table} BEFORE UPDATE ON {table}
          BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END;"
     ))
     .expect("trigger");
@@ -847,8 +850,10 @@ fn fail_inserts_into(dir: &std::path::Path, table: &str) {
 
 fn drop_trigger(dir: &std::path::Path, table: &str) {
     let conn = rusqlite::Connection::open(dir.join("ochre.sqlite3")).expect("sqlite");
-    conn.execute_batch(&format!("DROP TRIGGER test_fail_{table}"))
-        .expect("drop trigger");
+    conn.execute_batch(&format!(
+        "DROP TRIGGER test_fail_{table}; DROP TRIGGER test_fail_update_{table};"
+    ))
+    .expect("drop trigger");
 }
 
 #[test]
@@ -989,4 +994,73 @@ fn orphaned_index_files_are_removed_on_open_and_vacuum_returns_space() {
     db.vacuum().expect("vacuum");
     let after = size();
     assert!(after * 4 < before, "vacuum: {before} -> {after} bytes");
+}
+
+/// Records of `key`'s collection still in the store file (read beside the open database).
+fn stored_records(dir: &std::path::Path, key: i64) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(
+        dir.join("ochre.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("sqlite");
+    c.query_row(
+        "SELECT count(*) FROM records WHERE rowid >= ?1 AND rowid < ?2",
+        [key << 40, (key + 1) << 40],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+#[test]
+fn a_deleted_collection_is_purged_in_the_background_even_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 5000;
+    let add = |c: &Collection| {
+        let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        let embeddings: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0]).collect();
+        let docs: Vec<Option<String>> = (0..n).map(|i| Some(format!("old {i}"))).collect();
+        c.add(RecordBatch::new(names, embeddings).documents(docs))
+            .expect("add");
+    };
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        add(&collection(&db, "doomed"));
+        db.delete_collection(T, D, "doomed").expect("delete");
+        assert!(db.get_collection(T, D, "doomed").is_err(), "gone at once");
+        // Closed straight away: the purge may be unfinished; it resumes on the next open.
+    }
+    assert!(stored_records(dir.path(), 1) <= n as i64);
+    let db = Ochre::open(dir.path()).expect("reopen");
+    // A collection created while the old records may still be there never sees them.
+    let fresh = collection(&db, "fresh");
+    assert_eq!(fresh.count().expect("count"), 0);
+    let start = std::time::Instant::now();
+    while stored_records(dir.path(), 1) > 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the purge did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(fresh);
+    drop(db);
+    let db = Ochre::open(dir.path()).expect("reopen again");
+    let fresh = db.get_collection(T, D, "fresh").expect("fresh");
+    assert_eq!(
+        db.collection(fresh.id).expect("h").count().expect("count"),
+        0
+    );
+    // Same name again, new records: only the new ones.
+    let again = collection(&db, "doomed");
+    again
+        .add(RecordBatch::new(ids(&["new"]), vec![vec![0.0, 1.0]]))
+        .expect("add");
+    drop(again);
+    drop(db);
+    let db = Ochre::open(dir.path()).expect("reopen a third time");
+    let again = db.get_collection(T, D, "doomed").expect("doomed again");
+    assert_eq!(
+        db.collection(again.id).expect("h").count().expect("count"),
+        1
+    );
 }

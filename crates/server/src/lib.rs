@@ -12,6 +12,7 @@
 mod auth;
 mod config;
 mod error;
+mod framing;
 mod metrics;
 mod openapi;
 mod routes;
@@ -222,7 +223,8 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn =
+            builder.serve_connection(TokioIo::new(framing::ErrorBodies::new(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -494,30 +494,36 @@ async fn write(
             state.config.max_batch_size
         )));
     }
-    let embeddings = match (&body.embeddings, kind) {
-        (None | Some(Value::Null), WriteKind::Update) => None,
-        (None | Some(Value::Null), _) => {
-            return Err(ApiError::shape("missing field `embeddings`"));
-        }
-        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
-    };
-    let metadatas = body
-        .metadatas
-        .as_deref()
-        .map(decode_metadatas)
-        .transpose()?;
-    let keys = metadatas
-        .as_deref()
-        .map(schema::key_types)
-        .unwrap_or_default();
-    let batch = RecordBatch {
-        ids: body.ids,
-        embeddings,
-        documents: body.documents,
-        uris: body.uris,
-        metadatas,
-    };
-    in_collection(&state, (t, d), id, move |c| {
+    if matches!(
+        (&body.embeddings, kind),
+        (None | Some(Value::Null), WriteKind::Add | WriteKind::Upsert)
+    ) {
+        return Err(ApiError::shape("missing field `embeddings`"));
+    }
+    blocking(&state, move |db| {
+        // Decoding (base64 or JSON numbers, metadata) is CPU work sized by the batch: done here,
+        // on the blocking pool, before the collection is looked up (bad input is reported first).
+        let embeddings = match &body.embeddings {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
+        };
+        let metadatas = body
+            .metadatas
+            .as_deref()
+            .map(decode_metadatas)
+            .transpose()?;
+        let keys = metadatas
+            .as_deref()
+            .map(schema::key_types)
+            .unwrap_or_default();
+        let batch = RecordBatch {
+            ids: body.ids,
+            embeddings,
+            documents: body.documents,
+            uris: body.uris,
+            metadatas,
+        };
+        let c = db.collection_in(&t, &d, id)?;
         // Key evolution (spec §11.4): new key/type pairs join the schema, in the write's commit.
         c.write_evolving_schema(kind, batch, |config| {
             if keys.is_empty() {
@@ -608,7 +614,7 @@ pub async fn get_records(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<GetBody>,
-) -> ApiResult<Json<GetResponse>> {
+) -> ApiResult<JsonBytes> {
     let id = collection_path(&d, &id)?;
     let include_items = body
         .include
@@ -623,10 +629,11 @@ pub async fn get_records(
     };
     let r = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
-        c.get(req).map_err(Into::into)
+        let r = c.get(req)?;
+        JsonBytes::of(&GetResponse::new(r, include_items))
     })
     .await?;
-    Ok(Json(GetResponse::new(r, include_items)))
+    Ok(r)
 }
 
 #[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/query", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = QueryBody, responses((status = 200, description = "see the Chroma API v2 specification", body = QueryResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
@@ -634,7 +641,7 @@ pub async fn query(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
     ChromaJson(body): ChromaJson<QueryBody>,
-) -> ApiResult<Json<QueryResponse>> {
+) -> ApiResult<JsonBytes> {
     let id = collection_path(&d, &id)?;
     let include_items = body.include.unwrap_or_else(|| {
         vec![
@@ -679,8 +686,9 @@ pub async fn query(
                 req.embeddings.len()
             )));
         }
-        c.query(req).map_err(Into::into)
+        let r = c.query(req)?;
+        JsonBytes::of(&QueryResponse::new(r, include_items))
     })
     .await?;
-    Ok(Json(QueryResponse::new(r, include_items)))
+    Ok(r)
 }

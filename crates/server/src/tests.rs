@@ -609,8 +609,9 @@ async fn fork_count_and_indexing_status_count_operations() {
 #[tokio::test]
 async fn malformed_bodies_are_400_and_wrong_shapes_422() {
     let app = app(state(ServerConfig::default()));
-    let send = |body: &'static str| {
+    let send = |body: &str| {
         let app = app.clone();
+        let body = body.to_owned();
         async move {
             let req = Request::builder()
                 .method("POST")
@@ -646,6 +647,15 @@ async fn malformed_bodies_are_400_and_wrong_shapes_422() {
             json!("Failed to deserialize the JSON body into the target type: invalid type: integer `5`, expected a string")
         )
     );
+    // Bodies of 64 KiB and more are parsed on the blocking pool, with the same answers.
+    let padding = " ".repeat(70 * 1024);
+    let (s, v) = send(&format!("{{\"name\": {padding}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = send(&format!("{{\"name\": 5{padding}}}")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = send(&format!("{{\"name\": \"padded\"{padding}}}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["name"], "padded");
 }
 
 #[tokio::test]
@@ -1085,4 +1095,55 @@ async fn a_trickled_body_gets_408_after_the_body_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("did not arrive within 1 s"), "{text}");
     let _ = stop.send(());
+}
+
+/// Writes `bytes` on a new connection and reads until the server closes it.
+async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    assert!(read.is_ok(), "the server closed the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// See issue 11: hyper answered malformed requests and oversized header sections itself, with
+/// an empty body, unlike every other error.
+#[tokio::test]
+async fn malformed_http_and_huge_headers_get_the_json_error_body() {
+    let (addr, _stop) = serving(ServerConfig::default()).await;
+    let mut huge = b"GET /api/v2/heartbeat HTTP/1.1\r\nhost: x\r\nx-big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"GARBAGE\r\n\r\n", "400"),
+        (
+            b"POST /api/v2/tenants HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n",
+            "400",
+        ),
+        (&huge, "431"),
+    ];
+    for (request, status) in cases {
+        let response = exchange(addr, request).await;
+        let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(v["error"], "InvalidArgumentError", "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // A good request after a pipelined one still works, and the bad one after it gets JSON.
+    let response = exchange(
+        addr,
+        b"GET /api/v2/heartbeat HTTP/1.1\r\nhost: x\r\n\r\nGARBAGE\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(response.contains("HTTP/1.1 400 "), "{response}");
+    assert!(response.ends_with("}"), "{response}");
 }

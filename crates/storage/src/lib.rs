@@ -26,8 +26,8 @@ mod store;
 pub use codec::{decode_configuration, encode_configuration, DecodeError};
 pub use lock::DirLock;
 pub use store::{
-    CollectionRow, DatabaseRow, LoadedRecord, Mutation, RawEmbedding, RecordRow, Store,
-    StoredMetadata, TenantRow, FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
+    CollectionRow, DatabaseRow, DocumentWrite, LoadedRecord, Mutation, RawEmbedding, Reader,
+    RecordRow, Store, StoredMetadata, TenantRow, FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
 };
 
 use std::path::PathBuf;

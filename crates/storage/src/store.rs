@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ochre_types::{CollectionConfiguration, CollectionId, DatabaseId, Metadata, SeqNo};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::codec::{
@@ -13,7 +13,7 @@ use crate::codec::{
 use crate::{Error, Result};
 
 /// The store format this build writes.
-pub const FORMAT_VERSION: i64 = 2;
+pub const FORMAT_VERSION: i64 = 3;
 /// The oldest store format this build opens.
 pub const OLDEST_SUPPORTED_FORMAT: i64 = 1;
 /// SQLite `application_id` of an Ochre store: ASCII "OCHR".
@@ -30,6 +30,7 @@ pub const DB_FILE: &str = "ochre.sqlite3";
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_counters.sql")),
+    (3, include_str!("migrations/0003_purges.sql")),
 ];
 
 /// A tenant.
@@ -71,9 +72,18 @@ pub struct RecordRow<'a> {
     pub seq: SeqNo,
     pub id: &'a str,
     pub embedding: &'a [f32],
-    pub document: Option<&'a str>,
+    pub document: DocumentWrite<'a>,
     pub uri: Option<&'a str>,
     pub metadata: Option<&'a Metadata>,
+}
+
+/// What a record write does to the record's document.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DocumentWrite<'a> {
+    /// The document becomes this (or none).
+    Set(Option<&'a str>),
+    /// The stored document stays as it is; the record must exist.
+    Keep,
 }
 
 /// A record read back.
@@ -133,9 +143,19 @@ pub enum Mutation<'a> {
     DeleteDatabase(DatabaseId),
     /// Inserts or replaces the collection row (records are untouched).
     PutCollection(&'a CollectionRow),
-    /// Deletes the collection row and all of its records.
+    /// Rewrites the row of an existing collection; nothing when the collection was deleted (a
+    /// write racing the deletion does not bring the row back).
+    UpdateCollection(&'a CollectionRow),
+    /// Deletes the collection row and marks its key for purging: its records stay in the file
+    /// until [`Store::purge_step`] has removed them all, and the key is not reused before.
     DeleteCollection {
         key: i64,
+    },
+    /// Copies every record of collection `from` to collection `to` (same sequence numbers);
+    /// `to` must have none.
+    CopyRecords {
+        from: i64,
+        to: i64,
     },
     /// Inserts or replaces one record.
     PutRecord(RecordRow<'a>),
@@ -376,6 +396,27 @@ impl Store {
                     })
                     .map_err(sql)?;
                 }
+                Mutation::UpdateCollection(c) => {
+                    tx.prepare_cached(
+                        "UPDATE collections SET id = ?2, database_id = ?3, name = ?4,
+                         metadata = ?5, configuration = ?6, dimension = ?7, forks = ?8,
+                         total_ops = ?9 WHERE key = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            c.key,
+                            c.id.0.to_string(),
+                            c.database_id.0.to_string(),
+                            c.name,
+                            c.metadata.as_ref().map(encode_metadata),
+                            encode_configuration(&c.configuration),
+                            c.dimension,
+                            i64::try_from(c.forks).unwrap_or(i64::MAX),
+                            i64::try_from(c.total_ops).unwrap_or(i64::MAX),
+                        ])
+                    })
+                    .map_err(sql)?;
+                }
                 Mutation::CountOps { key, n } => {
                     tx.prepare_cached(
                         "UPDATE collections SET total_ops = total_ops + ?2 WHERE key = ?1",
@@ -389,28 +430,63 @@ impl Store {
                     tx.prepare_cached("DELETE FROM collections WHERE key = ?1")
                         .and_then(|mut s| s.execute([key]))
                         .map_err(sql)?;
-                    tx.prepare_cached("DELETE FROM records WHERE rowid >= ?1 AND rowid < ?2")
-                        .and_then(|mut s| {
-                            s.execute(params![key << SEQ_BITS, (key + 1) << SEQ_BITS])
-                        })
+                    tx.prepare_cached("INSERT OR IGNORE INTO purges (key) VALUES (?1)")
+                        .and_then(|mut s| s.execute([key]))
                         .map_err(sql)?;
                 }
-                Mutation::PutRecord(r) => {
+                Mutation::CopyRecords { from, to } => {
                     tx.prepare_cached(
-                        "INSERT OR REPLACE INTO records (rowid, id, embedding, document, uri, metadata)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT INTO records (rowid, id, embedding, document, uri, metadata)
+                         SELECT rowid - ?1 + ?3, id, embedding, document, uri, metadata
+                         FROM records WHERE rowid >= ?1 AND rowid < ?2",
                     )
                     .and_then(|mut s| {
                         s.execute(params![
-                            rowid(r.collection_key, r.seq),
-                            r.id,
-                            encode_embedding(r.embedding),
-                            r.document,
-                            r.uri,
-                            r.metadata.map(encode_metadata),
+                            from << SEQ_BITS,
+                            (from + 1) << SEQ_BITS,
+                            to << SEQ_BITS
                         ])
                     })
                     .map_err(sql)?;
+                }
+                Mutation::PutRecord(r) => {
+                    let row = rowid(r.collection_key, r.seq);
+                    let embedding = encode_embedding(r.embedding);
+                    let metadata = r.metadata.map(encode_metadata);
+                    match r.document {
+                        DocumentWrite::Set(document) => {
+                            tx.prepare_cached(
+                                "INSERT OR REPLACE INTO records
+                                 (rowid, id, embedding, document, uri, metadata)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            )
+                            .and_then(|mut s| {
+                                s.execute(params![row, r.id, embedding, document, r.uri, metadata])
+                            })
+                            .map_err(sql)?;
+                        }
+                        DocumentWrite::Keep => {
+                            let changed = tx
+                                .prepare_cached(
+                                    "UPDATE records SET id = ?2, embedding = ?3, uri = ?4,
+                                     metadata = ?5 WHERE rowid = ?1",
+                                )
+                                .and_then(|mut s| {
+                                    s.execute(params![row, r.id, embedding, r.uri, metadata])
+                                })
+                                .map_err(sql)?;
+                            if changed != 1 {
+                                return Err(Error::Corrupted {
+                                    path: path.clone(),
+                                    detail: format!(
+                                        "record {:?} to update is missing from collection {}",
+                                        r.id, r.collection_key
+                                    ),
+                                    source: None,
+                                });
+                            }
+                        }
+                    }
                 }
                 Mutation::DeleteRecord {
                     collection_key,
@@ -550,17 +626,23 @@ impl Store {
     ///
     /// # Errors
     /// On SQLite failure or a malformed row, naming the file.
+    /// With `documents` false, every record's `document` is `None` (the caller reads documents
+    /// through a [`Reader`] when it needs them).
     pub fn load_records(
         &self,
         collection_key: i64,
+        documents: bool,
         mut f: impl FnMut(LoadedRecord) -> Result<()>,
     ) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(if documents {
                 "SELECT rowid, id, embedding, document, uri, metadata FROM records
-                 WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid",
-            )
+                 WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid"
+            } else {
+                "SELECT rowid, id, embedding, NULL, uri, metadata FROM records
+                 WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid"
+            })
             .map_err(|e| self.sql(e))?;
         let mut rows = stmt
             .query(params![
@@ -589,6 +671,60 @@ impl Store {
             })?;
         }
         Ok(())
+    }
+
+    /// Keys of deleted collections whose records are not all removed yet.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn purges(&self) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key FROM purges ORDER BY key")
+            .map_err(|e| self.sql(e))?;
+        let keys = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.sql(e))?
+            .collect::<rusqlite::Result<Vec<i64>>>()
+            .map_err(|e| self.sql(e))?;
+        Ok(keys)
+    }
+
+    /// Removes at most `limit` records of the deleted collection `key`, in one transaction; once
+    /// none is left, also its purge mark. True when the purge is complete.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] (nothing changed).
+    pub fn purge_step(&mut self, key: i64, limit: u32) -> Result<bool> {
+        let path = self.path.clone();
+        let sql = |e| Error::sqlite(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let removed = tx
+            .prepare_cached(
+                "DELETE FROM records WHERE rowid IN
+                 (SELECT rowid FROM records WHERE rowid >= ?1 AND rowid < ?2 LIMIT ?3)",
+            )
+            .and_then(|mut s| s.execute(params![key << SEQ_BITS, (key + 1) << SEQ_BITS, limit]))
+            .map_err(sql)?;
+        let done = removed < limit as usize;
+        if done {
+            tx.prepare_cached("DELETE FROM purges WHERE key = ?1")
+                .and_then(|mut s| s.execute([key]))
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(done)
+    }
+
+    /// A read-only connection to this store, for reading documents beside the writer.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn reader(&self) -> Result<Reader> {
+        Reader::open(self.path.parent().unwrap_or(Path::new(".")))
     }
 
     /// Runs SQLite's own consistency check.
@@ -679,6 +815,107 @@ impl Store {
     }
 }
 
+/// A read-only connection to a store: documents are read through it, on the caller's thread,
+/// while the [`Store`] writes. Each call reads the latest committed state.
+#[derive(Debug)]
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Reader {
+    /// Opens a reader on the store in data directory `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn open(dir: &Path) -> Result<Reader> {
+        let path = &dir.join(DB_FILE);
+        let sql = |e| Error::sqlite(path, e);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        // A small page cache per reader: the hot pages are the operating system's to keep.
+        conn.execute_batch("PRAGMA cache_size=-2048;")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        Ok(Reader {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> Error {
+        Error::sqlite(&self.path, e)
+    }
+
+    /// The document of record `seq` of collection `key`: `None` when the record is absent,
+    /// `Some(None)` when it has no document.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; [`Error::Corrupted`] when the column is not text.
+    pub fn document(&self, key: i64, seq: SeqNo) -> Result<Option<Option<String>>> {
+        self.conn
+            .prepare_cached("SELECT document FROM records WHERE rowid = ?1")
+            .and_then(|mut s| {
+                s.query_row([rowid(key, seq)], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Calls `f` with the sequence number and document of collection `key`'s records, in
+    /// storage order, from sequence number `from` on, until `f` returns false.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; [`Error::Corrupted`] when a document is not text.
+    pub fn scan_documents(
+        &self,
+        key: i64,
+        mut f: impl FnMut(SeqNo, Option<&str>) -> bool,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, document FROM records WHERE rowid >= ?1 AND rowid < ?2
+                 ORDER BY rowid",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt
+            .query(params![key << SEQ_BITS, (key + 1) << SEQ_BITS])
+            .map_err(|e| self.sql(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
+            let rowid: i64 = row.get(0).map_err(|e| self.sql(e))?;
+            let document = row.get_ref(1).map_err(|e| self.sql(e))?;
+            let document = match document {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Text(t) => {
+                    Some(std::str::from_utf8(t).map_err(|_| Error::Corrupted {
+                        path: self.path.clone(),
+                        detail: format!("record at rowid {rowid}: document is not UTF-8"),
+                        source: None,
+                    })?)
+                }
+                rusqlite::types::ValueRef::Integer(_)
+                | rusqlite::types::ValueRef::Real(_)
+                | rusqlite::types::ValueRef::Blob(_) => {
+                    return Err(Error::Corrupted {
+                        path: self.path.clone(),
+                        detail: format!("record at rowid {rowid}: document is not text"),
+                        source: None,
+                    })
+                }
+            };
+            if !f(SeqNo((rowid & MAX_SEQ as i64) as u64), document) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// FNV-1a 64-bit, hex: a stable fingerprint of a migration's text.
 fn fnv1a(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -722,7 +959,7 @@ mod tests {
                         seq: SeqNo(id[1..].parse::<u64>().expect("number")),
                         id,
                         embedding: &v,
-                        document: None,
+                        document: DocumentWrite::Set(None),
                         uri: None,
                         metadata: None,
                     })
@@ -765,7 +1002,7 @@ mod tests {
                     seq: SeqNo(7),
                     id: "a",
                     embedding: &[1.0, 2.0],
-                    document: Some("doc"),
+                    document: DocumentWrite::Set(Some("doc")),
                     uri: None,
                     metadata: Some(&meta),
                 }),
@@ -774,7 +1011,7 @@ mod tests {
                     seq: SeqNo(1),
                     id: "other",
                     embedding: &[1.0, 2.0],
-                    document: None,
+                    document: DocumentWrite::Set(None),
                     uri: None,
                     metadata: None,
                 }),
@@ -788,7 +1025,7 @@ mod tests {
         expected.total_ops = 9;
         assert_eq!(s.collections().expect("collections"), vec![expected]);
         let mut got = vec![];
-        s.load_records(3, |r| {
+        s.load_records(3, true, |r| {
             let mut embedding = Vec::new();
             r.embedding.append_to(&mut embedding);
             got.push((
@@ -865,7 +1102,7 @@ mod tests {
                 seq: SeqNo(i + 1),
                 id: "x",
                 embedding: &[1.0, 2.0],
-                document: Some(&doc),
+                document: DocumentWrite::Set(Some(&doc)),
                 uri: None,
                 metadata: None,
             })
@@ -949,8 +1186,173 @@ mod tests {
             .expect("insert");
         }
         let s = Store::open(dir.path()).expect("open");
-        let err = s.load_records(1, |_| Ok(())).expect_err("torn blob");
+        let err = s.load_records(1, true, |_| Ok(())).expect_err("torn blob");
         assert!(matches!(err, Error::Corrupted { .. }), "{err}");
         assert!(err.to_string().contains(DB_FILE), "{err}");
+    }
+
+    /// A collection row with key `key` and 2-d vectors, and `n` records `r0..` in it.
+    fn collection_with_records(s: &mut Store, key: i64, n: u64) -> CollectionRow {
+        let coll = CollectionRow {
+            key,
+            id: CollectionId::new_random(),
+            database_id: DatabaseId(Uuid::nil()),
+            name: format!("c{key}"),
+            metadata: None,
+            configuration: CollectionConfiguration::default(),
+            dimension: Some(2),
+            forks: 0,
+            total_ops: 0,
+        };
+        let ids: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        let docs: Vec<String> = (0..n).map(|i| format!("document {i}")).collect();
+        let mut muts = vec![Mutation::PutCollection(&coll)];
+        for (i, id) in ids.iter().enumerate() {
+            muts.push(Mutation::PutRecord(RecordRow {
+                collection_key: key,
+                seq: SeqNo(i as u64 + 1),
+                id,
+                embedding: &[1.0, 2.0],
+                document: DocumentWrite::Set(Some(&docs[i])),
+                uri: None,
+                metadata: None,
+            }));
+        }
+        s.commit(&muts).expect("commit");
+        coll
+    }
+
+    fn record_count(s: &Store, key: i64) -> usize {
+        let mut n = 0;
+        s.load_records(key, false, |_| {
+            n += 1;
+            Ok(())
+        })
+        .expect("load");
+        n
+    }
+
+    #[test]
+    fn a_deleted_collection_is_purged_in_steps_and_its_key_stays_marked_until_then() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        collection_with_records(&mut s, 5, 10);
+        let other = collection_with_records(&mut s, 6, 3);
+        s.commit(&[Mutation::DeleteCollection { key: 5 }])
+            .expect("delete");
+        assert_eq!(s.collections().expect("collections"), vec![other]);
+        assert_eq!(s.purges().expect("purges"), vec![5]);
+        assert_eq!(record_count(&s, 5), 10, "records stay until purged");
+        assert!(!s.purge_step(5, 4).expect("step"));
+        assert_eq!(record_count(&s, 5), 6);
+        assert!(!s.purge_step(5, 4).expect("step"));
+        assert!(s.purge_step(5, 4).expect("last step"));
+        assert_eq!(record_count(&s, 5), 0);
+        assert_eq!(s.purges().expect("purges"), Vec::<i64>::new());
+        assert_eq!(record_count(&s, 6), 3, "other collections untouched");
+    }
+
+    #[test]
+    fn copy_records_copies_every_field_to_the_new_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        collection_with_records(&mut s, 1, 5);
+        s.commit(&[Mutation::CopyRecords { from: 1, to: 2 }])
+            .expect("copy");
+        let collect = |key| {
+            let mut got = Vec::new();
+            s.load_records(key, true, |r| {
+                got.push((r.seq, r.id, r.document));
+                Ok(())
+            })
+            .expect("load");
+            got
+        };
+        assert_eq!(collect(1), collect(2));
+        assert_eq!(collect(2).len(), 5);
+    }
+
+    #[test]
+    fn keeping_the_document_rewrites_the_rest_and_needs_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        collection_with_records(&mut s, 1, 2);
+        let row = |seq, id| {
+            Mutation::PutRecord(RecordRow {
+                collection_key: 1,
+                seq: SeqNo(seq),
+                id,
+                embedding: &[3.0, 4.0],
+                document: DocumentWrite::Keep,
+                uri: Some("u"),
+                metadata: None,
+            })
+        };
+        s.commit(&[row(1, "r0")]).expect("update");
+        let reader = s.reader().expect("reader");
+        assert_eq!(
+            reader.document(1, SeqNo(1)).expect("read"),
+            Some(Some("document 0".to_owned()))
+        );
+        let mut uri = None;
+        s.load_records(1, false, |r| {
+            if r.seq == SeqNo(1) {
+                uri = r.uri;
+            }
+            Ok(())
+        })
+        .expect("load");
+        assert_eq!(uri.as_deref(), Some("u"));
+        // Keeping the document of a record that is not there is refused, and nothing changes.
+        let err = s
+            .commit(&[row(2, "r1"), row(9, "ghost")])
+            .expect_err("missing");
+        assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+        assert_eq!(
+            reader.document(1, SeqNo(9)).expect("read"),
+            None,
+            "nothing was inserted"
+        );
+    }
+
+    #[test]
+    fn updating_a_deleted_collection_does_not_bring_it_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        let mut coll = collection_with_records(&mut s, 1, 1);
+        s.commit(&[Mutation::DeleteCollection { key: 1 }])
+            .expect("delete");
+        coll.dimension = Some(3);
+        s.commit(&[Mutation::UpdateCollection(&coll)])
+            .expect("update");
+        assert!(s.collections().expect("collections").is_empty());
+    }
+
+    #[test]
+    fn a_reader_scans_documents_in_order_and_stops_when_told() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        collection_with_records(&mut s, 1, 6);
+        collection_with_records(&mut s, 2, 2);
+        let reader = Reader::open(dir.path()).expect("reader");
+        let mut seen = Vec::new();
+        reader
+            .scan_documents(1, |seq, doc| {
+                seen.push((seq.0, doc.map(str::to_owned)));
+                seen.len() < 4
+            })
+            .expect("scan");
+        let expected: Vec<(u64, Option<String>)> = (1..=4)
+            .map(|i| (i, Some(format!("document {}", i - 1))))
+            .collect();
+        assert_eq!(seen, expected);
+        // A reader sees later commits.
+        s.commit(&[Mutation::DeleteRecord {
+            collection_key: 1,
+            seq: SeqNo(1),
+        }])
+        .expect("delete");
+        assert_eq!(reader.document(1, SeqNo(1)).expect("read"), None);
+        assert!(reader.document(1, SeqNo(2)).expect("read").is_some());
     }
 }

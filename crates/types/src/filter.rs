@@ -258,6 +258,15 @@ impl Where {
         }
     }
 
+    /// True when evaluating the filter looks at the record's document (a `#document` clause).
+    pub fn reads_document(&self) -> bool {
+        match self {
+            Where::And(c) | Where::Or(c) => c.iter().any(Where::reads_document),
+            Where::Document(_) => true,
+            Where::Id(_) | Where::Meta { .. } => false,
+        }
+    }
+
     /// True when a record with this id, metadata and document passes the filter.
     pub fn matches<M: MetadataLookup + ?Sized>(
         &self,

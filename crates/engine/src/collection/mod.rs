@@ -1,14 +1,15 @@
 //! One collection's in-memory state and its record operations.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ochre_index::{HnswIndex, Neighbor};
-use ochre_storage::{CollectionRow, Mutation, RecordRow};
+use ochre_storage::{CollectionRow, DocumentWrite, Mutation, Reader, RecordRow};
 use ochre_types::{
     CollectionConfiguration, CollectionId, DatabaseId, Metadata, SeqNo, Where, WhereDocument,
 };
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::db::Inner;
 use crate::error::{Error, ErrorKind, Result};
@@ -38,7 +39,8 @@ fn insert_all(index: &mut HnswIndex, items: &[(SeqNo, &[f32])]) {
     index.insert_batch(items, threads);
 }
 
-/// Rebuilds the index when deletions have degraded it; true if it did.
+/// Rebuilds the index when deletions have degraded it, in place (recovery, before the
+/// collection is shared); true if it did.
 fn maintain(index: &mut HnswIndex) -> bool {
     if !index.needs_rebuild() {
         return false;
@@ -51,6 +53,8 @@ fn maintain(index: &mut HnswIndex) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct StoredRecord {
     pub(crate) id: String,
+    /// The document when the collection holds documents in memory (ephemeral databases); a
+    /// persistent collection leaves it `None` and reads documents from the store.
     pub(crate) document: Option<String>,
     pub(crate) uri: Option<String>,
     pub(crate) metadata: Option<PackedMetadata>,
@@ -76,6 +80,12 @@ pub(crate) struct CollectionState {
     next_seq: u64,
     /// Index changes since the last checkpoint.
     dirty: usize,
+    /// Documents live in `records` (no store) rather than only in the store.
+    docs_held: bool,
+    /// A background rebuild of the index is under way.
+    rebuilding: bool,
+    /// Checkpoints handed out ([`CollectionState::checkpoint_due`]).
+    checkpoints: u64,
 }
 
 /// A collection in the catalog: its store key, id and state.
@@ -87,6 +97,8 @@ pub(crate) struct CollectionHandle {
     pub(crate) id: CollectionId,
     pub(crate) database_id: DatabaseId,
     pub(crate) state: RwLock<CollectionState>,
+    /// The generation of the last checkpoint written; held while one is written.
+    pub(crate) checkpointed: Mutex<u64>,
 }
 
 impl CollectionHandle {
@@ -96,8 +108,16 @@ impl CollectionHandle {
             id: state.row.id,
             database_id: state.row.database_id,
             state: RwLock::new(state),
+            checkpointed: Mutex::new(0),
         }
     }
+}
+
+/// What a write batch does to a record's document.
+enum StagedDocument {
+    /// The record exists and its document stays.
+    Keep,
+    Set(Option<String>),
 }
 
 /// A record under construction by a write batch.
@@ -105,13 +125,42 @@ struct Staged {
     seq: SeqNo,
     id: String,
     embedding: Vec<f32>,
-    document: Option<String>,
+    document: StagedDocument,
     uri: Option<String>,
     metadata: Option<Metadata>,
 }
 
+/// Where a read finds documents: in the records (held) or through a store reader.
+enum DocSource<'a> {
+    Held,
+    Store(&'a Reader, i64),
+}
+
+impl DocSource<'_> {
+    /// The document of `r` (sequence number `seq`).
+    fn get<'r>(&self, seq: SeqNo, r: &'r StoredRecord) -> Result<Option<Cow<'r, str>>> {
+        match self {
+            DocSource::Held => Ok(r.document.as_deref().map(Cow::Borrowed)),
+            DocSource::Store(reader, key) => match reader.document(*key, seq)? {
+                Some(d) => Ok(d.map(Cow::Owned)),
+                None => Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("record {:?} is missing from the store", r.id),
+                )),
+            },
+        }
+    }
+}
+
 impl CollectionState {
-    pub(crate) fn new(row: CollectionRow, tenant: String, database: String) -> Self {
+    /// A collection's state; `docs_held` keeps documents in memory (a database without a
+    /// store), otherwise they are read from the store.
+    pub(crate) fn new(
+        row: CollectionRow,
+        tenant: String,
+        database: String,
+        docs_held: bool,
+    ) -> Self {
         let index = row.dimension.map(|d| new_index(&row, d));
         CollectionState {
             row,
@@ -125,7 +174,22 @@ impl CollectionState {
             index,
             next_seq: 1,
             dirty: 0,
+            docs_held,
+            rebuilding: false,
+            checkpoints: 0,
         }
+    }
+
+    /// Runs `f` with the place documents are read from.
+    fn with_docs<T>(
+        &self,
+        inner: &Inner,
+        f: impl FnOnce(&DocSource<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.docs_held {
+            return f(&DocSource::Held);
+        }
+        inner.with_reader(|reader| f(&DocSource::Store(reader, self.row.key)))
     }
 
     /// Files a record (replacing the one with its sequence number) in the id map, the record map
@@ -151,17 +215,24 @@ impl CollectionState {
         }
     }
 
-    /// Checkpoint bytes of the vector index, if it has changed since the last checkpoint.
-    pub(crate) fn checkpoint_bytes(&mut self, force: bool) -> Option<Vec<u8>> {
+    /// When the index changed enough since the last checkpoint (with `force`, at all), the
+    /// generation of the checkpoint to write now; the count of changes starts again. The bytes
+    /// ([`CollectionState::checkpoint_bytes`]) may then be taken under a read lock.
+    pub(crate) fn checkpoint_due(&mut self, force: bool) -> Option<u64> {
         let threshold = (self.row.configuration.hnsw.sync_threshold as usize)
             .max(self.records.len() / 4)
             .max(1);
-        if self.dirty == 0 || (!force && self.dirty < threshold) {
+        if self.dirty == 0 || (!force && self.dirty < threshold) || self.index.is_none() {
             return None;
         }
-        let bytes = self.index.as_ref()?.to_checkpoint();
         self.dirty = 0;
-        Some(bytes)
+        self.checkpoints += 1;
+        Some(self.checkpoints)
+    }
+
+    /// Checkpoint bytes of the vector index.
+    pub(crate) fn checkpoint_bytes(&self) -> Option<Vec<u8>> {
+        Some(self.index.as_ref()?.to_checkpoint())
     }
 
     pub(crate) fn info(&self, id: CollectionId) -> CollectionInfo {
@@ -226,62 +297,40 @@ impl CollectionState {
             index: self.index.clone(),
             next_seq: self.next_seq,
             dirty: self.records.len().max(1),
+            docs_held: self.docs_held,
+            rebuilding: false,
+            checkpoints: 0,
         }
     }
 
-    /// Every record's metadata as a map, in storage order (for [`CollectionState::record_rows`]).
-    pub(crate) fn metadatas(&self) -> Vec<Option<Metadata>> {
-        self.records
-            .values()
-            .map(|r| r.metadata.as_ref().map(PackedMetadata::unpack))
-            .collect()
-    }
-
-    /// Store rows for every record (used by fork), with `metadatas` from
-    /// [`CollectionState::metadatas`].
-    pub(crate) fn record_rows<'a>(
-        &'a self,
-        key: i64,
-        metadatas: &'a [Option<Metadata>],
-    ) -> Vec<Mutation<'a>> {
-        let Some(index) = &self.index else {
-            return Vec::new();
-        };
-        self.records
-            .iter()
-            .zip(metadatas)
-            .filter_map(|((seq, r), metadata)| {
-                index.get(*seq).map(|embedding| {
-                    Mutation::PutRecord(RecordRow {
-                        collection_key: key,
-                        seq: *seq,
-                        id: &r.id,
-                        embedding,
-                        document: r.document.as_deref(),
-                        uri: r.uri.as_deref(),
-                        metadata: metadata.as_ref(),
-                    })
-                })
-            })
-            .collect()
-    }
-
-    fn matches(&self, r: &StoredRecord, w: Option<&Where>, wd: Option<&WhereDocument>) -> bool {
-        w.is_none_or(|w| w.matches(&r.id, r.metadata.as_ref(), r.document.as_deref()))
-            && wd.is_none_or(|wd| wd.matches(r.document.as_deref()))
+    /// True when `r`, whose document is `doc`, passes the filters.
+    fn matches(
+        r: &StoredRecord,
+        doc: Option<&str>,
+        w: Option<&Where>,
+        wd: Option<&WhereDocument>,
+    ) -> bool {
+        w.is_none_or(|w| w.matches(&r.id, r.metadata.as_ref(), doc))
+            && wd.is_none_or(|wd| wd.matches(doc))
     }
 
     /// Sequence numbers of the first `first` records selected by ids ∩ filters, in storage order
-    /// (a scan stops there).
+    /// (a scan stops there). Filters on documents read them from the store when the collection
+    /// does not hold them: a handful by sequence number, or all of them in one streaming scan.
+    ///
+    /// # Errors
+    /// Storage errors while reading documents.
     fn select(
         &self,
+        inner: &Inner,
         ids: Option<&[String]>,
         w: Option<&Where>,
         wd: Option<&WhereDocument>,
         first: usize,
-    ) -> Vec<SeqNo> {
-        let check = |s: &SeqNo| self.records.get(s).is_some_and(|r| self.matches(r, w, wd));
-        match ids {
+    ) -> Result<Vec<SeqNo>> {
+        let reads_docs = wd.is_some() || w.is_some_and(Where::reads_document);
+        // Sequence numbers to look up one at a time.
+        let seqs = match ids {
             Some(ids) => {
                 let mut seqs: Vec<SeqNo> = ids
                     .iter()
@@ -289,7 +338,7 @@ impl CollectionState {
                     .collect();
                 seqs.sort_unstable();
                 seqs.dedup();
-                seqs.into_iter().filter(check).take(first).collect()
+                Some(seqs)
             }
             None => {
                 // An exact answer is used whatever its size (no record is looked at); candidates
@@ -298,29 +347,95 @@ impl CollectionState {
                 let budget = (self.records.len() / 8).max(256);
                 let all = || self.records.keys().copied().collect::<Vec<_>>();
                 match w.and_then(|w| self.meta.candidates(w, self.records.len(), &all)) {
-                    Some((mut seqs, true)) if wd.is_none() => {
+                    Some((mut seqs, true)) if !reads_docs => {
                         seqs.truncate(first);
-                        seqs
+                        return Ok(seqs);
                     }
-                    Some((seqs, _)) if seqs.len() <= budget => {
-                        seqs.into_iter().filter(check).take(first).collect()
-                    }
-                    _ => self
-                        .records
-                        .iter()
-                        .filter(|(_, r)| self.matches(r, w, wd))
-                        .map(|(s, _)| *s)
-                        .take(first)
-                        .collect(),
+                    Some((seqs, _)) if seqs.len() <= budget => Some(seqs),
+                    _ => None,
                 }
             }
+        };
+        if !reads_docs {
+            let check = |s: &SeqNo| {
+                self.records
+                    .get(s)
+                    .is_some_and(|r| Self::matches(r, None, w, wd))
+            };
+            return Ok(match seqs {
+                Some(seqs) => seqs.into_iter().filter(check).take(first).collect(),
+                None => self
+                    .records
+                    .iter()
+                    .filter(|(_, r)| Self::matches(r, None, w, wd))
+                    .map(|(s, _)| *s)
+                    .take(first)
+                    .collect(),
+            });
         }
+        self.with_docs(inner, |docs| {
+            let mut out = Vec::new();
+            match (seqs, docs) {
+                (Some(seqs), _) => {
+                    for s in seqs {
+                        if out.len() >= first {
+                            break;
+                        }
+                        let Some(r) = self.records.get(&s) else {
+                            continue;
+                        };
+                        if Self::matches(r, docs.get(s, r)?.as_deref(), w, wd) {
+                            out.push(s);
+                        }
+                    }
+                }
+                (None, DocSource::Held) => {
+                    for (s, r) in &self.records {
+                        if out.len() >= first {
+                            break;
+                        }
+                        if Self::matches(r, r.document.as_deref(), w, wd) {
+                            out.push(*s);
+                        }
+                    }
+                }
+                (None, DocSource::Store(reader, key)) => {
+                    if first > 0 {
+                        reader.scan_documents(*key, |s, doc| {
+                            if let Some(r) = self.records.get(&s) {
+                                if Self::matches(r, doc, w, wd) {
+                                    out.push(s);
+                                }
+                            }
+                            out.len() < first
+                        })?;
+                    }
+                }
+            }
+            Ok(out)
+        })
     }
 
-    fn project(&self, seqs: &[SeqNo], include: Include) -> GetResult {
-        let recs: Vec<&StoredRecord> = seqs.iter().filter_map(|s| self.records.get(s)).collect();
-        GetResult {
-            ids: recs.iter().map(|r| r.id.clone()).collect(),
+    /// The records `seqs` with the fields `include` asks for.
+    ///
+    /// # Errors
+    /// Storage errors while reading documents.
+    fn project(&self, inner: &Inner, seqs: &[SeqNo], include: Include) -> Result<GetResult> {
+        let recs: Vec<(SeqNo, &StoredRecord)> = seqs
+            .iter()
+            .filter_map(|s| self.records.get(s).map(|r| (*s, r)))
+            .collect();
+        let documents = if include.documents && !recs.is_empty() {
+            Some(self.with_docs(inner, |docs| {
+                recs.iter()
+                    .map(|(s, r)| Ok(docs.get(*s, r)?.map(Cow::into_owned)))
+                    .collect::<Result<Vec<_>>>()
+            })?)
+        } else {
+            include.documents.then(Vec::new)
+        };
+        Ok(GetResult {
+            ids: recs.iter().map(|(_, r)| r.id.clone()).collect(),
             embeddings: include.embeddings.then(|| {
                 seqs.iter()
                     .map(|s| {
@@ -332,18 +447,16 @@ impl CollectionState {
                     })
                     .collect()
             }),
-            documents: include
-                .documents
-                .then(|| recs.iter().map(|r| r.document.clone()).collect()),
+            documents,
             uris: include
                 .uris
-                .then(|| recs.iter().map(|r| r.uri.clone()).collect()),
+                .then(|| recs.iter().map(|(_, r)| r.uri.clone()).collect()),
             metadatas: include.metadatas.then(|| {
                 recs.iter()
-                    .map(|r| r.metadata.as_ref().map(PackedMetadata::unpack))
+                    .map(|(_, r)| r.metadata.as_ref().map(PackedMetadata::unpack))
                     .collect()
             }),
-        }
+        })
     }
 }
 
@@ -381,6 +494,16 @@ impl Collection {
     /// The collection's current description.
     pub fn info(&self) -> CollectionInfo {
         self.handle.state.read().info(self.handle.id)
+    }
+
+    /// Waits until no background rebuild of the collection's vector index is under way (one
+    /// starts when deletes and replaced vectors have left tombstones in a sixth of the graph;
+    /// queries are answered meanwhile by the old graph). For tests and benchmarks that measure
+    /// the compacted index.
+    pub fn wait_for_index_maintenance(&self) {
+        while self.handle.state.read().rebuilding {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Adds records; ids that already exist (or repeat earlier in the batch) are skipped silently.
@@ -450,7 +573,7 @@ impl Collection {
                     s.embedding = e.clone();
                 }
                 if let Some(d) = document {
-                    s.document = Some(d.clone());
+                    s.document = StagedDocument::Set(Some(d.clone()));
                 }
                 if let Some(u) = uri {
                     s.uri = Some(u.clone());
@@ -486,7 +609,7 @@ impl Collection {
                     seq,
                     id: id.clone(),
                     embedding: old_embedding,
-                    document: old.document.clone(),
+                    document: StagedDocument::Keep,
                     uri: old.uri.clone(),
                     metadata: old.metadata.as_ref().map(PackedMetadata::unpack),
                 };
@@ -513,7 +636,7 @@ impl Collection {
                 seq: SeqNo(next_seq),
                 id: id.clone(),
                 embedding: embedding.clone(),
-                document: document.cloned(),
+                document: StagedDocument::Set(document.cloned()),
                 uri: uri.cloned(),
                 metadata: metadata.and_then(validate::inserted_metadata),
             });
@@ -538,7 +661,7 @@ impl Collection {
         {
             let mut muts: Vec<Mutation<'_>> = Vec::with_capacity(staged.len() + 2);
             if let Some(r) = &row {
-                muts.push(Mutation::PutCollection(r));
+                muts.push(Mutation::UpdateCollection(r));
             }
             muts.push(Mutation::CountOps {
                 key: self.handle.key,
@@ -550,7 +673,10 @@ impl Collection {
                     seq: s.seq,
                     id: &s.id,
                     embedding: &s.embedding,
-                    document: s.document.as_deref(),
+                    document: match &s.document {
+                        StagedDocument::Keep => DocumentWrite::Keep,
+                        StagedDocument::Set(d) => DocumentWrite::Set(d.as_deref()),
+                    },
                     uri: s.uri.as_deref(),
                     metadata: s.metadata.as_ref(),
                 }));
@@ -585,26 +711,59 @@ impl Collection {
                 .map(|s| (s.seq, s.embedding.as_slice()))
                 .collect();
             insert_all(index, &items);
-            // Replaced vectors leave tombstones; past a quarter of the graph it is rebuilt.
-            if maintain(index) {
-                tracing::debug!(collection = %self.handle.id, "rebuilt the vector index after writes");
-            }
             st.dirty += items.len();
         }
         for s in staged {
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
+            let document = match s.document {
+                _ if !st.docs_held => None,
+                StagedDocument::Keep => st.records.get_mut(&s.seq).and_then(|r| r.document.take()),
+                StagedDocument::Set(d) => d,
+            };
             st.put_record(
                 s.seq,
                 StoredRecord {
                     id: s.id,
-                    document: s.document,
+                    document,
                     uri: s.uri,
                     metadata,
                 },
             );
         }
-        self.inner.maybe_checkpoint(self.handle.id, &mut st, false);
+        // Replaced vectors leave tombstones; past a sixth of the graph it is rebuilt.
+        self.finish_write(st);
         Ok(())
+    }
+
+    /// After a write applied to memory: starts a background rebuild when tombstones have
+    /// degraded the index, and writes a checkpoint when one is due, under a read lock only (the
+    /// file itself with no lock held).
+    fn finish_write(&self, mut st: RwLockWriteGuard<'_, CollectionState>) {
+        if st.index.as_ref().is_some_and(HnswIndex::needs_rebuild) && !st.rebuilding {
+            st.rebuilding = true;
+            let handle = self.handle.clone();
+            let closing = self.inner.closing.clone();
+            let started = std::thread::Builder::new()
+                .name("ochre-rebuild".into())
+                .spawn(move || rebuild_in_background(&handle, &closing));
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start a background rebuild; rebuilding in place");
+                st.rebuilding = false;
+                if let Some(ix) = st.index.as_mut() {
+                    maintain(ix);
+                }
+            }
+        }
+        let Some(generation) = st.checkpoint_due(false) else {
+            return;
+        };
+        let st = RwLockWriteGuard::downgrade(st);
+        let bytes = st.checkpoint_bytes();
+        drop(st);
+        if let Some(bytes) = bytes {
+            self.inner
+                .write_checkpoint(&self.handle, generation, &bytes);
+        }
     }
 
     /// Deletes records by ids and/or filters; returns Chroma's `deleted` figure (the number of ids
@@ -634,11 +793,12 @@ impl Collection {
             return Ok(0);
         }
         let seqs = st.select(
+            &self.inner,
             req.ids.as_deref(),
             req.where_.as_ref(),
             req.where_document.as_ref(),
             req.limit.map_or(usize::MAX, |l| l as usize),
-        );
+        )?;
         let reported = match (&req.ids, has_filter) {
             (Some(ids), false) => ids.len(),
             _ => seqs.len(),
@@ -666,12 +826,7 @@ impl Collection {
             }
         }
         st.dirty += reported;
-        if let Some(ix) = st.index.as_mut() {
-            if maintain(ix) {
-                tracing::debug!(collection = %self.handle.id, "rebuilt the vector index after deletes");
-            }
-        }
-        self.inner.maybe_checkpoint(self.handle.id, &mut st, false);
+        self.finish_write(st);
         Ok(u32::try_from(reported).unwrap_or(u32::MAX))
     }
 
@@ -696,14 +851,15 @@ impl Collection {
                     .collect()
             } else {
                 let all = st.select(
+                    &self.inner,
                     req.ids.as_deref(),
                     req.where_.as_ref(),
                     req.where_document.as_ref(),
                     offset.saturating_add(limit),
-                );
+                )?;
                 all.into_iter().skip(offset).collect()
             };
-        Ok(st.project(&seqs, req.include))
+        st.project(&self.inner, &seqs, req.include)
     }
 
     /// The first `n` records with embeddings, documents and metadatas.
@@ -776,7 +932,7 @@ impl Collection {
         };
         let (Some(index), Some(coll_dim)) = (&st.index, st.row.dimension) else {
             for _ in 0..nq {
-                push_hits(&mut out, &st, &[], inc);
+                push_hits(&mut out, &self.inner, &st, &[], inc)?;
             }
             return Ok(out);
         };
@@ -809,11 +965,12 @@ impl Collection {
                 Some(seqs)
             }
             (ids, true) => Some(st.select(
+                &self.inner,
                 ids.as_deref(),
                 req.where_.as_ref(),
                 req.where_document.as_ref(),
                 usize::MAX,
-            )),
+            )?),
         };
         let k = req.n_results as usize;
         let prepared = candidates.as_deref().map(|c| index.candidates(c));
@@ -825,10 +982,91 @@ impl Collection {
         };
         let hits: Vec<Vec<Neighbor>> = parallel_map(&req.embeddings, index.len(), &search);
         for h in &hits {
-            push_hits(&mut out, &st, h, inc);
+            push_hits(&mut out, &self.inner, &st, h, inc)?;
         }
         Ok(out)
     }
+}
+
+/// Vectors copied per step of a background rebuild.
+const REBUILD_SLICE: usize = 4096;
+
+/// Rebuilds a collection's index from its live vectors and swaps it in.
+///
+/// The new graph is filled a slice of the old one's nodes at a time; each slice is copied under
+/// a read lock and inserted with no lock held, so reads and writes go on meanwhile. Nodes that
+/// writes add meanwhile come after the slices already copied and are picked up by later ones;
+/// the last slice, the removal of records deleted meanwhile and the swap happen under the write
+/// lock, the only wait the rebuild imposes.
+fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
+    let mut fresh: Option<HnswIndex> = None;
+    let mut next = 0;
+    let mut copied = 0;
+    let started_with = handle
+        .state
+        .read()
+        .index
+        .as_ref()
+        .map_or(0, HnswIndex::nodes);
+    loop {
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let (seqs, data, end, threads) = {
+            let st = handle.state.read();
+            let Some(ix) = st.index.as_ref().filter(|_| !st.dropped) else {
+                return;
+            };
+            if fresh.is_none() {
+                fresh = Some(ix.empty_like());
+            }
+            let (seqs, data, end) = ix.live_from(next, REBUILD_SLICE);
+            (seqs, data, end, ix.threads())
+        };
+        let Some(f) = fresh.as_mut() else { return };
+        let dim = f.dimension().max(1);
+        let items: Vec<(SeqNo, &[f32])> =
+            seqs.iter().copied().zip(data.chunks_exact(dim)).collect();
+        f.insert_batch(&items, threads);
+        // A short slice means the walk caught up with the writes: the rest is done under the
+        // write lock. So is everything past twice the nodes the walk started with, should
+        // writes outpace it.
+        let caught_up = end - next < REBUILD_SLICE;
+        next = end;
+        copied += seqs.len();
+        if caught_up || copied > 2 * started_with {
+            break;
+        }
+    }
+    let Some(mut fresh) = fresh else { return };
+    let mut st = handle.state.write();
+    if st.dropped || closing.load(Ordering::SeqCst) {
+        st.rebuilding = false;
+        return;
+    }
+    let Some(old) = st.index.as_ref() else {
+        st.rebuilding = false;
+        return;
+    };
+    // Nodes added since the last slice, then records removed since they were copied.
+    let (seqs, data, _) = old.live_from(next, usize::MAX);
+    let dim = fresh.dimension().max(1);
+    let items: Vec<(SeqNo, &[f32])> = seqs.iter().copied().zip(data.chunks_exact(dim)).collect();
+    fresh.insert_batch(&items, old.threads());
+    let gone: Vec<SeqNo> = fresh.seqs().filter(|s| old.get(*s).is_none()).collect();
+    for s in gone {
+        fresh.remove(s);
+    }
+    fresh.configure(&st.row.configuration.hnsw);
+    st.index = Some(fresh);
+    st.rebuilding = false;
+    // The next write checkpoints the new graph.
+    st.dirty = st.dirty.max(st.records.len()).max(1);
+    tracing::debug!(
+        records = st.records.len(),
+        "rebuilt a vector index in the background"
+    );
 }
 
 /// Runs `f` over the queries, on several threads when the work is large enough to pay for them.
@@ -853,9 +1091,15 @@ where
     })
 }
 
-fn push_hits(out: &mut QueryResult, st: &CollectionState, hits: &[Neighbor], inc: Include) {
+fn push_hits(
+    out: &mut QueryResult,
+    inner: &Inner,
+    st: &CollectionState,
+    hits: &[Neighbor],
+    inc: Include,
+) -> Result<()> {
     let seqs: Vec<SeqNo> = hits.iter().map(|h| h.seq).collect();
-    let g = st.project(&seqs, inc);
+    let g = st.project(inner, &seqs, inc)?;
     out.ids.push(g.ids);
     if let (Some(v), Some(x)) = (out.embeddings.as_mut(), g.embeddings) {
         v.push(x);
@@ -872,4 +1116,5 @@ fn push_hits(out: &mut QueryResult, st: &CollectionState, hits: &[Neighbor], inc
     if let Some(v) = out.distances.as_mut() {
         v.push(hits.iter().map(|h| h.distance).collect());
     }
+    Ok(())
 }

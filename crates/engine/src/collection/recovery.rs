@@ -223,7 +223,7 @@ impl CollectionState {
                 Err(_) => Sink::Inline(Ok(RecoveredMaps::with_capacity(hint))),
             };
             let mut batch = Vec::with_capacity(RECOVER_BATCH);
-            let read = store.load_records(key, |r| {
+            let read = store.load_records(key, false, |r| {
                 let Some(d) = dim else {
                     return Err(corrupted(format!(
                         "collection {row_id} has records but no dimension"

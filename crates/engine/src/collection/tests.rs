@@ -136,8 +136,8 @@ fn tombstones_from_replaced_vectors_are_compacted_on_write() {
     };
     c.add(RecordBatch::new(ids(0..n), fresh(&mut rng, n)))
         .expect("add");
-    // Replace a tenth of the vectors at a time: past a quarter of tombstones the graph is
-    // rebuilt by the write itself, so the node count never runs away.
+    // Replace a tenth of the vectors at a time: past a sixth of tombstones the graph is
+    // rebuilt in the background, so the node count never runs away.
     for round in 0..6 {
         let start = (round * 400) % n;
         c.upsert(RecordBatch::new(
@@ -145,6 +145,7 @@ fn tombstones_from_replaced_vectors_are_compacted_on_write() {
             fresh(&mut rng, 400),
         ))
         .expect("upsert");
+        c.wait_for_index_maintenance();
         let (nodes, live) = index_shape(&c);
         assert_eq!(live, n);
         assert!(
@@ -228,6 +229,7 @@ fn recall_after_update_rounds_stays_that_of_a_fresh_build() {
         .expect("re-add");
     }
     let queries: Vec<Vec<f32>> = (0..200).map(|_| clustered(&mut rng, &centers)).collect();
+    c.wait_for_index_maintenance();
     let after = recall(&c, &model, &queries);
     let fresh_db = Ochre::ephemeral();
     let fresh = collection_with(&fresh_db, narrow());

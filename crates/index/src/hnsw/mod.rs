@@ -11,7 +11,7 @@
 //! real embeddings.
 //!
 //! Deletes are tombstones: a deleted node still routes searches but is never returned. When
-//! tombstones pass a quarter of the nodes the owner rebuilds the graph from the live vectors
+//! tombstones pass a sixth of the nodes the owner rebuilds the graph from the live vectors
 //! ([`HnswIndex::needs_rebuild`], [`HnswIndex::rebuilt`]), which also reclaims their memory.
 //!
 //! Filtered search: small candidate sets are scanned exactly; larger ones use a bitmap over node
@@ -213,9 +213,10 @@ impl HnswIndex {
         self.nodes.len()
     }
 
-    /// True when tombstones have grown past a quarter of the graph.
+    /// True when tombstones have grown past a sixth of the graph (they waste neighbour-list
+    /// slots, which costs recall; rebuilds run in the background, so this can be early).
     pub fn needs_rebuild(&self) -> bool {
-        self.nodes.n_deleted > 64 && self.nodes.n_deleted * 4 > self.nodes.len()
+        self.nodes.n_deleted > 64 && self.nodes.n_deleted * 6 > self.nodes.len()
     }
 
     /// A fresh graph holding only the live vectors (reclaims tombstones).
@@ -230,6 +231,32 @@ impl HnswIndex {
             .collect();
         fresh.insert_batch(&live, threads);
         fresh
+    }
+
+    /// An empty index with this one's space, degree, knobs and level seed: what a rebuild
+    /// fills ([`HnswIndex::live_from`]).
+    pub fn empty_like(&self) -> HnswIndex {
+        HnswIndex {
+            knobs: self.knobs,
+            ..HnswIndex::with_seed(self.dim, &self.shape(), self.levels.seed())
+        }
+    }
+
+    /// Copies of the live vectors among nodes `from..from + max` (by node number, which is
+    /// insertion order): their sequence numbers, their components back to back, and the node
+    /// after the last one looked at. A rebuild walks the index this way a slice at a time,
+    /// letting go of the owner's lock between slices; nodes added meanwhile come at the end.
+    pub fn live_from(&self, from: usize, max: usize) -> (Vec<SeqNo>, Vec<f32>, usize) {
+        let end = from.saturating_add(max).min(self.nodes.len());
+        let mut seqs = Vec::new();
+        let mut data = Vec::new();
+        for n in from.min(end)..end {
+            if !self.nodes.deleted[n] {
+                seqs.push(self.nodes.seq[n]);
+                data.extend_from_slice(self.rows.row(n as u32));
+            }
+        }
+        (seqs, data, end)
     }
 
     /// A configuration with this index's space and degree (the rest default).

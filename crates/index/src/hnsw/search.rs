@@ -180,7 +180,7 @@ impl HnswIndex {
             &approx,
             &|n| prefetch_row(self.codes.all(), n as usize * self.dim, self.dim),
             &[(d, ep)],
-            (self.knobs.ef_search * BEAM_FACTOR_NUM / BEAM_FACTOR_DEN).max(k),
+            self.beam(k),
             0,
             accept,
             &mut visited,
@@ -195,6 +195,22 @@ impl HnswIndex {
             top.push(self.dist_q(q, q_inv, n), self.nodes.seq[n as usize]);
         }
         top.into_sorted()
+    }
+
+    /// The beam of a layer-0 walk for `k` results. Tombstones fill neighbour lists without
+    /// ever being results, so the beam widens with their share: the walk keeps as many live
+    /// candidates as it would in a graph without them.
+    fn beam(&self, k: usize) -> usize {
+        let base = (self.knobs.ef_search * BEAM_FACTOR_NUM / BEAM_FACTOR_DEN).max(k);
+        let (nodes, live) = (self.nodes.len(), self.nodes.live().max(1));
+        if nodes == live {
+            return base;
+        }
+        // base × (nodes / live)³: a sixth of tombstones (where a rebuild starts) widens it by
+        // 1.7×.
+        let (n, l) = (nodes as u128, live as u128);
+        let widened = base as u128 * n * n * n / (l * l * l);
+        usize::try_from(widened).unwrap_or(usize::MAX).min(base * 2)
     }
 
     /// The `k` nearest live vectors.

@@ -206,3 +206,52 @@ fn search_never_returns_fewer_than_available() {
     let c: Vec<SeqNo> = (0..2500).map(SeqNo).collect();
     assert_eq!(h.search_among(&q, 3000, &c).len(), 2500);
 }
+
+/// Recall@10 of `h` against brute force over `vs` (records numbered as [`numbered`]).
+fn recall_of(h: &HnswIndex, vs: &[Vec<f32>], queries: &[Vec<f32>]) -> f64 {
+    let mut f = FlatIndex::new(h.space(), h.dimension());
+    for (i, v) in vs.iter().enumerate() {
+        f.insert(SeqNo(i as u64), v);
+    }
+    let mut hits = 0;
+    for q in queries {
+        let exact: Vec<SeqNo> = f.search(q, 10).iter().map(|n| n.seq).collect();
+        let got = h.search(q, 10);
+        hits += exact
+            .iter()
+            .filter(|s| got.iter().any(|g| g.seq == **s))
+            .count();
+    }
+    hits as f64 / (queries.len() * 10) as f64
+}
+
+#[test]
+fn a_rebuild_walked_in_slices_is_as_good_as_a_batch_build() {
+    let mut vs = data(6200, 16, 11);
+    let queries = vs.split_off(6000);
+    let config = HnswConfig {
+        ef_search: 10,
+        max_neighbors: 6,
+        ef_construction: 40,
+        ..HnswConfig::default()
+    };
+    let mut batch = HnswIndex::new(16, &config);
+    batch.insert_batch(&numbered(&vs), 2);
+    let mut sliced = batch.empty_like();
+    let mut next = 0;
+    loop {
+        let (seqs, data, end) = batch.live_from(next, 4096);
+        let items: Vec<(SeqNo, &[f32])> = seqs.iter().copied().zip(data.chunks_exact(16)).collect();
+        sliced.insert_batch(&items, 2);
+        if end == next {
+            break;
+        }
+        next = end;
+    }
+    assert_eq!(sliced.len(), vs.len());
+    let (a, b) = (
+        recall_of(&batch, &vs, &queries),
+        recall_of(&sliced, &vs, &queries),
+    );
+    assert!(b >= a - 0.01, "sliced rebuild {b:.4} vs batch build {a:.4}");
+}
