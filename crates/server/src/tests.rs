@@ -1086,3 +1086,58 @@ async fn a_trickled_body_gets_408_after_the_body_timeout() {
     assert!(text.contains("did not arrive within 1 s"), "{text}");
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn schemathesis_query_with_an_unknown_id_is_400_not_500() {
+    // schemathesis found: `query` with `ids` naming a record that is not there (and no filter)
+    // answered 500 InternalError, as Chroma does. It is the client's mistake: 400
+    // InvalidArgumentError, with Chroma's message (its clients and tests match "Error finding id").
+    let app = app(state(ServerConfig::default()));
+    let (_, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "unknown-ids"})),
+    )
+    .await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a"], "embeddings": [[1.0, 0.0]], "metadatas": [{"k": 1}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let url = format!("{BASE}/collections/{id}/query");
+    for embeddings in [json!([[1.0, 0.0]]), json!([])] {
+        let (s, v, trace) = call(
+            &app,
+            "POST",
+            &url,
+            Some(json!({"query_embeddings": embeddings, "ids": ["a", "gone"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"], "InvalidArgumentError", "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Error finding id")),
+            "{v}"
+        );
+        assert!(trace);
+    }
+    // With a filter, unknown ids are ignored; and the collection is unchanged.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"query_embeddings": [[1.0, 0.0]], "ids": ["a", "gone"], "where": {"k": 1}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ids"], json!([["a"]]));
+    let (s, v, _) = call(&app, "GET", &format!("{BASE}/collections/{id}/count"), None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!(1)));
+}
