@@ -41,8 +41,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-bin=$(realpath "${OCHRE_BIN:-target/release/ochre}")
+bin=${OCHRE_BIN:-target/release/ochre}
 [ -x "$bin" ] || { echo "no ochre binary at $bin (cargo build --release -p ochre-cli, or set OCHRE_BIN)" >&2; exit 2; }
+bin=$(realpath "$bin")
 venv=$(scripts/python-env.sh schemathesis)
 py="$venv/bin/python"
 
@@ -117,9 +118,9 @@ values = {values("st-victim-db")}
 values = {values("st-victim")}
 
 [parameters]
-"path.tenant" = {{ dictionary = "tenant", probability = 0.7 }}
-"path.database" = {{ dictionary = "database", probability = 0.7 }}
-"path.collection_id" = {{ dictionary = "collection_id", probability = 0.7 }}
+"path.tenant" = {{ dictionary = "tenant", probability = 0.85 }}
+"path.database" = {{ dictionary = "database", probability = 0.85 }}
+"path.collection_id" = {{ dictionary = "collection_id", probability = 0.8 }}
 "path.crn" = {{ dictionary = "crn", probability = 0.5 }}
 
 # These two routes take the collection's name in their {{collection_id}} segment, as Chroma's do.
