@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
-# Creates (once) the Python environment the end-to-end and conformance tests use: the official
-# chromadb 1.5.9 client with the needs of Chroma's own test suite, from PyPI. Prints its path.
+# Creates (once) a Python environment from PyPI and prints its path.
+#
+#   scripts/python-env.sh               # .venv-test: the official chromadb 1.5.9 client with the
+#                                       # needs of Chroma's own test suite (end-to-end, conformance)
+#   scripts/python-env.sh schemathesis  # .venv-schemathesis: schemathesis, pinned, for
+#                                       # scripts/schemathesis.sh (its own venv: schemathesis pins
+#                                       # hypothesis and jsonschema ranges of its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=${OCHRE_TEST_VENV:-.venv-test}
-if ! "$venv/bin/python" -c 'import chromadb, hypothesis, pytest_asyncio, hnswlib, fastapi, psutil, numpy; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "chromadb==1.5.9" "pytest<8.4" "pytest-asyncio<1" \
-    hypothesis psutil chroma-hnswlib fastapi opentelemetry-instrumentation-fastapi numpy >&2
-fi
-echo "$PWD/$venv"
+case "${1:-test}" in
+  test)
+    venv=${OCHRE_TEST_VENV:-.venv-test}
+    if ! "$venv/bin/python" -c 'import chromadb, hypothesis, pytest_asyncio, hnswlib, fastapi, psutil, numpy; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
+      python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "chromadb==1.5.9" "pytest<8.4" "pytest-asyncio<1" \
+        hypothesis psutil chroma-hnswlib fastapi opentelemetry-instrumentation-fastapi numpy >&2
+    fi
+    ;;
+  schemathesis)
+    version=4.32.5
+    venv=${OCHRE_SCHEMATHESIS_VENV:-.venv-schemathesis}
+    if [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version $version" ]; then
+      python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version" >&2
+    fi
+    ;;
+  *)
+    echo "usage: $0 [test|schemathesis]" >&2
+    exit 2
+    ;;
+esac
+case $venv in /*) echo "$venv" ;; *) echo "$PWD/$venv" ;; esac

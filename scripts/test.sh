@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-# End to end with the official Python client, and a fast subset of Chroma's own test suite.
+# End to end with the official Python client, a bounded schemathesis run against /openapi.json
+# (0 server errors), and a fast subset of Chroma's own test suite.
 cargo build --release -p ochre-cli
 tests/e2e/run.sh
+scripts/schemathesis.sh
 scripts/conformance.sh --fast

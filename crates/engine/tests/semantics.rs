@@ -340,7 +340,7 @@ fn query_semantics() {
     q.where_ = None;
     q.ids = Some(ids(&["a", "gone"]));
     let e = c.query(q.clone()).expect_err("unknown id");
-    assert_eq!(e.kind(), ErrorKind::Internal);
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.message().contains("Error finding id"));
     q.where_ = Some(Where::from_json(&json!({"k": 1})).expect("valid"));
     assert_eq!(

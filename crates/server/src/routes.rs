@@ -91,7 +91,7 @@ pub async fn heartbeat() -> Json<Value> {
     Json(json!({ "nanosecond heartbeat": nanos }))
 }
 
-#[utoipa::path(get, path = "/api/v2/version", responses((status = 200, description = "see the Chroma API v2 specification", body = String), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v2/version", responses((status = 200, description = "see the Chroma API v2 specification", body = String, content_type = "application/json"), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn version() -> Json<Value> {
     Json(json!("1.0.0"))
 }
@@ -112,7 +112,7 @@ pub async fn identity(identity: Option<axum::Extension<crate::auth::Identity>>) 
     Json(json!({"user_id": i.user_id, "tenant": i.tenant, "databases": i.databases}))
 }
 
-#[utoipa::path(post, path = "/api/v2/reset", responses((status = 200, description = "see the Chroma API v2 specification", body = bool), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/reset", responses((status = 200, description = "see the Chroma API v2 specification", body = bool, content_type = "application/json"), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 403, description = "reset is disabled (`allow_reset` is off)", body = ErrorBody)))]
 pub async fn reset(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     if !state.config.allow_reset {
         return Err(ApiError::chroma(
@@ -152,10 +152,12 @@ pub async fn not_found() -> Response {
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct NameBody {
+    /// At least 3 characters; a database name also follows the collection name rules.
+    #[schema(min_length = 3)]
     name: String,
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants", request_body = NameBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants", request_body = NameBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub async fn create_tenant(
     State(state): State<AppState>,
     ChromaJson(body): ChromaJson<NameBody>,
@@ -201,7 +203,7 @@ fn database_json(d: &ochre::DatabaseInfo) -> Value {
     json!({"id": d.id.to_string(), "name": d.name, "tenant": d.tenant})
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases", params(("tenant" = String, Path, description = "tenant name")), request_body = NameBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases", params(("tenant" = String, Path, description = "tenant name")), request_body = NameBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub async fn create_database(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -271,7 +273,7 @@ pub async fn list_collections(
     )))
 }
 
-#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections_count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), responses((status = 200, description = "see the Chroma API v2 specification", body = u64), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections_count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), responses((status = 200, description = "see the Chroma API v2 specification", body = u64, content_type = "application/json"), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn count_collections(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -281,7 +283,7 @@ pub async fn count_collections(
     Ok(Json(json!(n)))
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), request_body = CreateCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), request_body = CreateCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub async fn create_collection(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
@@ -364,7 +366,7 @@ pub async fn get_collection_by_crn(
     Ok(Json(collection_json(&info)))
 }
 
-#[utoipa::path(put, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ModifyCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ModifyCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub async fn modify_collection(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -409,10 +411,15 @@ pub async fn delete_collection(
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct ForkBody {
+    #[schema(
+        min_length = 3,
+        max_length = 512,
+        pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$"
+    )]
     new_name: String,
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/fork", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ForkBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/fork", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ForkBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub async fn fork_collection(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -453,7 +460,7 @@ pub async fn indexing_status(
     })))
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 501, description = "the Search API is not implemented (docs/compatibility.md)", body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
@@ -537,7 +544,7 @@ async fn write(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = WriteBody, responses((status = 201, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = AddBody, responses((status = 201, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
     Path(p): Path<(String, String, String)>,
@@ -547,7 +554,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/upsert", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = WriteBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/upsert", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = AddBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn upsert(
     State(state): State<AppState>,
     Path(p): Path<(String, String, String)>,
@@ -588,7 +595,7 @@ pub async fn delete(
     Ok(Json(json!({"deleted": n})))
 }
 
-#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = u64), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/count", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = u64, content_type = "application/json"), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn count(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,

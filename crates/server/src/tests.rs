@@ -1147,3 +1147,137 @@ async fn malformed_http_and_huge_headers_get_the_json_error_body() {
     assert!(response.contains("HTTP/1.1 400 "), "{response}");
     assert!(response.ends_with("}"), "{response}");
 }
+
+#[tokio::test]
+async fn schemathesis_query_with_an_unknown_id_is_400_not_500() {
+    // schemathesis found: `query` with `ids` naming a record that is not there (and no filter)
+    // answered 500 InternalError, as Chroma does. It is the client's mistake: 400
+    // InvalidArgumentError, with Chroma's message (its clients and tests match "Error finding id").
+    let app = app(state(ServerConfig::default()));
+    let (_, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "unknown-ids"})),
+    )
+    .await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a"], "embeddings": [[1.0, 0.0]], "metadatas": [{"k": 1}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let url = format!("{BASE}/collections/{id}/query");
+    for embeddings in [json!([[1.0, 0.0]]), json!([])] {
+        let (s, v, trace) = call(
+            &app,
+            "POST",
+            &url,
+            Some(json!({"query_embeddings": embeddings, "ids": ["a", "gone"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"], "InvalidArgumentError", "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Error finding id")),
+            "{v}"
+        );
+        assert!(trace);
+    }
+    // With a filter, unknown ids are ignored; and the collection is unchanged.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"query_embeddings": [[1.0, 0.0]], "ids": ["a", "gone"], "where": {"k": 1}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ids"], json!([["a"]]));
+    let (s, v, _) = call(&app, "GET", &format!("{BASE}/collections/{id}/count"), None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!(1)));
+}
+
+#[tokio::test]
+async fn schemathesis_openapi_documents_json_counts_error_statuses_and_embeddings() {
+    // schemathesis found the OpenAPI document at odds with the server: counts and the version
+    // documented as text/plain (they are JSON), the statuses every route can answer (401/403/500,
+    // and 408/413/415/422 for a body) and 409/501/reset's 403 undocumented, and write embeddings
+    // documented as a list of objects, so that no generated add could succeed.
+    let app = app(state(ServerConfig::default()));
+    let (s, doc, _) = call(&app, "GET", "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let coll = "/api/v2/tenants/{tenant}/databases/{database}/collections";
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    for (path, method) in [
+        (format!("{coll}/{{collection_id}}/count"), "get"),
+        (
+            "/api/v2/tenants/{tenant}/databases/{database}/collections_count".to_owned(),
+            "get",
+        ),
+        ("/api/v2/version".to_owned(), "get"),
+        ("/api/v2/reset".to_owned(), "post"),
+    ] {
+        let ok = &op(&path, method)["responses"]["200"]["content"];
+        assert!(ok["application/json"].is_object(), "{path}: {ok}");
+        assert!(ok.get("text/plain").is_none(), "{path}: {ok}");
+    }
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            let mut expected = vec!["400", "401", "403", "404", "500"];
+            if op.get("requestBody").is_some() {
+                expected.extend(["408", "413", "415", "422"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+    for (path, method, status) in [
+        ("/api/v2/tenants".to_owned(), "post", "409"),
+        (coll.to_owned(), "post", "409"),
+        (format!("{coll}/{{collection_id}}"), "put", "409"),
+        (format!("{coll}/{{collection_id}}/fork"), "post", "409"),
+        (format!("{coll}/{{collection_id}}/search"), "post", "501"),
+    ] {
+        assert!(
+            op(&path, method)["responses"][status].is_object(),
+            "{method} {path} does not document {status}"
+        );
+    }
+    assert!(
+        op("/api/v2/reset", "post")["responses"]["403"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("allow_reset"))
+    );
+    let schemas = &doc["components"]["schemas"];
+    let numbers = json!({"type": "array", "items": {"type": "array", "items": {"type": "number", "format": "float"}}});
+    assert!(
+        schemas["EmbeddingsForm"]["oneOf"]
+            .as_array()
+            .is_some_and(|forms| forms.contains(&numbers)),
+        "{}",
+        schemas["EmbeddingsForm"]
+    );
+    assert_eq!(
+        op(&format!("{coll}/{{collection_id}}/add"), "post")["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"],
+        "#/components/schemas/AddBody"
+    );
+    assert_eq!(schemas["AddBody"]["required"], json!(["ids", "embeddings"]));
+    // A modify's hnsw block documents only what a modify accepts.
+    let update = schemas["HnswUpdate"]["properties"]
+        .as_object()
+        .expect("HnswUpdate");
+    assert!(update.contains_key("ef_search") && !update.contains_key("ef_construction"));
+}

@@ -209,6 +209,13 @@ impl axum::response::IntoResponse for JsonBytes {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateCollectionBody {
+    /// Chroma's name rules (the pattern is the plain form; no `..`, not an IP address; a
+    /// `topology+name` form is also accepted).
+    #[schema(
+        min_length = 3,
+        max_length = 512,
+        pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$"
+    )]
     pub name: String,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -237,6 +244,11 @@ pub struct ConfigurationBody {
 #[derive(Deserialize, ToSchema)]
 pub struct ModifyCollectionBody {
     #[serde(default)]
+    #[schema(
+        min_length = 3,
+        max_length = 512,
+        pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$"
+    )]
     pub new_name: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -249,6 +261,7 @@ pub struct ModifyCollectionBody {
 pub struct ModifyConfigurationBody {
     /// Only the parameters that may change after creation (no `space`, no `ef_construction`).
     #[serde(default, deserialize_with = "hnsw_update")]
+    #[schema(value_type = Option<HnswUpdate>)]
     pub hnsw: Option<HnswPatch>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -256,6 +269,20 @@ pub struct ModifyConfigurationBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub embedding_function: Option<Value>,
+}
+
+/// The OpenAPI schema of a modify request's `hnsw` block (read as an [`HnswPatch`] by
+/// [`hnsw_update`]).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "documentation only")]
+pub struct HnswUpdate {
+    ef_search: Option<u64>,
+    max_neighbors: Option<u64>,
+    num_threads: Option<u64>,
+    resize_factor: Option<f64>,
+    sync_threshold: Option<u64>,
+    batch_size: Option<u64>,
 }
 
 /// Deserializes an optional [`HnswPatch`] from a block that may hold only the fields in `accepted`
@@ -446,20 +473,68 @@ pub fn parse_metadata(field: &str, m: &Map<String, Value>) -> Result<UpdateMetad
 
 // ----- records -----
 
+/// The body of add, upsert and update (documented as [`AddBody`] for the first two).
 #[derive(Deserialize, ToSchema)]
 pub struct WriteBody {
     pub ids: Vec<String>,
     #[serde(default)]
-    /// Lists of numbers, or base64 strings of little-endian f32.
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<UpdateEmbeddingsForm>)]
     pub embeddings: Option<Value>,
     #[serde(default)]
     pub documents: Option<Vec<Option<String>>>,
     #[serde(default)]
     pub uris: Option<Vec<Option<String>>>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<Option<BTreeMap<String, MetadataValueForm>>>>)]
     pub metadatas: Option<Vec<Option<Map<String, Value>>>>,
+}
+
+/// The OpenAPI schema of an add or upsert body: a [`WriteBody`] whose `embeddings` are required
+/// (Chroma computes none on the server).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+pub struct AddBody {
+    ids: Vec<String>,
+    embeddings: EmbeddingsForm,
+    documents: Option<Vec<Option<String>>>,
+    uris: Option<Vec<Option<String>>>,
+    /// A `null` value deletes the key (upsert of an existing record).
+    metadatas: Option<Vec<Option<BTreeMap<String, MetadataValueForm>>>>,
+}
+
+/// The OpenAPI schema of the embeddings of an add or upsert (read by [`decode_embeddings`]):
+/// lists of numbers, or base64 strings of little-endian f32, one form per request.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "documentation only")]
+pub enum EmbeddingsForm {
+    Numbers(Vec<Vec<f32>>),
+    Base64(Vec<String>),
+}
+
+/// The OpenAPI schema of the embeddings of an update: as [`EmbeddingsForm`], where a `null` keeps
+/// the stored embedding.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "documentation only")]
+pub enum UpdateEmbeddingsForm {
+    Numbers(Vec<Option<Vec<f32>>>),
+    Base64(Vec<Option<String>>),
+}
+
+/// The OpenAPI schema of a record metadata value: a string, number or boolean, a list of one of
+/// them, or `null` (deletes the key in an update or upsert).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "documentation only")]
+pub enum MetadataValueForm {
+    String(String),
+    Number(f64),
+    Bool(bool),
+    Strings(Vec<String>),
+    Numbers(Vec<f64>),
+    Bools(Vec<bool>),
+    Null,
 }
 
 /// Decodes `embeddings`: JSON number arrays or base64 strings of little-endian f32 (one form per

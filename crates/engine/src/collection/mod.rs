@@ -896,8 +896,9 @@ impl Collection {
     /// filters; exact distances, nearest first.
     ///
     /// # Errors
-    /// Inconsistent or wrong query dimensions; `Error finding id` (internal, as Chroma) when `ids`
-    /// names an unknown record and no filter is given; [`ErrorKind::NotFound`].
+    /// Inconsistent or wrong query dimensions; `Error finding id` (invalid argument; Chroma makes
+    /// it internal) when `ids` names an unknown record and no filter is given;
+    /// [`ErrorKind::NotFound`].
     pub fn query(&self, req: QueryRequest) -> Result<QueryResult> {
         let st = self.handle.state.read();
         if st.dropped {
@@ -952,9 +953,10 @@ impl Collection {
                 for id in ids {
                     match st.by_id.get(id) {
                         Some(s) => seqs.push(*s),
+                        // Chroma answers this with a 500 `InternalError`; it is the client's
+                        // mistake, so a 400 with Chroma's message (which its clients match on).
                         None => {
-                            return Err(Error::new(
-                                ErrorKind::Internal,
+                            return Err(Error::invalid(
                                 "Error executing plan: Internal error: Error finding id",
                             ))
                         }
