@@ -121,7 +121,7 @@ struct ModelRecord {
     metadata: Option<Metadata>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct ModelCollection {
     dim: Option<usize>,
     /// Storage order.
@@ -279,6 +279,9 @@ struct Harness {
     /// Records bulk-loaded into [`BULK_COLLECTION`] (ids `b0..`), 0 for ordinary seeds.
     bulk: usize,
     steps: usize,
+    /// The update-heavy mix: mostly upserts and updates (with new vectors, so tombstones and
+    /// background rebuilds), deletes, and forks.
+    heavy: bool,
     /// The operation of the current step, for the failure report.
     op: String,
     stats: Stats,
@@ -325,6 +328,7 @@ impl Harness {
             ids: BTreeMap::new(),
             bulk: 0,
             steps: 0,
+            heavy: false,
             op: "setup".into(),
             stats: Stats::default(),
         };
@@ -372,7 +376,7 @@ impl Harness {
     }
 
     fn rid(&mut self) -> String {
-        if self.bulk > 0 && self.rng.gen_bool(0.5) {
+        if self.bulk > 0 && self.rng.gen_bool(if self.heavy { 0.9 } else { 0.5 }) {
             format!("b{}", self.rng.gen_range(0..self.bulk))
         } else {
             format!("id{}", self.rng.gen_range(0..12))
@@ -464,7 +468,7 @@ impl Harness {
     }
 
     fn batch(&mut self, kind: Kind, dim: usize) -> RecordBatch {
-        let n = if self.bulk > 0 && self.rng.gen_bool(0.2) {
+        let n = if self.bulk > 0 && self.rng.gen_bool(if self.heavy { 0.6 } else { 0.2 }) {
             self.rng.gen_range(5..60)
         } else {
             self.rng.gen_range(0..5)
@@ -516,13 +520,32 @@ impl Harness {
 
     fn step(&mut self) {
         self.steps += 1;
-        let name = if self.bulk > 0 && self.rng.gen_bool(0.3) {
+        let name = if self.bulk > 0 && self.rng.gen_bool(if self.heavy { 0.6 } else { 0.3 }) {
             BULK_COLLECTION.to_owned()
         } else {
             NAMES[self.rng.gen_range(0..NAMES.len())].to_owned()
         };
         let op = self.rng.gen_range(0..100);
+        let op = if self.heavy {
+            match op {
+                0..=2 => 0,    // create
+                3..=4 => 6,    // delete the collection
+                5..=6 => 9,    // reopen
+                7..=10 => 100, // fork
+                11..=69 => 12, // write, mostly upserts and updates
+                70..=79 => 50, // delete records
+                80..=87 => 65, // get
+                88..=95 => 80, // query
+                _ => 95,       // count
+            }
+        } else {
+            op
+        };
         self.op = format!("op {op} on {name}");
+        if op == 100 {
+            self.fork(&name);
+            return;
+        }
         if op < 6 {
             let r = self.db.create_collection(
                 T,
@@ -569,7 +592,17 @@ impl Harness {
         let model_dim = self.model[&name].dim;
         match op {
             12..=49 => {
-                let kind = [Kind::Add, Kind::Upsert, Kind::Update][self.rng.gen_range(0..3)];
+                let kind = if self.heavy {
+                    [
+                        Kind::Add,
+                        Kind::Upsert,
+                        Kind::Upsert,
+                        Kind::Update,
+                        Kind::Update,
+                    ][self.rng.gen_range(0..5)]
+                } else {
+                    [Kind::Add, Kind::Upsert, Kind::Update][self.rng.gen_range(0..3)]
+                };
                 let wrong = model_dim.is_some() && self.rng.gen_bool(0.1);
                 let dim = if wrong { DIM - 1 } else { DIM };
                 let b = self.batch(kind, dim);
@@ -689,6 +722,24 @@ impl Harness {
                 );
             }
         }
+    }
+
+    /// Forks `name` to another of [`NAMES`] (or the same name: AlreadyExists).
+    fn fork(&mut self, name: &str) {
+        let target = NAMES[self.rng.gen_range(0..NAMES.len())].to_owned();
+        self.op = format!("fork {name} to {target}");
+        let Some(id) = self.ids.get(name).copied() else {
+            return;
+        };
+        let r = self.db.fork_collection(T, D, id, &target);
+        if self.model.contains_key(&target) {
+            assert_eq!(r.expect_err("taken").kind(), ErrorKind::AlreadyExists);
+            return;
+        }
+        let info = r.expect("fork");
+        let copy = self.model[name].clone();
+        self.model.insert(target.clone(), copy);
+        self.ids.insert(target, info.id);
     }
 
     fn query(&mut self, name: &str, coll: &ochre::Collection) {
@@ -838,9 +889,20 @@ fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
 }
 
 fn run(seeds: &[u64], steps: usize, persistent: bool, bulk: fn(u64) -> bool) -> Stats {
+    run_mix(seeds, steps, persistent, bulk, false)
+}
+
+fn run_mix(
+    seeds: &[u64],
+    steps: usize,
+    persistent: bool,
+    bulk: fn(u64) -> bool,
+    heavy: bool,
+) -> Stats {
     let mut stats = Stats::default();
     for &seed in seeds {
         let mut h = Harness::new(seed, persistent, bulk(seed));
+        h.heavy = heavy;
         h.check();
         for _ in 0..steps {
             h.step();
@@ -859,4 +921,17 @@ fn engine_matches_model_ephemeral() {
 #[test]
 fn engine_matches_model_persistent_with_reopens() {
     run(&seeds(1000..1030), 80, true, |s| s % 10 == 0).check_graph();
+}
+
+/// The update-heavy mix (issue 11): mostly upserts and updates with new vectors, so the bulk
+/// collection's graph fills with tombstones and is rebuilt in the background while reads and
+/// writes go on; forks and collection deletes among them.
+#[test]
+fn engine_matches_model_update_heavy() {
+    run_mix(&seeds(5000..5024), 300, false, |s| s % 4 == 0, true).check_graph();
+}
+
+#[test]
+fn engine_matches_model_update_heavy_persistent_with_reopens() {
+    run_mix(&seeds(6000..6009), 200, true, |s| s % 3 == 0, true).check_graph();
 }
