@@ -119,9 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let ingest = t.elapsed();
             let deleted = x
                 .delete(DeleteRequest {
-                    where_: Some(
-                        Where::from_json(&serde_json::json!({"half": 1})).unwrap(),
-                    ),
+                    where_: Some(Where::from_json(&serde_json::json!({"half": 1})).unwrap()),
                     ..Default::default()
                 })
                 .unwrap();

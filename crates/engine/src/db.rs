@@ -1,6 +1,6 @@
 //! The database instance: catalog of tenants, databases and collections, open and recovery.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +26,10 @@ use crate::{DEFAULT_DATABASE, DEFAULT_TENANT};
 pub(crate) struct Inner {
     /// Declared first, so it stops (and lets go of the store) before anything else closes.
     reclaimer: Option<Reclaimer>,
+    /// Read-only connections for reading documents, reused (at most [`READERS_KEPT`] kept).
+    /// Declared before the store, so they close first and the writer's close can checkpoint
+    /// and remove the WAL.
+    readers: Mutex<Vec<Reader>>,
     /// `None` in ephemeral mode.
     store: Option<Arc<Mutex<Store>>>,
     catalog: RwLock<Catalog>,
@@ -34,8 +38,6 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     /// Set when the database closes: background index rebuilds stop.
     pub(crate) closing: Arc<AtomicBool>,
-    /// Read-only connections for reading documents, reused (at most [`READERS_KEPT`] kept).
-    readers: Mutex<Vec<Reader>>,
     _lock: Option<DirLock>,
 }
 
@@ -49,8 +51,8 @@ struct Catalog {
     databases: BTreeMap<(String, String), DatabaseRow>,
     collections: HashMap<CollectionId, Arc<CollectionHandle>>,
     by_name: HashMap<(DatabaseId, String), CollectionId>,
-    /// Names reserved by forks still copying their records.
-    reserved: HashSet<(DatabaseId, String)>,
+    /// Names reserved by forks still copying their records, with the key each took.
+    reserved: HashMap<(DatabaseId, String), i64>,
     next_key: i64,
 }
 
@@ -62,7 +64,7 @@ impl Catalog {
     /// True when a collection has this name in the database, or a fork is creating one.
     fn name_taken(&self, db: DatabaseId, name: &str) -> bool {
         let k = (db, name.to_owned());
-        self.by_name.contains_key(&k) || self.reserved.contains(&k)
+        self.by_name.contains_key(&k) || self.reserved.contains_key(&k)
     }
 
     /// The next collection key, taken.
@@ -363,14 +365,12 @@ impl Ochre {
         }
         for row in store.collections()? {
             let Some((tenant, database)) = db_by_id.get(&row.database_id).cloned() else {
-                return Err(Error::new(
-                    ErrorKind::Corrupted,
-                    format!(
-                        "{} is corrupted: collection {} belongs to a missing database",
-                        store.path().display(),
-                        row.id
-                    ),
-                ));
+                // A fork whose database was deleted while it copied, and the process stopped
+                // before the fork could delete itself: it was never visible; finish deleting it.
+                tracing::warn!(collection = %row.id, "removing a collection whose database was deleted");
+                store.commit(&[Mutation::DeleteCollection { key: row.key }])?;
+                catalog.next_key = catalog.next_key.max(row.key + 1);
+                continue;
             };
             catalog.next_key = catalog.next_key.max(row.key + 1);
             let key = row.key;
@@ -619,7 +619,7 @@ impl Ochre {
         cat.by_name
             .retain(|(db, _), _| !dbs.iter().any(|d| d.id == *db));
         cat.reserved
-            .retain(|(db, _)| !dbs.iter().any(|d| d.id == *db));
+            .retain(|(db, _), _| !dbs.iter().any(|d| d.id == *db));
         for d in dbs {
             cat.databases.remove(&(d.tenant.clone(), d.name.clone()));
         }
@@ -713,7 +713,7 @@ impl Ochre {
                 req.name
             )));
         }
-        if cat.reserved.contains(&(db.id, req.name.clone())) {
+        if cat.reserved.contains_key(&(db.id, req.name.clone())) {
             return Err(Error::exists(format!(
                 "Collection [{}] already exists",
                 req.name
@@ -989,16 +989,20 @@ impl Ochre {
             }
             let key = cat.take_key()?;
             cat.reserved
-                .insert((source.database_id, new_name.to_owned()));
+                .insert((source.database_id, new_name.to_owned()), key);
             (source, key)
         };
         let name_key = (source.database_id, new_name.to_owned());
         let copied = self.copy_collection(&source, key, new_name);
         let mut cat = self.inner.catalog.write();
-        cat.reserved.remove(&name_key);
+        // Still ours unless the database was deleted (or reset) while the records were copied:
+        // then so is the fork.
+        let still_reserved = cat.reserved.get(&name_key) == Some(&key);
+        if still_reserved {
+            cat.reserved.remove(&name_key);
+        }
         let copy = copied?;
-        // The database was deleted while the records were copied: so is the fork.
-        if !cat.databases.values().any(|d| d.id == name_key.0) {
+        if !still_reserved {
             self.inner.commit(&[Mutation::DeleteCollection { key }])?;
             drop(cat);
             if let Some(r) = &self.inner.reclaimer {

@@ -123,8 +123,10 @@ fn run(store: &Mutex<Store>, poisoned: &AtomicBool, shared: &Shared, reclaims: b
                 return;
             }
         }
-        // An instance whose last commit has an unknown outcome writes nothing more.
+        // An instance whose last commit has an unknown outcome writes nothing more (and the
+        // thread only looks again after a poll interval).
         if poisoned.load(Ordering::SeqCst) {
+            failed = true;
             continue;
         }
         // Purges first: they free the pages the next loop gives back.
@@ -183,7 +185,7 @@ fn run(store: &Mutex<Store>, poisoned: &AtomicBool, shared: &Shared, reclaims: b
         }
         // The file shrinks when the WAL holding the moved pages is checkpointed.
         if reclaimed && !poisoned.load(Ordering::SeqCst) {
-            if let Err(e) = store.lock().checkpoint_wal() {
+            if let Err(e) = store.lock().checkpoint_wal_passive() {
                 tracing::warn!(error = %e, "checkpointing the WAL after reclaiming failed");
             }
         }

@@ -1064,3 +1064,55 @@ fn a_deleted_collection_is_purged_in_the_background_even_across_a_restart() {
         1
     );
 }
+
+/// Review of issue 11: a fork whose database is deleted while it copies deletes itself; if the
+/// process stops first, its row points at a missing database. Opening finishes the deletion
+/// instead of refusing the directory.
+#[test]
+fn a_collection_left_without_its_database_is_removed_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        db.create_database(T, "other").expect("database");
+        let info = db
+            .create_collection(
+                T,
+                "other",
+                CreateCollection {
+                    name: "orphan".into(),
+                    ..Default::default()
+                },
+            )
+            .expect("create");
+        db.collection(info.id)
+            .expect("handle")
+            .add(RecordBatch::new(
+                ids(&["a", "b"]),
+                vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            ))
+            .expect("add");
+        collection(&db, "kept")
+            .add(RecordBatch::new(ids(&["k"]), vec![vec![1.0, 1.0]]))
+            .expect("add kept");
+    }
+    {
+        let c = rusqlite::Connection::open(dir.path().join("ochre.sqlite3")).expect("sqlite");
+        c.execute("DELETE FROM databases WHERE name = 'other'", [])
+            .expect("delete the database row alone");
+    }
+    let db = Ochre::open(dir.path()).expect("opens");
+    let kept = db.get_collection(T, D, "kept").expect("kept");
+    assert_eq!(
+        db.collection(kept.id).expect("h").count().expect("count"),
+        1
+    );
+    assert_eq!(db.stats(), (1, 1), "the orphan is gone");
+    let start = std::time::Instant::now();
+    while stored_records(dir.path(), 1) > 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "purged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

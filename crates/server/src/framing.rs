@@ -49,20 +49,21 @@ fn describe(status: u16) -> (ErrorName, &'static str) {
             ErrorName::InvalidArgument,
             "The request's header section is too large",
         ),
-        505 => (
-            ErrorName::InvalidArgument,
-            "Only HTTP/1.1 (and 1.0) requests are served",
-        ),
         _ => (ErrorName::Chroma, "The request could not be served"),
     }
 }
 
+/// How far from the end of a write the error head is looked for: hyper writes it last, then
+/// closes; a large response is never scanned whole (the check costs the same for every write).
+const TAIL: usize = 512;
+
 /// `buf` with a bodyless hyper error response in it given a JSON body, or `None`.
 fn rewrite(buf: &[u8]) -> Option<Vec<u8>> {
-    let at = buf.windows(MARK.len()).position(|w| w == MARK)?;
+    let from = buf.len().saturating_sub(TAIL);
+    let at = from + buf[from..].windows(MARK.len()).position(|w| w == MARK)?;
     // The status line right before the mark: "HTTP/1.1 NNN reason" (a pipelined response may
     // end just before it, without a line break).
-    let line_start = buf[..at].windows(9).rposition(|w| w == b"HTTP/1.1 ")?;
+    let line_start = from + buf[from..at].windows(9).rposition(|w| w == b"HTTP/1.1 ")?;
     let line = &buf[line_start..at];
     if line.windows(2).any(|w| w == b"\r\n") {
         return None;

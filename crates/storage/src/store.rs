@@ -141,7 +141,8 @@ pub enum Mutation<'a> {
     DeleteTenant(&'a str),
     PutDatabase(&'a DatabaseRow),
     DeleteDatabase(DatabaseId),
-    /// Inserts or replaces the collection row (records are untouched).
+    /// Inserts a new collection row (records are untouched); a key, id or name in its database
+    /// that is taken fails the commit (never replaces another collection's row).
     PutCollection(&'a CollectionRow),
     /// Rewrites the row of an existing collection; nothing when the collection was deleted (a
     /// write racing the deletion does not bring the row back).
@@ -376,7 +377,7 @@ impl Store {
                 }
                 Mutation::PutCollection(c) => {
                     tx.prepare_cached(
-                        "INSERT OR REPLACE INTO collections
+                        "INSERT INTO collections
                          (key, id, database_id, name, metadata, configuration, dimension,
                           forks, total_ops)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -766,6 +767,18 @@ impl Store {
     pub fn checkpoint_wal(&mut self) -> Result<()> {
         self.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Copies as much of the WAL into the file as no reader still needs, without waiting for
+    /// readers (`PRAGMA wal_checkpoint(PASSIVE)`); the file takes its new size once a
+    /// checkpoint completes, and the WAL is cut back to its size limit when it restarts.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub fn checkpoint_wal_passive(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
             .map_err(|e| self.sql(e))
     }
 

@@ -1002,6 +1002,15 @@ const REBUILD_SLICE: usize = 4096;
 /// lock, the only wait the rebuild imposes.
 fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic::AtomicBool) {
     use std::sync::atomic::Ordering;
+    /// Clears the collection's `rebuilding` flag however the rebuild ends (a panic included),
+    /// so a later write can start another.
+    struct Done<'a>(&'a CollectionHandle);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.state.write().rebuilding = false;
+        }
+    }
+    let _done = Done(handle);
     let mut fresh: Option<HnswIndex> = None;
     let mut next = 0;
     let mut copied = 0;
