@@ -131,31 +131,38 @@ where
             };
             closing(error.into_response())
         })?;
-        // One pass from bytes to the target type. A body that is not JSON at all is a 400; JSON
-        // of the wrong shape is a 422 (as Chroma's extractor answers). Which error comes first
-        // can depend on the order of a broken body's fields, so a data error is re-checked for
-        // syntax before it is reported as a shape error.
-        serde_json::from_slice(&bytes).map(ChromaJson).map_err(|e| {
-            let syntax = if e.classify() == serde_json::error::Category::Data {
-                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                    Err(syntax) => syntax,
-                    Ok(_) => {
-                        // The message without serde_json's " at line L column C" suffix.
-                        let text = e.to_string();
-                        let suffix = format!(" at line {} column {}", e.line(), e.column());
-                        let shape = text.strip_suffix(&suffix).unwrap_or(&text);
-                        return ApiError::shape(shape).into_response();
-                    }
-                }
-            } else {
-                e
-            };
-            ApiError::invalid(format!(
-                "Failed to parse the request body as JSON: {syntax}"
-            ))
-            .into_response()
-        })
+        decode_body(&bytes)
+            .map(ChromaJson)
+            .map_err(IntoResponse::into_response)
     }
+}
+
+/// A request body's bytes as `T`, with [`ChromaJson`]'s errors.
+///
+/// One pass from bytes to the target type. A body that is not JSON at all is a 400; JSON of the
+/// wrong shape is a 422 (as Chroma's extractor answers). Which error comes first can depend on the
+/// order of a broken body's fields, so a data error is re-checked for syntax before it is reported
+/// as a shape error.
+pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let syntax = if e.classify() == serde_json::error::Category::Data {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(syntax) => syntax,
+                Ok(_) => {
+                    // The message without serde_json's " at line L column C" suffix.
+                    let text = e.to_string();
+                    let suffix = format!(" at line {} column {}", e.line(), e.column());
+                    let shape = text.strip_suffix(&suffix).unwrap_or(&text);
+                    return ApiError::shape(shape);
+                }
+            }
+        } else {
+            e
+        };
+        ApiError::invalid(format!(
+            "Failed to parse the request body as JSON: {syntax}"
+        ))
+    })
 }
 
 // ----- collections -----
