@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# Every libFuzzer target for 30 s (filter parser, request decoders, routes, checkpoint reader,
+# store decoders); the checked-in corpus also replays in `cargo test`.
+scripts/fuzz.sh 30
 # End to end with the official Python client, a bounded schemathesis run against /openapi.json
 # (0 server errors), and a fast subset of Chroma's own test suite.
 cargo build --release -p ochre-cli

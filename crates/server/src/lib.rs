@@ -34,6 +34,22 @@ pub use config::{AuthConfig, ConfigError, ScopedToken, ServerConfig, TokenConfig
 pub use error::{ApiError, ErrorName};
 pub use openapi::document as openapi_document;
 
+/// The request decoders and the checks the routes run before the engine, for the fuzz targets
+/// (`fuzz/`) and their corpus replay; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::routes::{
+        create_request, delete_request, get_request, modify_request, query_request, write_batch,
+        ForkBody, NameBody, UpdateTenantBody,
+    };
+    pub use crate::schema::{key_types, reconcile, Schema, ValueType};
+    pub use crate::wire::{
+        create_metadata, decode_body, decode_embeddings, decode_metadatas, parse_metadata,
+        parse_where, parse_where_document, resolve_configuration, CreateCollectionBody, DeleteBody,
+        GetBody, ModifyCollectionBody, QueryBody, WriteBody,
+    };
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {

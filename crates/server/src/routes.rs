@@ -1,6 +1,6 @@
 //! Route handlers: parse the wire form, call the engine on the blocking pool, shape the answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -283,25 +283,31 @@ pub async fn count_collections(
     Ok(Json(json!(n)))
 }
 
+/// The engine request of a create body: everything the route checks before the engine sees it
+/// (database name `d`, configuration, schema, metadata), in the order it checks them.
+pub fn create_request(d: &str, body: CreateCollectionBody) -> ApiResult<CreateCollection> {
+    let configuration = resolve_configuration(
+        body.configuration.as_ref(),
+        body.metadata.as_ref(),
+        body.schema.as_ref(),
+    )?;
+    check_db_name(d)?;
+    let metadata = create_metadata(body.metadata.as_ref())?;
+    Ok(CreateCollection {
+        name: body.name,
+        metadata,
+        configuration,
+        get_or_create: body.get_or_create.unwrap_or(false),
+    })
+}
+
 #[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name")), request_body = CreateCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub async fn create_collection(
     State(state): State<AppState>,
     Path((t, d)): Path<(String, String)>,
     ChromaJson(body): ChromaJson<CreateCollectionBody>,
 ) -> ApiResult<Json<Value>> {
-    let configuration = resolve_configuration(
-        body.configuration.as_ref(),
-        body.metadata.as_ref(),
-        body.schema.as_ref(),
-    )?;
-    check_db_name(&d)?;
-    let metadata = create_metadata(body.metadata.as_ref())?;
-    let req = CreateCollection {
-        name: body.name,
-        metadata,
-        configuration,
-        get_or_create: body.get_or_create.unwrap_or(false),
-    };
+    let req = create_request(&d, body)?;
     let info = blocking(&state, move |db| {
         db.create_collection(&t, &d, req).map_err(Into::into)
     })
@@ -366,13 +372,8 @@ pub async fn get_collection_by_crn(
     Ok(Json(collection_json(&info)))
 }
 
-#[utoipa::path(put, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ModifyCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
-pub async fn modify_collection(
-    State(state): State<AppState>,
-    Path((t, d, id)): Path<(String, String, String)>,
-    ChromaJson(body): ChromaJson<ModifyCollectionBody>,
-) -> ApiResult<Json<Value>> {
-    let id = collection_path(&d, &id)?;
+/// The engine request of a modify body, as the route checks it.
+pub fn modify_request(body: ModifyCollectionBody) -> ApiResult<ModifyCollection> {
     let mut req = ModifyCollection {
         new_name: body.new_name,
         ..Default::default()
@@ -389,6 +390,17 @@ pub async fn modify_collection(
         req.hnsw = c.hnsw;
         req.embedding_function = c.embedding_function.filter(|v| !v.is_null());
     }
+    Ok(req)
+}
+
+#[utoipa::path(put, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = ModifyCollectionBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody)))]
+pub async fn modify_collection(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<ModifyCollectionBody>,
+) -> ApiResult<Json<Value>> {
+    let id = collection_path(&d, &id)?;
+    let req = modify_request(body)?;
     blocking(&state, move |db| {
         db.modify_collection(&t, &d, id, req).map_err(Into::into)
     })
@@ -487,6 +499,45 @@ fn check_filters(
     Schema::of_collection(&c.info().configuration).check_filters(where_, where_document)
 }
 
+/// The record batch of a write body, as the write routes check it before the engine sees it, and
+/// the metadata key/type pairs it carries (for the schema's key evolution).
+pub fn write_batch(
+    body: WriteBody,
+    kind: WriteKind,
+    max_batch_size: usize,
+) -> ApiResult<(RecordBatch, BTreeSet<(String, schema::ValueType)>)> {
+    if body.ids.len() > max_batch_size {
+        return Err(ApiError::invalid(format!(
+            "Batch size {} exceeds maximum batch size {max_batch_size}",
+            body.ids.len(),
+        )));
+    }
+    let embeddings = match (&body.embeddings, kind) {
+        (None | Some(Value::Null), WriteKind::Update) => None,
+        (None | Some(Value::Null), _) => {
+            return Err(ApiError::shape("missing field `embeddings`"));
+        }
+        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
+    };
+    let metadatas = body
+        .metadatas
+        .as_deref()
+        .map(decode_metadatas)
+        .transpose()?;
+    let keys = metadatas
+        .as_deref()
+        .map(schema::key_types)
+        .unwrap_or_default();
+    let batch = RecordBatch {
+        ids: body.ids,
+        embeddings,
+        documents: body.documents,
+        uris: body.uris,
+        metadatas,
+    };
+    Ok((batch, keys))
+}
+
 async fn write(
     state: AppState,
     (t, d, id): (String, String, String),
@@ -494,42 +545,11 @@ async fn write(
     kind: WriteKind,
 ) -> ApiResult<()> {
     let id = collection_path(&d, &id)?;
-    if body.ids.len() > state.config.max_batch_size {
-        return Err(ApiError::invalid(format!(
-            "Batch size {} exceeds maximum batch size {}",
-            body.ids.len(),
-            state.config.max_batch_size
-        )));
-    }
-    if matches!(
-        (&body.embeddings, kind),
-        (None | Some(Value::Null), WriteKind::Add | WriteKind::Upsert)
-    ) {
-        return Err(ApiError::shape("missing field `embeddings`"));
-    }
+    let max_batch_size = state.config.max_batch_size;
     blocking(&state, move |db| {
         // Decoding (base64 or JSON numbers, metadata) is CPU work sized by the batch: done here,
         // on the blocking pool, before the collection is looked up (bad input is reported first).
-        let embeddings = match &body.embeddings {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
-        };
-        let metadatas = body
-            .metadatas
-            .as_deref()
-            .map(decode_metadatas)
-            .transpose()?;
-        let keys = metadatas
-            .as_deref()
-            .map(schema::key_types)
-            .unwrap_or_default();
-        let batch = RecordBatch {
-            ids: body.ids,
-            embeddings,
-            documents: body.documents,
-            uris: body.uris,
-            metadatas,
-        };
+        let (batch, keys) = write_batch(body, kind, max_batch_size)?;
         let c = db.collection_in(&t, &d, id)?;
         // Key evolution (spec §11.4): new key/type pairs join the schema, in the write's commit.
         c.write_evolving_schema(kind, batch, |config| {
@@ -574,6 +594,16 @@ pub async fn update(
     Ok(Json(json!({})))
 }
 
+/// The engine request of a delete body, as the route checks it.
+pub fn delete_request(body: DeleteBody) -> ApiResult<DeleteRequest> {
+    Ok(DeleteRequest {
+        ids: body.ids,
+        where_: parse_where(body.where_.as_ref())?,
+        where_document: parse_where_document(body.where_document.as_ref())?,
+        limit: body.limit,
+    })
+}
+
 #[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/delete", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = DeleteBody, responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -581,12 +611,7 @@ pub async fn delete(
     ChromaJson(body): ChromaJson<DeleteBody>,
 ) -> ApiResult<Json<Value>> {
     let id = collection_path(&d, &id)?;
-    let req = DeleteRequest {
-        ids: body.ids,
-        where_: parse_where(body.where_.as_ref())?,
-        where_document: parse_where_document(body.where_document.as_ref())?,
-        limit: body.limit,
-    };
+    let req = delete_request(body)?;
     let n = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
         c.delete(req).map_err(Into::into)
@@ -616,13 +641,8 @@ pub async fn count(
     Ok(Json(json!(n)))
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/get", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = GetBody, responses((status = 200, description = "see the Chroma API v2 specification", body = GetResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
-pub async fn get_records(
-    State(state): State<AppState>,
-    Path((t, d, id)): Path<(String, String, String)>,
-    ChromaJson(body): ChromaJson<GetBody>,
-) -> ApiResult<JsonBytes> {
-    let id = collection_path(&d, &id)?;
+/// The engine request of a get body, as the route checks it, and the fields to answer with.
+pub fn get_request(body: GetBody) -> ApiResult<(GetRequest, Vec<IncludeItem>)> {
     let include_items = body
         .include
         .unwrap_or_else(|| vec![IncludeItem::Documents, IncludeItem::Metadatas]);
@@ -634,6 +654,17 @@ pub async fn get_records(
         offset: body.offset,
         include: include_of(&include_items),
     };
+    Ok((req, include_items))
+}
+
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/get", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = GetBody, responses((status = 200, description = "see the Chroma API v2 specification", body = GetResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+pub async fn get_records(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<GetBody>,
+) -> ApiResult<JsonBytes> {
+    let id = collection_path(&d, &id)?;
+    let (req, include_items) = get_request(body)?;
     let r = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
         let r = c.get(req)?;
@@ -643,13 +674,12 @@ pub async fn get_records(
     Ok(r)
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/query", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = QueryBody, responses((status = 200, description = "see the Chroma API v2 specification", body = QueryResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
-pub async fn query(
-    State(state): State<AppState>,
-    Path((t, d, id)): Path<(String, String, String)>,
-    ChromaJson(body): ChromaJson<QueryBody>,
-) -> ApiResult<JsonBytes> {
-    let id = collection_path(&d, &id)?;
+/// The engine request of a query body, as the route checks it before it knows the collection
+/// (at most `max_batch_size` query embeddings), and the fields to answer with.
+pub fn query_request(
+    body: QueryBody,
+    max_batch_size: usize,
+) -> ApiResult<(QueryRequest, Vec<IncludeItem>)> {
     let include_items = body.include.unwrap_or_else(|| {
         vec![
             IncludeItem::Documents,
@@ -662,17 +692,12 @@ pub async fn query(
         .iter()
         .map(|q| q.iter().map(|x| *x as f32).collect())
         .collect();
-    // A small request must not cost unbounded memory: the queries are capped like a write batch,
-    // and the hits of the response (below, once the collection's size is known) by
-    // `max_query_results`.
-    let max_batch = state.config.max_batch_size;
-    if embeddings.len() > max_batch {
+    if embeddings.len() > max_batch_size {
         return Err(ApiError::invalid(format!(
-            "Batch size {} exceeds maximum batch size {max_batch}",
+            "Batch size {} exceeds maximum batch size {max_batch_size}",
             embeddings.len()
         )));
     }
-    let max_hits = state.config.max_query_results;
     let req = QueryRequest {
         embeddings,
         n_results: body.n_results.unwrap_or(10),
@@ -681,6 +706,21 @@ pub async fn query(
         where_document: parse_where_document(body.where_document.as_ref())?,
         include: include_of(&include_items),
     };
+    Ok((req, include_items))
+}
+
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/query", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = QueryBody, responses((status = 200, description = "see the Chroma API v2 specification", body = QueryResponse), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody)))]
+pub async fn query(
+    State(state): State<AppState>,
+    Path((t, d, id)): Path<(String, String, String)>,
+    ChromaJson(body): ChromaJson<QueryBody>,
+) -> ApiResult<JsonBytes> {
+    let id = collection_path(&d, &id)?;
+    // A small request must not cost unbounded memory: the queries are capped like a write batch
+    // (`query_request`), and the hits of the response (below, once the collection's size is
+    // known) by `max_query_results`.
+    let (req, include_items) = query_request(body, state.config.max_batch_size)?;
+    let max_hits = state.config.max_query_results;
     let r = in_collection(&state, (t, d), id, move |c| {
         check_filters(&c, req.where_.as_ref(), req.where_document.is_some())?;
         let per_query = (req.n_results as usize).min(c.count()?);

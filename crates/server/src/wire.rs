@@ -134,14 +134,14 @@ where
         // Large bodies are parsed on the blocking pool: a 30 MB batch takes the CPU for long
         // enough to hold up every other request on an async worker.
         if bytes.len() >= BLOCKING_PARSE_BYTES {
-            return tokio::task::spawn_blocking(move || parse_body(&bytes))
+            return tokio::task::spawn_blocking(move || decode_body(&bytes))
                 .await
                 .map_err(|e| ApiError::internal(format!("request parsing failed: {e}")))
                 .and_then(|parsed| parsed)
                 .map(ChromaJson)
                 .map_err(IntoResponse::into_response);
         }
-        parse_body(&bytes)
+        decode_body(&bytes)
             .map(ChromaJson)
             .map_err(IntoResponse::into_response)
     }
@@ -149,32 +149,6 @@ where
 
 /// Bodies from this size on are parsed off the async workers.
 const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
-
-/// One pass from bytes to the target type. A body that is not JSON at all is a 400; JSON of the
-/// wrong shape is a 422 (as Chroma's extractor answers). Which error comes first can depend on
-/// the order of a broken body's fields, so a data error is re-checked for syntax before it is
-/// reported as a shape error.
-fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let syntax = if e.classify() == serde_json::error::Category::Data {
-            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Err(syntax) => syntax,
-                Ok(_) => {
-                    // The message without serde_json's " at line L column C" suffix.
-                    let text = e.to_string();
-                    let suffix = format!(" at line {} column {}", e.line(), e.column());
-                    let shape = text.strip_suffix(&suffix).unwrap_or(&text);
-                    return ApiError::shape(shape);
-                }
-            }
-        } else {
-            e
-        };
-        ApiError::invalid(format!(
-            "Failed to parse the request body as JSON: {syntax}"
-        ))
-    })
-}
 
 /// A JSON response serialised already (on the blocking pool, by [`JsonBytes::of`]), so the
 /// async worker only writes bytes.
@@ -203,6 +177,34 @@ impl axum::response::IntoResponse for JsonBytes {
         )
             .into_response()
     }
+}
+
+/// A request body's bytes as `T`, with [`ChromaJson`]'s errors.
+///
+/// One pass from bytes to the target type. A body that is not JSON at all is a 400; JSON of the
+/// wrong shape is a 422 (as Chroma's extractor answers). Which error comes first can depend on the
+/// order of a broken body's fields, so a data error is re-checked for syntax before it is reported
+/// as a shape error.
+pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let syntax = if e.classify() == serde_json::error::Category::Data {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(syntax) => syntax,
+                Ok(_) => {
+                    // The message without serde_json's " at line L column C" suffix.
+                    let text = e.to_string();
+                    let suffix = format!(" at line {} column {}", e.line(), e.column());
+                    let shape = text.strip_suffix(&suffix).unwrap_or(&text);
+                    return ApiError::shape(shape);
+                }
+            }
+        } else {
+            e
+        };
+        ApiError::invalid(format!(
+            "Failed to parse the request body as JSON: {syntax}"
+        ))
+    })
 }
 
 // ----- collections -----

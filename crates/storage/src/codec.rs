@@ -35,7 +35,7 @@ pub enum DecodeError {
 }
 
 /// Checks an embedding column: non-empty, a whole number of 4-byte floats.
-pub(crate) fn check_embedding(bytes: &[u8]) -> Result<(), DecodeError> {
+pub fn check_embedding(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return Err(DecodeError::Embedding(bytes.len()));
     }
@@ -56,7 +56,7 @@ pub(crate) fn encode_metadata(m: &Metadata) -> String {
     metadata_to_json(m).to_string()
 }
 
-pub(crate) fn decode_metadata(text: &str) -> Result<Metadata, DecodeError> {
+pub fn decode_metadata(text: &str) -> Result<Metadata, DecodeError> {
     let v: Value = serde_json::from_str(text).map_err(|source| DecodeError::Json {
         column: "metadata",
         source,

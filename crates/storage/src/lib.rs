@@ -30,6 +30,27 @@ pub use store::{
     RecordRow, Store, StoredMetadata, TenantRow, FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
 };
 
+/// The row decoders recovery runs on the bytes of the store file, for the fuzz targets (`fuzz/`)
+/// and their corpus replay; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::codec::{check_embedding, decode_metadata};
+
+    /// An embedding column as [`crate::Store::load_records`] hands it over: checked, undecoded.
+    ///
+    /// # Errors
+    /// As [`check_embedding`].
+    pub fn raw_embedding(bytes: &[u8]) -> Result<crate::RawEmbedding<'_>, crate::DecodeError> {
+        check_embedding(bytes)?;
+        Ok(crate::RawEmbedding(bytes))
+    }
+
+    /// A metadata column as [`crate::Store::load_records`] hands it over.
+    pub fn stored_metadata(text: &str) -> crate::StoredMetadata {
+        crate::StoredMetadata(text.to_owned())
+    }
+}
+
 use std::path::PathBuf;
 
 /// Errors of the store.

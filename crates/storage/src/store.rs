@@ -101,7 +101,7 @@ pub struct LoadedRecord<'a> {
 /// A record's metadata as stored, not yet decoded: recovery decodes it on another thread than
 /// the one reading the file.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredMetadata(String);
+pub struct StoredMetadata(pub(crate) String);
 
 impl StoredMetadata {
     /// The metadata.
@@ -116,7 +116,7 @@ impl StoredMetadata {
 /// A stored embedding as read from the file: little-endian IEEE-754 binary32 values. Decoding
 /// straight into the caller's buffer spares recovery one allocation and one copy per record.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RawEmbedding<'a>(&'a [u8]);
+pub struct RawEmbedding<'a>(pub(crate) &'a [u8]);
 
 impl RawEmbedding<'_> {
     /// Number of components.
