@@ -375,48 +375,32 @@ impl Store {
                         .and_then(|mut s| s.execute([id.0.to_string()]))
                         .map_err(sql)?;
                 }
-                Mutation::PutCollection(c) => {
-                    tx.prepare_cached(
+                Mutation::PutCollection(c) | Mutation::UpdateCollection(c) => {
+                    let sql_text = if matches!(m, Mutation::PutCollection(_)) {
                         "INSERT INTO collections
                          (key, id, database_id, name, metadata, configuration, dimension,
                           forks, total_ops)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            c.key,
-                            c.id.0.to_string(),
-                            c.database_id.0.to_string(),
-                            c.name,
-                            c.metadata.as_ref().map(encode_metadata),
-                            encode_configuration(&c.configuration),
-                            c.dimension,
-                            i64::try_from(c.forks).unwrap_or(i64::MAX),
-                            i64::try_from(c.total_ops).unwrap_or(i64::MAX),
-                        ])
-                    })
-                    .map_err(sql)?;
-                }
-                Mutation::UpdateCollection(c) => {
-                    tx.prepare_cached(
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    } else {
                         "UPDATE collections SET id = ?2, database_id = ?3, name = ?4,
                          metadata = ?5, configuration = ?6, dimension = ?7, forks = ?8,
-                         total_ops = ?9 WHERE key = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            c.key,
-                            c.id.0.to_string(),
-                            c.database_id.0.to_string(),
-                            c.name,
-                            c.metadata.as_ref().map(encode_metadata),
-                            encode_configuration(&c.configuration),
-                            c.dimension,
-                            i64::try_from(c.forks).unwrap_or(i64::MAX),
-                            i64::try_from(c.total_ops).unwrap_or(i64::MAX),
-                        ])
-                    })
-                    .map_err(sql)?;
+                         total_ops = ?9 WHERE key = ?1"
+                    };
+                    tx.prepare_cached(sql_text)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                c.key,
+                                c.id.0.to_string(),
+                                c.database_id.0.to_string(),
+                                c.name,
+                                c.metadata.as_ref().map(encode_metadata),
+                                encode_configuration(&c.configuration),
+                                c.dimension,
+                                i64::try_from(c.forks).unwrap_or(i64::MAX),
+                                i64::try_from(c.total_ops).unwrap_or(i64::MAX),
+                            ])
+                        })
+                        .map_err(sql)?;
                 }
                 Mutation::CountOps { key, n } => {
                     tx.prepare_cached(

@@ -356,27 +356,31 @@ impl CollectionState {
                 }
             }
         };
-        if !reads_docs {
+        // In memory when the filters need no document or the collection holds them (a
+        // persistent record's `document` is `None`, never looked at then).
+        if !reads_docs || self.docs_held {
             let check = |s: &SeqNo| {
                 self.records
                     .get(s)
-                    .is_some_and(|r| Self::matches(r, None, w, wd))
+                    .is_some_and(|r| Self::matches(r, r.document.as_deref(), w, wd))
             };
             return Ok(match seqs {
                 Some(seqs) => seqs.into_iter().filter(check).take(first).collect(),
                 None => self
                     .records
-                    .iter()
-                    .filter(|(_, r)| Self::matches(r, None, w, wd))
-                    .map(|(s, _)| *s)
+                    .keys()
+                    .copied()
+                    .filter(check)
                     .take(first)
                     .collect(),
             });
         }
-        self.with_docs(inner, |docs| {
+        let key = self.row.key;
+        inner.with_reader(|reader| {
             let mut out = Vec::new();
-            match (seqs, docs) {
-                (Some(seqs), _) => {
+            match seqs {
+                Some(seqs) => {
+                    let docs = DocSource::Store(reader, key);
                     for s in seqs {
                         if out.len() >= first {
                             break;
@@ -389,28 +393,17 @@ impl CollectionState {
                         }
                     }
                 }
-                (None, DocSource::Held) => {
-                    for (s, r) in &self.records {
-                        if out.len() >= first {
-                            break;
-                        }
-                        if Self::matches(r, r.document.as_deref(), w, wd) {
-                            out.push(*s);
-                        }
-                    }
-                }
-                (None, DocSource::Store(reader, key)) => {
-                    if first > 0 {
-                        reader.scan_documents(*key, |s, doc| {
-                            if let Some(r) = self.records.get(&s) {
-                                if Self::matches(r, doc, w, wd) {
-                                    out.push(s);
-                                }
+                None if first > 0 => {
+                    reader.scan_documents(key, |s, doc| {
+                        if let Some(r) = self.records.get(&s) {
+                            if Self::matches(r, doc, w, wd) {
+                                out.push(s);
                             }
-                            out.len() < first
-                        })?;
-                    }
+                        }
+                        out.len() < first
+                    })?;
                 }
+                None => {}
             }
             Ok(out)
         })
@@ -1053,11 +1046,9 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
     let Some(mut fresh) = fresh else { return };
     let mut st = handle.state.write();
     if st.dropped || closing.load(Ordering::SeqCst) {
-        st.rebuilding = false;
         return;
     }
     let Some(old) = st.index.as_ref() else {
-        st.rebuilding = false;
         return;
     };
     // Nodes added since the last slice, then records removed since they were copied.
@@ -1071,7 +1062,6 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
     }
     fresh.configure(&st.row.configuration.hnsw);
     st.index = Some(fresh);
-    st.rebuilding = false;
     // The next write checkpoints the new graph.
     st.dirty = st.dirty.max(st.records.len()).max(1);
     tracing::debug!(
