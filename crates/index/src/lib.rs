@@ -1,31 +1,41 @@
-//! Ochre's vector indexes.
+//! Ochre's indexes: dense vector indexes and a sparse inverted index.
 //!
-//! [`hnsw`] is the index the engine uses: Ochre's own HNSW graph with int8-quantized walks, exact
-//! re-ranking, filtered search over candidate sets, tombstones with rebuilds, and versioned
-//! checkpoint files ([`hnsw::format`]) reconciled with the store on load ([`hnsw::load`]).
-//! [`FlatIndex`] is the exact scan, kept as the reference tests and benchmarks measure against.
-//! [`distance`] holds the distance kernels (AVX2+FMA, AVX-512 and NEON variants chosen at run
-//! time, a portable fallback the compiler vectorizes); [`memory`] backs large buffers with huge
-//! pages.
+//! [`hnsw`] is the dense index the engine uses: Ochre's own HNSW graph with int8-quantized
+//! walks, exact re-ranking, filtered search over candidate sets, tombstones with rebuilds, and
+//! versioned checkpoint files ([`hnsw::format`]) reconciled with the store on load
+//! ([`hnsw::load`]). [`FlatIndex`] is the exact scan, kept as the reference tests and benchmarks
+//! measure against. [`distance`] holds the distance kernels (AVX2+FMA, AVX-512 and NEON variants
+//! chosen at run time, a portable fallback the compiler vectorizes); [`memory`] backs large
+//! buffers with huge pages.
+//!
+//! [`sparse`] is the sparse index behind Chroma's sparse-vector `$knn` and BM25 search
+//! ([`SparseIndex`]): block-max postings with exact top-k by inner product (MaxScore pruning for
+//! non-negative queries, exhaustive accumulation otherwise), document frequencies for IDF, and
+//! tombstones compacted away as they accumulate. It is in memory only.
 //!
 //! This crate is not a store: it never reads or writes a file (checkpoints are bytes the caller
 //! persists), and it knows nothing of records, metadata or documents.
 //!
 //! Invariants:
-//! - An index maps [`SeqNo`]s to vectors of one fixed dimension; it never sees record ids,
-//!   metadata or documents.
-//! - Search results are sorted by ascending distance and hold `min(k, candidates)` entries, where
-//!   candidates are all live vectors or, when given, the live ones among a candidate set.
-//! - Distances are Chroma's: squared L2, `1 - cosine`, `1 - dot`, in f32.
+//! - An index maps [`SeqNo`]s to vectors (dense ones of one fixed dimension, or sparse ones); it
+//!   never sees record ids, metadata or documents.
+//! - Dense search results are sorted by ascending distance and hold `min(k, candidates)`
+//!   entries, where candidates are all live vectors or, when given, the live ones among a
+//!   candidate set. Distances are Chroma's: squared L2, `1 - cosine`, `1 - dot`, in f32.
+//! - Sparse search results are exact: sorted by descending inner product, ties by ascending
+//!   [`SeqNo`], holding `min(k, candidates)` entries, where candidates are the live (allowed)
+//!   vectors sharing a term with the query.
 
 pub mod distance;
 mod flat;
 pub mod hnsw;
 pub mod memory;
+pub mod sparse;
 
 pub use flat::FlatIndex;
 pub use hnsw::{CandidateSet, HnswIndex};
 use ochre_types::{SeqNo, Space};
+pub use sparse::{SparseHit, SparseIndex};
 
 /// One search hit.
 #[derive(Debug, Clone, Copy, PartialEq)]
