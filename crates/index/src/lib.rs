@@ -1,31 +1,39 @@
-//! Ochre's vector indexes.
+//! Ochre's indexes: vectors and document text.
 //!
-//! [`hnsw`] is the index the engine uses: Ochre's own HNSW graph with int8-quantized walks, exact
-//! re-ranking, filtered search over candidate sets, tombstones with rebuilds, and versioned
+//! [`hnsw`] is the vector index the engine uses: Ochre's own HNSW graph with int8-quantized walks,
+//! exact re-ranking, filtered search over candidate sets, tombstones with rebuilds, and versioned
 //! checkpoint files ([`hnsw::format`]) reconciled with the store on load ([`hnsw::load`]).
 //! [`FlatIndex`] is the exact scan, kept as the reference tests and benchmarks measure against.
 //! [`distance`] holds the distance kernels (AVX2+FMA, AVX-512 and NEON variants chosen at run
 //! time, a portable fallback the compiler vectorizes); [`memory`] backs large buffers with huge
 //! pages.
 //!
+//! [`text`] is the full-text index for `where_document`: compressed trigram posting lists that
+//! turn `$contains` and `$regex` into a candidate superset ([`TextIndex`]), which the caller
+//! verifies against the documents.
+//!
 //! This crate is not a store: it never reads or writes a file (checkpoints are bytes the caller
-//! persists), and it knows nothing of records, metadata or documents.
+//! persists), and it knows nothing of records or metadata.
 //!
 //! Invariants:
-//! - An index maps [`SeqNo`]s to vectors of one fixed dimension; it never sees record ids,
-//!   metadata or documents.
+//! - An index maps [`SeqNo`]s to what it indexes: vectors of one fixed dimension, or documents'
+//!   trigrams; it never sees record ids or metadata, and keeps no document text.
 //! - Search results are sorted by ascending distance and hold `min(k, candidates)` entries, where
 //!   candidates are all live vectors or, when given, the live ones among a candidate set.
 //! - Distances are Chroma's: squared L2, `1 - cosine`, `1 - dot`, in f32.
+//! - Text candidates are a superset of the live records whose document matches, sorted by
+//!   sequence number.
 
 pub mod distance;
 mod flat;
 pub mod hnsw;
 pub mod memory;
+pub mod text;
 
 pub use flat::FlatIndex;
 pub use hnsw::{CandidateSet, HnswIndex};
 use ochre_types::{SeqNo, Space};
+pub use text::{Candidates, TextError, TextIndex};
 
 /// One search hit.
 #[derive(Debug, Clone, Copy, PartialEq)]
