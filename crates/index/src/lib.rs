@@ -1,4 +1,4 @@
-//! Ochre's indexes: dense vector indexes and a sparse inverted index.
+//! Ochre's indexes: dense vectors, sparse vectors and document text.
 //!
 //! [`hnsw`] is the dense index the engine uses: Ochre's own HNSW graph with int8-quantized
 //! walks, exact re-ranking, filtered search over candidate sets, tombstones with rebuilds, and
@@ -13,29 +13,38 @@
 //! non-negative queries, exhaustive accumulation otherwise), document frequencies for IDF, and
 //! tombstones compacted away as they accumulate. It is in memory only.
 //!
+//! [`text`] is the full-text index for `where_document`: compressed trigram posting lists that
+//! turn `$contains` and `$regex` into a candidate superset ([`TextIndex`]), which the caller
+//! verifies against the documents.
+//!
 //! This crate is not a store: it never reads or writes a file (checkpoints are bytes the caller
-//! persists), and it knows nothing of records, metadata or documents.
+//! persists), and it knows nothing of records or metadata.
 //!
 //! Invariants:
-//! - An index maps [`SeqNo`]s to vectors (dense ones of one fixed dimension, or sparse ones); it
-//!   never sees record ids, metadata or documents.
+//! - An index maps [`SeqNo`]s to what it indexes: dense vectors of one fixed dimension, sparse
+//!   vectors, or documents' trigrams; it never sees record ids or metadata, and keeps no
+//!   document text.
 //! - Dense search results are sorted by ascending distance and hold `min(k, candidates)`
 //!   entries, where candidates are all live vectors or, when given, the live ones among a
 //!   candidate set. Distances are Chroma's: squared L2, `1 - cosine`, `1 - dot`, in f32.
 //! - Sparse search results are exact: sorted by descending inner product, ties by ascending
 //!   [`SeqNo`], holding `min(k, candidates)` entries, where candidates are the live (allowed)
 //!   vectors sharing a term with the query.
+//! - Text candidates are a superset of the live records whose document matches, sorted by
+//!   sequence number.
 
 pub mod distance;
 mod flat;
 pub mod hnsw;
 pub mod memory;
 pub mod sparse;
+pub mod text;
 
 pub use flat::FlatIndex;
 pub use hnsw::{CandidateSet, HnswIndex};
 use ochre_types::{SeqNo, Space};
 pub use sparse::{SparseHit, SparseIndex};
+pub use text::{Candidates, TextError, TextIndex};
 
 /// One search hit.
 #[derive(Debug, Clone, Copy, PartialEq)]
