@@ -5,6 +5,10 @@
 #   scripts/conformance.sh                 # every file of the baseline
 #   scripts/conformance.sh --fast          # the CI subset (a few minutes)
 #   scripts/conformance.sh api/test_types.py test_api.py
+#   scripts/conformance.sh --cluster       # the Search API, sparse and FTS tests Chroma runs only
+#                                          # against its distributed deployment
+#   scripts/conformance.sh --offline-ef ... # the default embedding function replaced by an offline
+#                                          # stand-in (scripts/conformance/offline_ef.py)
 #
 # Each file runs in its own pytest process against a fresh server and data directory, with
 # /api/v2/reset allowed.
@@ -29,6 +33,10 @@ declare -A BASE=(
   [property/test_restart_persist.py]="1 0 0" [property/test_schema.py]="4 0 0" [test_api.py]="235 8 8"
   [test_client.py]="7 0 7"
 )
+# Tests that pass against Chroma 1.5.9 and fail against Ochre by design (docs/compatibility.md):
+# how many, and which. test_sparse_vector_not_allowed_locally asserts that a single node refuses a
+# sparse vector index; Ochre has one (in both of its client modes).
+declare -A DELIBERATE=([api/test_schema_e2e.py]="2 test_sparse_vector_not_allowed_locally")
 ALL=(api/test_collection.py api/test_count_api.py api/test_delete_database.py api/test_fork_count_api.py
   api/test_get_database.py api/test_indexing_status.py api/test_invalid_update.py api/test_limit_offset.py
   api/test_list_databases.py api/test_numpy_list_inputs.py api/test_schema.py api/test_schema_e2e.py
@@ -45,8 +53,26 @@ FAST=(api/test_collection.py api/test_get_database.py api/test_invalid_update.py
   client/test_database_tenant.py client/test_create_http_client.py property/test_base64_conversion.py
   test_api.py)
 
+# Cluster mode: Chroma's tests marked for its distributed deployment (Search API, sparse vectors,
+# full-text switches), each file with the -k expression that selects them (none: all).
+CLUSTER=("api/test_search_api.py" "api/test_schema_e2e.py::sparse or search or fts"
+  "property/test_filtering.py::search")
+declare -A KEXPR=()
+mode_env=(CHROMA_INTEGRATION_TEST_ONLY=1)
 files=()
+plugin=()
+if [ "${1:-}" = "--offline-ef" ]; then
+  plugin=(-p offline_ef); export PYTHONPATH="$PWD/scripts/conformance${PYTHONPATH:+:$PYTHONPATH}"; shift
+fi
 if [ "${1:-}" = "--fast" ]; then files=("${FAST[@]}"); shift; fi
+if [ "${1:-}" = "--cluster" ]; then
+  shift
+  mode_env=(CHROMA_CLUSTER_TEST_ONLY=1)
+  for entry in "${CLUSTER[@]}"; do
+    f=${entry%%::*}; files+=("$f")
+    if [ "$f" != "$entry" ]; then KEXPR[$f]=${entry#*::}; fi
+  done
+fi
 if [ $# -gt 0 ]; then files+=("$@"); fi
 if [ ${#files[@]} -eq 0 ]; then files=("${ALL[@]}"); fi
 
@@ -54,8 +80,8 @@ cargo build --release -p ochre-cli >&2
 bin=${OCHRE_BIN:-target/release/ochre}
 venv=$(scripts/python-env.sh)
 suite=$("$venv/bin/python" -c 'import chromadb, os; print(os.path.join(os.path.dirname(chromadb.__file__), "test"))')
-export PATH="$venv/bin:$PATH" ANONYMIZED_TELEMETRY=False CHROMA_INTEGRATION_TEST_ONLY=1 \
-  CHROMA_SERVER_HOST=localhost
+export PATH="$venv/bin:$PATH" ANONYMIZED_TELEMETRY=False CHROMA_SERVER_HOST=localhost \
+  "${mode_env[@]}"
 
 work=$(mktemp -d)
 pid=""
@@ -80,8 +106,12 @@ for _ in range(400):
         time.sleep(0.05)
 PY
   start=$(date +%s)
-  out=$(CHROMA_SERVER_HTTP_PORT=$port timeout 1800 "$venv/bin/python" -m pytest "$suite/$f" -q -p no:cacheprovider \
-        --import-mode=importlib 2>&1 || true)
+  kargs=()
+  if [ -n "${KEXPR[$f]:-}" ]; then kargs=(-k "${KEXPR[$f]}"); fi
+  host=localhost
+  if [ "${mode_env[0]}" = CHROMA_CLUSTER_TEST_ONLY=1 ]; then host=localhost:$port; fi
+  out=$(CHROMA_SERVER_HOST=$host CHROMA_SERVER_HTTP_PORT=$port timeout 1800 "$venv/bin/python" -m pytest "$suite/$f" "${kargs[@]}" "${plugin[@]}" -q \
+        -p no:cacheprovider --import-mode=importlib 2>&1 || true)
   secs=$(( $(date +%s) - start ))
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""
   summary=$(echo "$out" | tail -n 1)
@@ -91,8 +121,14 @@ PY
   sk=$(echo "$summary" | grep -oE '[0-9]+ skipped' | grep -oE '[0-9]+' || echo 0)
   fl=$((fl + e))
   read -r bp bf bs <<<"${BASE[$f]:-? ? ?}"
+  # The baseline is Chroma's integration-mode run; cluster mode has none (single-node Chroma
+  # answers the Search API with 501 and refuses sparse indexes).
+  if [ "${mode_env[0]}" != CHROMA_INTEGRATION_TEST_ONLY=1 ]; then bp="?" bf="?" bs="?"; fi
   printf '| %s | %s | %s | %s | %s | %s/%s/%s |\n' "$f" "$p" "$fl" "$sk" "$secs" "$bp" "$bf" "$bs"
-  if [ "$bp" != "?" ] && [ "$p" -lt "$bp" ]; then
+  read -r dn dname <<<"${DELIBERATE[$f]:-0 -}"
+  if [ "${mode_env[0]}" != CHROMA_INTEGRATION_TEST_ONLY=1 ]; then dn=0; fi
+  if [ "$dn" -gt 0 ]; then echo "    $f: $dn deliberate difference(s): $dname" >&2; fi
+  if [ "$bp" != "?" ] && [ "$((p + dn))" -lt "$bp" ]; then
     regressions=$((regressions + 1))
     echo "$out" | grep -E '^(FAILED|ERROR)' | sed 's/^/    /' >&2 || true
   fi

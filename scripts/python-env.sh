@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 case "${1:-test}" in
   test)
     venv=${OCHRE_TEST_VENV:-.venv-test}
-    if ! "$venv/bin/python" -c 'import chromadb, hypothesis, pytest_asyncio, hnswlib, fastapi, psutil, numpy; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import chromadb, hypothesis, pytest_asyncio, hnswlib, fastapi, psutil, numpy, snowballstemmer; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
       python3 -m venv "$venv" >&2
+      # snowballstemmer: the stemmer of chromadb's BM25 embedding function (chroma_bm25).
       "$venv/bin/pip" install --quiet --disable-pip-version-check "chromadb==1.5.9" "pytest<8.4" "pytest-asyncio<1" \
-        hypothesis psutil chroma-hnswlib fastapi opentelemetry-instrumentation-fastapi numpy >&2
+        hypothesis psutil chroma-hnswlib fastapi opentelemetry-instrumentation-fastapi numpy \
+        snowballstemmer >&2
     fi
     ;;
   schemathesis)

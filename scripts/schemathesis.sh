@@ -20,8 +20,7 @@
 # records (`st-main` of dimension 2 and `st-one` of dimension 1, in default_tenant/
 # default_database) are created, and most generated path parameters are their names and ids (the
 # rest stay random). Destructive operations are pointed at a sacrificial database and collection.
-# The Search API answers 501 by design (docs/compatibility.md), so 501 is accepted for that one
-# operation; every other 5xx fails.
+# Every 5xx fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,7 +97,6 @@ post("/tenants/default_tenant/databases", {"name": "st-victim-db"})
 def values(*v):
     return "[" + ", ".join(json.dumps(x) for x in v) + "]"
 
-search = "POST /api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search"
 by_name = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}"
 with open(config_path, "w") as f:
     f.write(f"""
@@ -135,11 +133,6 @@ parameters = {{ "path.collection_id" = {{ dictionary = "victim_collection", prob
 [[operations]]
 include-name = "DELETE /api/v2/tenants/{{tenant}}/databases/{{database}}"
 parameters = {{ "path.database" = {{ dictionary = "victim_database", probability = 0.7 }} }}
-
-# Not implemented by design: 501 ChromaError (docs/compatibility.md).
-[[operations]]
-include-name = "{search}"
-checks = {{ not_a_server_error = {{ expected-statuses = ["2XX", "3XX", "4XX", 501] }} }}
 """)
 PY
 then

@@ -927,6 +927,7 @@ impl Ochre {
         drop(cat);
         state.row = row;
         state.apply_tuning();
+        state.refresh_indexes();
         Ok(())
     }
 

@@ -37,7 +37,9 @@ mod metaindex;
 mod packed;
 mod reclaim;
 mod request;
+pub mod search;
 mod seqlist;
+mod sparse;
 mod validate;
 
 pub use collection::Collection;

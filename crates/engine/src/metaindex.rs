@@ -292,7 +292,7 @@ fn difference(a: &[SeqNo], b: &[SeqNo]) -> Vec<SeqNo> {
 }
 
 /// Both ascending lists' common elements.
-fn intersect(a: &[SeqNo], b: &[SeqNo]) -> Vec<SeqNo> {
+pub(crate) fn intersect(a: &[SeqNo], b: &[SeqNo]) -> Vec<SeqNo> {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     small
         .iter()

@@ -135,4 +135,15 @@ pub fn requests(data: &[u8]) {
         check_filters(&config, Some(&w), false);
     }
     let _ = client_error(parse_where_document(Some(&v)));
+    if let Some(req) = client_error(parse_search(&v, max_batch)) {
+        assert_eq!(req.plans.len(), req.selects.len());
+        for p in &req.plans {
+            check_filters(&config, p.filter.as_ref(), false);
+            let _ = result_bound(p, 1000);
+            assert!(
+                p.group_by.is_none() || p.rank.is_some(),
+                "group_by without rank accepted"
+            );
+        }
+    }
 }

@@ -94,7 +94,7 @@ fn seed(db: &Ochre, name: &str) -> String {
 }
 
 /// The first byte picks the route (create, modify, add, upsert, update, delete, get, query,
-/// fork, create database); the rest is the JSON body, sent to a fresh collection of three
+/// fork, create database, search); the rest is the JSON body, sent to a fresh collection of three
 /// records. No answer may be a 5xx. Everything the input created is deleted afterwards.
 pub fn routes(data: &[u8]) {
     let Some((&route, body)) = data.split_first() else {
@@ -105,7 +105,7 @@ pub fn routes(data: &[u8]) {
     let id = seed(&w.db, &name);
     let db_path = format!("/api/v2/tenants/{TENANT}/databases/{DATABASE}");
     let coll = format!("{db_path}/collections/{id}");
-    let (method, path) = match route % 10 {
+    let (method, path) = match route % 11 {
         0 => (Method::POST, format!("{db_path}/collections")),
         1 => (Method::PUT, coll),
         2 => (Method::POST, format!("{coll}/add")),
@@ -115,6 +115,7 @@ pub fn routes(data: &[u8]) {
         6 => (Method::POST, format!("{coll}/get")),
         7 => (Method::POST, format!("{coll}/query")),
         8 => (Method::POST, format!("{coll}/fork")),
+        10 => (Method::POST, format!("{coll}/search")),
         _ => (Method::POST, format!("/api/v2/tenants/{TENANT}/databases")),
     };
     let request = Request::builder()

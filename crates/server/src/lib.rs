@@ -17,6 +17,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod schema;
+mod search;
 mod wire;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub mod fuzzing {
         ForkBody, NameBody, UpdateTenantBody,
     };
     pub use crate::schema::{key_types, reconcile, Schema, ValueType};
+    pub use crate::search::{parse as parse_search, result_bound};
     pub use crate::wire::{
         create_metadata, decode_body, decode_embeddings, decode_metadatas, parse_metadata,
         parse_where, parse_where_document, resolve_configuration, CreateCollectionBody, DeleteBody,

@@ -472,17 +472,39 @@ pub async fn indexing_status(
     })))
 }
 
-#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), responses((status = 200, description = "see the Chroma API v2 specification", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 501, description = "the Search API is not implemented (docs/compatibility.md)", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = Object, responses((status = 200, description = "one column entry per search payload (spec §10.4)", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 422, description = "a body that is not a search request", body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Path((t, d, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+    ChromaJson(body): ChromaJson<Value>,
+) -> ApiResult<JsonBytes> {
     let id = collection_path(&d, &id)?;
-    in_collection(&state, (t, d), id, |_| Ok(())).await?;
-    Err(ApiError::chroma(
-        StatusCode::NOT_IMPLEMENTED,
-        "The Search API is not implemented yet in Ochre",
-    ))
+    let req = crate::search::parse(&body, state.config.max_batch_size)?;
+    let max_hits = state.config.max_query_results;
+    in_collection(&state, (t, d), id, move |c| {
+        let schema = Schema::of_collection(&c.info().configuration);
+        for p in &req.plans {
+            if p.filter.is_some() {
+                schema.check_filters(p.filter.as_ref(), false)?;
+            }
+        }
+        // A small request must not cost unbounded memory: the records all its searches may
+        // return are capped like a query's hits.
+        let n = c.count()?;
+        let hits = req.plans.iter().fold(0usize, |acc, p| {
+            acc.saturating_add(crate::search::result_bound(p, n))
+        });
+        if hits > max_hits {
+            return Err(ApiError::invalid(format!(
+                "Search would return up to {hits} records over {} searches; the maximum is \
+                 {max_hits} (max_query_results): page with `limit` or send fewer searches",
+                req.plans.len()
+            )));
+        }
+        let results = c.search(&req.plans)?;
+        JsonBytes::of(&crate::search::SearchResponse::new(results, req.selects))
+    })
+    .await
 }
 
 // ----- records -----

@@ -238,6 +238,7 @@ pub enum ValueType {
     Int,
     Float,
     Str,
+    Sparse,
 }
 
 impl ValueType {
@@ -247,6 +248,7 @@ impl ValueType {
             ValueType::Int => "Int",
             ValueType::Float => "Float",
             ValueType::Str => "Str",
+            ValueType::Sparse => "SparseVector",
         }
     }
 
@@ -257,6 +259,7 @@ impl ValueType {
             MetadataValue::Int(_) | MetadataValue::IntArray(_) => ValueType::Int,
             MetadataValue::Float(_) | MetadataValue::FloatArray(_) => ValueType::Float,
             MetadataValue::Str(_) | MetadataValue::StrArray(_) => ValueType::Str,
+            MetadataValue::Sparse(_) => ValueType::Sparse,
         }
     }
 
@@ -287,6 +290,7 @@ impl ValueTypes {
             ValueType::Int => self.int.as_ref()?.int_inverted_index.as_ref(),
             ValueType::Float => self.float.as_ref()?.float_inverted_index.as_ref(),
             ValueType::Str => self.string.as_ref()?.string_inverted_index.as_ref(),
+            ValueType::Sparse => return Some(self.sparse_index()?.enabled),
         }
         .map(|i| i.enabled)
     }
@@ -297,6 +301,7 @@ impl ValueTypes {
             ValueType::Int => self.int.is_some(),
             ValueType::Float => self.float.is_some(),
             ValueType::Str => self.string.is_some(),
+            ValueType::Sparse => self.sparse_vector.is_some(),
         }
     }
 
@@ -306,6 +311,7 @@ impl ValueTypes {
             ValueType::Int => self.int = defaults.int.clone(),
             ValueType::Float => self.float = defaults.float.clone(),
             ValueType::Str => self.string = defaults.string.clone(),
+            ValueType::Sparse => self.sparse_vector = defaults.sparse_vector.clone(),
         }
     }
 
@@ -897,11 +903,6 @@ pub fn reconcile(
         Some(m) if config_default && !m.is_default() => m,
         _ => default,
     };
-    if schema.sparse_enabled() {
-        return Err(ApiError::invalid(
-            "Failed to reconcile schema: Invalid schema input: Sparse vector indexing is not enabled in local",
-        ));
-    }
     if let Some(vc) = schema.embedding_vector_config() {
         let mut hnsw = HnswConfig::default();
         if let Some(space) = &vc.space {
@@ -1066,10 +1067,9 @@ mod tests {
             assert!(e.message.contains(msg), "{} vs {msg}", e.message);
         }
         let sparse = json!({"keys": {"s": {"sparse_vector": {"sparse_vector_index": {"enabled": true, "config": {}}}}}});
-        let e = reconcile(default_config(), Some(&sparse)).unwrap_err();
-        assert!(e
-            .message
-            .ends_with("Sparse vector indexing is not enabled in local"));
+        // Chroma refuses a sparse index on a single node; Ochre has one.
+        let c = reconcile(default_config(), Some(&sparse)).expect("sparse index accepted");
+        assert!(Schema::of_collection(&c).sparse_enabled());
         assert!(is_gcp_key("projects/p/locations/l/keyRings/r/cryptoKeys/k"));
     }
 

@@ -1248,7 +1248,7 @@ async fn schemathesis_openapi_documents_json_counts_error_statuses_and_embedding
         (coll.to_owned(), "post", "409"),
         (format!("{coll}/{{collection_id}}"), "put", "409"),
         (format!("{coll}/{{collection_id}}/fork"), "post", "409"),
-        (format!("{coll}/{{collection_id}}/search"), "post", "501"),
+        (format!("{coll}/{{collection_id}}/search"), "post", "422"),
     ] {
         assert!(
             op(&path, method)["responses"][status].is_object(),
@@ -1280,4 +1280,85 @@ async fn schemathesis_openapi_documents_json_counts_error_statuses_and_embedding
         .as_object()
         .expect("HnswUpdate");
     assert!(update.contains_key("ef_search") && !update.contains_key("ef_construction"));
+}
+
+#[tokio::test]
+async fn search_answers_hybrid_plans_and_refuses_bad_ones_with_chromas_messages() {
+    let app = app(state(ServerConfig::default()));
+    let (s, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "hybrid", "schema": {"keys": {"sp": {"sparse_vector": {
+            "sparse_vector_index": {"enabled": true, "config": {"bm25": true,
+                "embedding_function": {"type": "known", "name": "chroma_bm25", "config": {}}}}}}}}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let sv = |i: Vec<u32>| json!({"#type": "sparse_vector", "indices": i, "values": [1.0]});
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a", "b", "c"], "embeddings": [[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]],
+            "documents": ["apple pie", "banana split", "apple banana"],
+            "metadatas": [{"sp": sv(vec![1]), "kind": "x"}, {"sp": sv(vec![2]), "kind": "y"}, {"kind": "x"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let search = |body: Value| {
+        call(
+            &app,
+            "POST",
+            format!("{BASE}/collections/{id}/search").leak(),
+            Some(body),
+        )
+    };
+    // Sparse vectors come back as Chroma writes them.
+    let (s, v, _) = search(json!({"searches": [{"filter": {"#id": {"$in": ["a"]}}, "select": {"keys": ["sp", "#document"]}}]})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["metadatas"],
+        json!([[{"sp": {"#type": "sparse_vector", "indices": [1], "values": [1.0]}}]])
+    );
+    assert_eq!(v["documents"], json!([["apple pie"]]));
+    assert_eq!(v["select"], json!([["#document", "sp"]]));
+    assert_eq!(v["scores"], json!([null]));
+    // RRF of a dense and a BM25 ranking, as the Python client sends it, plus a text filter.
+    let rrf = json!({"$mul": [{"$val": -1}, {"$sum": [
+        {"$div": {"left": {"$val": 1}, "right": {"$sum": [{"$val": 60}, {"$knn": {"query": [1.0, 0.1], "limit": 3, "return_rank": true, "default": 100}}]}}},
+        {"$div": {"left": {"$val": 1}, "right": {"$sum": [{"$val": 60}, {"$knn": {"query": sv(vec![1]), "key": "sp", "limit": 3, "return_rank": true, "default": 100}}]}}}
+    ]}]});
+    let (s, v, _) = search(json!({"searches": [
+        {"rank": rrf, "limit": {"offset": 0, "limit": 2}, "select": {"keys": ["#score", "kind"]}},
+        {"filter": {"#document": {"$contains": "banana"}}, "rank": {"$knn": {"query": [1.0, 0.0]}}, "select": {"keys": ["#score"]}},
+        {"rank": {"$knn": {"query": [1.0, 0.0]}}, "group_by": {"keys": ["kind"], "aggregate": {"$min_k": {"keys": ["#score"], "k": 1}}}}
+    ], "read_level": "index_only"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ids"][0][0], "a", "{v}");
+    assert_eq!(v["metadatas"][0][0], json!({"kind": "x"}));
+    assert_eq!(v["ids"][1], json!(["c", "b"]));
+    assert_eq!(v["ids"][2], json!(["a", "b"]));
+    assert_eq!(v["select"], json!([["#score", "kind"], ["#score"], []]));
+    // Validation, with Chroma's statuses and messages.
+    let cases = [
+        (json!({"searches": [{"rank": {"$bogus": 1}}]}), StatusCode::UNPROCESSABLE_ENTITY, "unknown variant `$bogus`, expected one of `$abs`, `$div`"),
+        (json!({"searches": [{"group_by": {"keys": ["kind"]}, "rank": {"$val": 1}}]}), StatusCode::BAD_REQUEST, "Validation error: searches[0].group_by: group_by keys and aggregate must both be specified or both be omitted"),
+        (json!({"searches": [{"group_by": {"keys": ["kind"], "aggregate": {"$max_k": {"keys": ["#score"], "k": 1}}}}]}), StatusCode::BAD_REQUEST, "Validation error: searches[0].__all__: group_by requires rank expression to be specified"),
+        (json!({"searches": [{"group_by": {"keys": ["kind"], "aggregate": {"$max_k": {"keys": ["#score"], "k": 0}}}, "rank": {"$val": 1}}]}), StatusCode::BAD_REQUEST, "aggregate k must be greater than 0"),
+        (json!({"searches": [{"rank": {"$knn": {"query": {"indices": [2, 1], "values": [1, 1]}, "key": "sp"}}}]}), StatusCode::BAD_REQUEST, "Invalid sparse vector in KNN query: Sparse vector indices must be sorted in strictly ascending order (no duplicates)"),
+        (json!({"searches": [{"rank": {"$knn": {"query": {"indices": [1], "values": [1]}, "key": "kind"}}}]}), StatusCode::BAD_REQUEST, "Cannot filter using metadata key 'kind' with type 'SparseVector' because indexing is disabled"),
+        (json!({"searches": [{"rank": {"$knn": {"query": [1.0, 0.0, 0.0]}}}]}), StatusCode::BAD_REQUEST, "Collection expecting embedding with dimension of 2, got 3"),
+        (json!({"searches": [], "read_level": "everything"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown variant `everything`"),
+        (json!({"searches": [{"filter": {"kind": {"$bogus": 1}}}]}), StatusCode::UNPROCESSABLE_ENTITY, "searches[0].filter"),
+    ];
+    for (body, status, message) in cases {
+        let (s, v, _) = search(body.clone()).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(message)),
+            "{body}: {v}"
+        );
+    }
 }

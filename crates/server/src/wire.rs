@@ -445,8 +445,10 @@ pub fn collection_json(c: &CollectionInfo) -> Value {
         "dimension": c.dimension,
         "tenant": c.tenant,
         "database": c.database,
-        "log_position": 0,
-        "version": 0,
+        // Every write is indexed before it returns, so the log is always fully "compacted": both
+        // count the record operations written (what distributed Chroma's compactions advance).
+        "log_position": c.total_ops,
+        "version": c.total_ops,
     })
 }
 

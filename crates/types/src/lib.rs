@@ -28,8 +28,9 @@ pub use config::{
 pub use filter::{DocOp, IdOp, MetaOp, Scalar, ScalarList, Where, WhereDocument, WhereError};
 pub use ids::{CollectionId, DatabaseId, SeqNo};
 pub use metadata::{
-    compare_int_float, metadata_from_json, metadata_to_json, validate_record_metadata, Metadata,
-    MetadataError, MetadataLookup, MetadataValue, UpdateMetadata,
+    compare_int_float, f32_as_f64, metadata_from_json, metadata_to_json, validate_record_metadata,
+    Metadata, MetadataError, MetadataLookup, MetadataValue, SparseError, SparseVector,
+    UpdateMetadata,
 };
 pub use names::{
     validate_collection_name, validate_database_name, validate_tenant_name, NameError,

@@ -16,6 +16,142 @@ pub enum MetadataValue {
     IntArray(Vec<i64>),
     FloatArray(Vec<f64>),
     StrArray(Vec<String>),
+    /// A sparse vector (Chroma's `{"#type": "sparse_vector", ...}` object).
+    Sparse(SparseVector),
+}
+
+/// A sparse vector: strictly ascending term indices, one finite value per index, and optionally
+/// the token each index stands for (Chroma's BM25 embedding function sends them).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparseVector {
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+    pub tokens: Option<Vec<String>>,
+}
+
+/// Why a sparse vector is malformed; the messages are Chroma's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SparseError {
+    #[error("Sparse vector indices, values, and tokens (when present) must have the same length")]
+    Lengths,
+    #[error("Sparse vector indices must be sorted in strictly ascending order (no duplicates)")]
+    Unsorted,
+    #[error("Sparse vector values must be finite")]
+    NotFinite,
+    #[error("Sparse vector indices and values must be arrays of numbers")]
+    Shape,
+}
+
+impl SparseVector {
+    /// Checks Chroma's rules: equal lengths, strictly ascending indices, finite values.
+    ///
+    /// # Errors
+    /// The first rule broken.
+    pub fn validate(&self) -> Result<(), SparseError> {
+        if self.indices.len() != self.values.len()
+            || self
+                .tokens
+                .as_ref()
+                .is_some_and(|t| t.len() != self.indices.len())
+        {
+            return Err(SparseError::Lengths);
+        }
+        if self.indices.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(SparseError::Unsorted);
+        }
+        if self.values.iter().any(|v| !v.is_finite()) {
+            return Err(SparseError::NotFinite);
+        }
+        Ok(())
+    }
+
+    /// The vector as Chroma writes it: `{"#type": "sparse_vector", "indices", "values"[, "tokens"]}`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("#type".into(), Value::String("sparse_vector".into()));
+        m.insert(
+            "indices".into(),
+            Value::Array(
+                self.indices
+                    .iter()
+                    .map(|i| Value::Number((*i).into()))
+                    .collect(),
+            ),
+        );
+        m.insert(
+            "values".into(),
+            Value::Array(
+                self.values
+                    .iter()
+                    .map(|v| Number::from_f64(f32_as_f64(*v)).map_or(Value::Null, Value::Number))
+                    .collect(),
+            ),
+        );
+        if let Some(t) = &self.tokens {
+            m.insert(
+                "tokens".into(),
+                Value::Array(t.iter().map(|s| Value::String(s.clone())).collect()),
+            );
+        }
+        Value::Object(m)
+    }
+
+    /// Parses a JSON object with `indices` and `values` (and optionally `tokens` and a
+    /// `#type` of `sparse_vector`); the shape only (see [`SparseVector::validate`]).
+    ///
+    /// Returns `None` when the object is not shaped like a sparse vector at all.
+    pub fn from_json(m: &Map<String, Value>) -> Option<Result<SparseVector, SparseError>> {
+        match m.get("#type") {
+            Some(Value::String(t)) if t == "sparse_vector" => {}
+            None => {}
+            _ => return None,
+        }
+        let (Some(Value::Array(ix)), Some(Value::Array(vals))) =
+            (m.get("indices"), m.get("values"))
+        else {
+            return None;
+        };
+        if m.keys()
+            .any(|k| !matches!(k.as_str(), "#type" | "indices" | "values" | "tokens"))
+        {
+            return None;
+        }
+        let parse = || -> Result<SparseVector, SparseError> {
+            let indices = ix
+                .iter()
+                .map(|v| v.as_u64().and_then(|i| u32::try_from(i).ok()))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or(SparseError::Shape)?;
+            let values = vals
+                .iter()
+                .map(|v| v.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or(SparseError::Shape)?;
+            let tokens = match m.get("tokens") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(t)) => Some(
+                    t.iter()
+                        .map(|s| s.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<String>>>()
+                        .ok_or(SparseError::Shape)?,
+                ),
+                Some(_) => return Err(SparseError::Shape),
+            };
+            Ok(SparseVector {
+                indices,
+                values,
+                tokens,
+            })
+        };
+        Some(parse())
+    }
+}
+
+/// The f64 nearest to `v`'s shortest decimal form (`0.1f32` → `0.1`, not
+/// `0.10000000149011612`), as Chroma's f32 serialisation prints it.
+pub fn f32_as_f64(v: f32) -> f64 {
+    let text = v.to_string();
+    text.parse().unwrap_or(f64::from(v))
 }
 
 /// A record's (or collection's) metadata: keys in sorted order.
@@ -82,6 +218,7 @@ impl MetadataValue {
             MetadataValue::StrArray(v) => {
                 Value::Array(v.iter().map(|s| Value::String(s.clone())).collect())
             }
+            MetadataValue::Sparse(v) => v.to_json(),
         }
     }
 
@@ -152,7 +289,11 @@ impl MetadataValue {
                 }
             }
             Value::Null => return Err(MetadataError::Null),
-            Value::Object(_) => return Err(MetadataError::Nested),
+            Value::Object(m) => match SparseVector::from_json(m) {
+                Some(Ok(v)) => MetadataValue::Sparse(v),
+                Some(Err(e)) => return Err(MetadataError::Sparse(e)),
+                None => return Err(MetadataError::Nested),
+            },
         }))
     }
 
@@ -202,6 +343,11 @@ pub enum MetadataError {
     NotFinite(String),
     #[error("Metadata list for {0} must be non-empty")]
     EmptyList(String),
+    #[error("{0}")]
+    Sparse(SparseError),
+    /// A sparse vector under `key` breaks a rule.
+    #[error("Invalid sparse vector for key {key}: {error}")]
+    BadSparse { key: String, error: SparseError },
 }
 
 fn mixed() -> MetadataError {
@@ -285,10 +431,17 @@ pub fn validate_record_metadata<'a>(
                 MetadataValue::Bool(_)
                 | MetadataValue::Int(_)
                 | MetadataValue::Float(_)
-                | MetadataValue::Str(_),
+                | MetadataValue::Str(_)
+                | MetadataValue::Sparse(_),
             )
             | None => false,
         };
+        if let Some(MetadataValue::Sparse(sv)) = v {
+            sv.validate().map_err(|error| MetadataError::BadSparse {
+                key: k.clone(),
+                error,
+            })?;
+        }
         let finite = match v {
             Some(MetadataValue::Float(f)) => f.is_finite(),
             Some(MetadataValue::FloatArray(a)) => a.iter().all(|f| f.is_finite()),
@@ -353,6 +506,13 @@ mod tests {
             proptest::collection::vec(any::<i64>(), 1..4).prop_map(MetadataValue::IntArray),
             proptest::collection::vec(-1e300f64..1e300, 1..4).prop_map(MetadataValue::FloatArray),
             proptest::collection::vec(".*", 1..4).prop_map(MetadataValue::StrArray),
+            proptest::collection::btree_map(any::<u32>(), -1e30f32..1e30, 0..4).prop_map(|m| {
+                MetadataValue::Sparse(SparseVector {
+                    indices: m.keys().copied().collect(),
+                    values: m.values().copied().collect(),
+                    tokens: None,
+                })
+            }),
         ]
     }
 

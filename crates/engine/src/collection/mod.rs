@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ochre_index::{HnswIndex, Neighbor};
+use ochre_index::{HnswIndex, Neighbor, TextIndex};
 use ochre_storage::{CollectionRow, DocumentWrite, Mutation, Reader, RecordRow};
 use ochre_types::{
     CollectionConfiguration, CollectionId, DatabaseId, Metadata, SeqNo, Where, WhereDocument,
@@ -19,11 +19,14 @@ use crate::request::{
     CollectionInfo, DeleteRequest, GetRequest, GetResult, Include, QueryRequest, QueryResult,
     RecordBatch,
 };
+use crate::sparse::{SchemaIndexes, SparseState};
 use crate::validate::{self, WriteKind};
 
 mod recovery;
+mod search;
 #[cfg(test)]
 mod tests;
+mod text;
 
 /// Largest sequence number a collection may hand out (the store reserves 40 bits).
 const MAX_SEQ: u64 = (1 << 40) - 1;
@@ -86,6 +89,10 @@ pub(crate) struct CollectionState {
     rebuilding: bool,
     /// Checkpoints handed out ([`CollectionState::checkpoint_due`]).
     checkpoints: u64,
+    /// The sparse index of the key the schema names, if any.
+    sparse: Option<SparseState>,
+    /// The trigram index of the documents, unless the schema turns full-text search off.
+    text: Option<TextIndex>,
 }
 
 /// A collection in the catalog: its store key, id and state.
@@ -162,6 +169,9 @@ impl CollectionState {
         docs_held: bool,
     ) -> Self {
         let index = row.dimension.map(|d| new_index(&row, d));
+        let schema = SchemaIndexes::of(&row.configuration);
+        let sparse = schema.sparse.map(|(key, bm25)| SparseState::new(key, bm25));
+        let text = schema.fts.then(TextIndex::new);
         CollectionState {
             row,
             tenant,
@@ -177,6 +187,8 @@ impl CollectionState {
             docs_held,
             rebuilding: false,
             checkpoints: 0,
+            sparse,
+            text,
         }
     }
 
@@ -202,6 +214,9 @@ impl CollectionState {
         }
         self.meta
             .insert(seq, record.metadata.iter().flat_map(PackedMetadata::iter));
+        if let Some(sp) = self.sparse.as_mut() {
+            sp.file(seq, record.metadata.as_ref());
+        }
         self.by_id.insert(record.id.clone(), seq);
         self.records.insert(seq, record);
     }
@@ -212,6 +227,12 @@ impl CollectionState {
             self.by_id.remove(&r.id);
             self.meta
                 .remove(seq, r.metadata.iter().flat_map(PackedMetadata::iter));
+            if let Some(sp) = self.sparse.as_mut() {
+                sp.index.remove(seq);
+            }
+            if let Some(t) = self.text.as_mut() {
+                t.remove(seq);
+            }
         }
     }
 
@@ -249,6 +270,30 @@ impl CollectionState {
         }
     }
 
+    /// Brings the derived indexes in line with the schema: a sparse index for the key it names
+    /// (built from the records when the key changes), none when it names none.
+    pub(crate) fn refresh_indexes(&mut self) {
+        let want = SchemaIndexes::of(&self.row.configuration).sparse;
+        let have = self.sparse.as_ref().map(|s| (s.key.clone(), s.bm25));
+        if want == have {
+            return;
+        }
+        self.sparse = want.map(|(key, bm25)| {
+            let mut sp = SparseState::new(key, bm25);
+            if have.as_ref().map(|h| &h.0) == Some(&sp.key) {
+                // Only the BM25 flag changed: the postings stay.
+                if let Some(old) = self.sparse.take() {
+                    sp.index = old.index;
+                }
+            } else {
+                for (seq, r) in &self.records {
+                    sp.file(*seq, r.metadata.as_ref());
+                }
+            }
+            sp
+        });
+    }
+
     /// Applies the configuration's changeable knobs (`ef_search`, `num_threads`) to the live
     /// index.
     pub(crate) fn apply_tuning(&mut self) {
@@ -280,6 +325,8 @@ impl CollectionState {
         self.meta = MetaIndex::default();
         self.keys = KeyInterner::default();
         self.index = None;
+        self.sparse = None;
+        self.text = None;
     }
 
     /// A copy with another row (new id, key and name).
@@ -300,6 +347,8 @@ impl CollectionState {
             docs_held: self.docs_held,
             rebuilding: false,
             checkpoints: 0,
+            sparse: self.sparse.clone(),
+            text: self.text.clone(),
         }
     }
 
@@ -356,6 +405,38 @@ impl CollectionState {
                 }
             }
         };
+        // The full-text index narrows document conditions to candidates; when its answer for
+        // `where_document` is exact and `where` reads no document, no document is read at all.
+        let mut wd = wd;
+        let mut reads_docs = reads_docs;
+        let mut seqs = seqs;
+        if let Some(t) = self.text.as_ref().filter(|_| reads_docs) {
+            let from_wd = wd.and_then(|wd| text::document(t, wd));
+            let w_reads = w.is_some_and(Where::reads_document);
+            let from_w = w
+                .filter(|_| w_reads)
+                .and_then(|w| text::where_clauses(t, w));
+            let exact = wd.is_none() || from_wd.as_ref().is_some_and(|(_, e)| *e);
+            let narrowed = match (from_wd, from_w) {
+                (Some((a, _)), Some((b, _))) => Some(crate::metaindex::intersect(&a, &b)),
+                (Some((a, _)), None) | (None, Some((a, _))) => Some(a),
+                (None, None) => None,
+            };
+            if let Some(n) = narrowed {
+                let exact = exact && !w_reads;
+                // Looking candidates up one by one pays while they are few next to a scan.
+                if exact || n.len() <= (self.records.len() / 4).max(256) {
+                    seqs = Some(match seqs {
+                        Some(s) => crate::metaindex::intersect(&s, &n),
+                        None => n,
+                    });
+                    if exact {
+                        wd = None;
+                        reads_docs = false;
+                    }
+                }
+            }
+        }
         // In memory when the filters need no document or the collection holds them (a
         // persistent record's `document` is `None`, never looked at then).
         if !reads_docs || self.docs_held {
@@ -685,6 +766,7 @@ impl Collection {
                 st.index = Some(new_index(&r, r.dimension.unwrap_or(0)));
             }
             st.row = r;
+            st.refresh_indexes();
         }
         st.row.total_ops += ops;
         st.next_seq = next_seq;
@@ -707,6 +789,12 @@ impl Collection {
             st.dirty += items.len();
         }
         for s in staged {
+            if let (Some(t), StagedDocument::Set(d)) = (st.text.as_mut(), &s.document) {
+                match d {
+                    Some(d) => t.insert(s.seq, d),
+                    None => t.remove(s.seq),
+                }
+            }
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
             let document = match s.document {
                 _ if !st.docs_held => None,

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use ochre_index::hnsw::format::{FormatError, ParsedCheckpoint};
+use ochre_index::TextIndex;
 use ochre_storage::{DecodeError, RawEmbedding, Store, StoredMetadata};
 use ochre_types::SeqNo;
 
@@ -86,15 +87,19 @@ struct RecoveredMaps {
     keys: KeyInterner,
     /// In storage order, which is sequence order.
     records: Vec<(SeqNo, StoredRecord)>,
+    /// The trigram index, filled from the documents read (which are then dropped), when the
+    /// collection has one.
+    text: Option<TextIndex>,
 }
 
 impl RecoveredMaps {
-    fn with_capacity(n: usize) -> Self {
+    fn with_capacity(n: usize, text: bool) -> Self {
         RecoveredMaps {
             by_id: HashMap::with_capacity(n),
             meta: MetaIndex::default(),
             keys: KeyInterner::default(),
             records: Vec::with_capacity(n),
+            text: text.then(TextIndex::new),
         }
     }
 
@@ -114,11 +119,15 @@ impl RecoveredMaps {
             let metadata = metadata.map(|m| PackedMetadata::pack(m, &mut self.keys));
             self.meta
                 .insert(r.seq, metadata.iter().flat_map(PackedMetadata::iter));
+            if let (Some(t), Some(d)) = (self.text.as_mut(), r.document.as_deref()) {
+                t.insert(r.seq, d);
+            }
             self.records.push((
                 r.seq,
                 StoredRecord {
                     id: r.id,
-                    document: r.document,
+                    // A persistent collection reads documents from the store.
+                    document: None,
                     uri: r.uri,
                     metadata,
                 },
@@ -135,7 +144,7 @@ enum Sink<'scope> {
         std::sync::mpsc::SyncSender<Vec<Pending>>,
         std::thread::ScopedJoinHandle<'scope, std::result::Result<RecoveredMaps, RecoveryError>>,
     ),
-    Inline(std::result::Result<RecoveredMaps, RecoveryError>),
+    Inline(Box<std::result::Result<RecoveredMaps, RecoveryError>>),
 }
 
 impl Sink<'_> {
@@ -145,14 +154,16 @@ impl Sink<'_> {
         match self {
             // A closed channel means the other thread stopped at an error.
             Sink::Thread(tx, _) => tx.send(batch).is_ok(),
-            Sink::Inline(Ok(maps)) => match maps.absorb(batch) {
-                Ok(()) => true,
-                Err(e) => {
-                    *self = Sink::Inline(Err(e));
-                    false
-                }
+            Sink::Inline(maps) => match maps.as_mut() {
+                Ok(m) => match m.absorb(batch) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        **maps = Err(e);
+                        false
+                    }
+                },
+                Err(_) => false,
             },
-            Sink::Inline(Err(_)) => false,
         }
     }
 
@@ -162,7 +173,7 @@ impl Sink<'_> {
                 drop(tx);
                 thread.join().unwrap_or(Err(RecoveryError::Panicked))
             }
-            Sink::Inline(maps) => maps,
+            Sink::Inline(maps) => *maps,
         }
     }
 }
@@ -199,6 +210,7 @@ impl CollectionState {
         let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
         let mut next_seq = self.next_seq;
         let row_id = self.row.id;
+        let text = self.text.is_some();
         let (read, absorbed, parsed) = std::thread::scope(|s| {
             let parser = match (checkpoint.as_deref(), dim) {
                 (Some(bytes), Some(d)) => Some(
@@ -213,17 +225,18 @@ impl CollectionState {
             let mut sink = match std::thread::Builder::new()
                 .name("ochre-recover-records".into())
                 .spawn_scoped(s, move || {
-                    let mut maps = RecoveredMaps::with_capacity(hint);
+                    let mut maps = RecoveredMaps::with_capacity(hint, text);
                     for batch in rx {
                         maps.absorb(batch)?;
                     }
                     Ok(maps)
                 }) {
                 Ok(thread) => Sink::Thread(tx, thread),
-                Err(_) => Sink::Inline(Ok(RecoveredMaps::with_capacity(hint))),
+                Err(_) => Sink::Inline(Box::new(Ok(RecoveredMaps::with_capacity(hint, text)))),
             };
             let mut batch = Vec::with_capacity(RECOVER_BATCH);
-            let read = store.load_records(key, false, |r| {
+            // Documents are read only to fill the trigram index.
+            let read = store.load_records(key, text, |r| {
                 let Some(d) = dim else {
                     return Err(corrupted(format!(
                         "collection {row_id} has records but no dimension"
@@ -282,8 +295,14 @@ impl CollectionState {
         self.meta = maps.meta;
         self.keys = maps.keys;
         self.records = maps.records.into_iter().collect();
+        if text {
+            self.text = maps.text;
+        }
         self.next_seq = next_seq;
         self.build_index(vectors, parsed);
+        // Derived from the records just loaded.
+        self.sparse = None;
+        self.refresh_indexes();
         Ok(())
     }
 
