@@ -154,10 +154,12 @@ fn main() {
     let (mut t, docs, took) = build(20_000, 2048, 1);
     let avg = docs.iter().map(String::len).sum::<usize>() / docs.len();
     let before = t.memory_bytes();
+    let start = Instant::now();
     t.compact();
+    let compacted = start.elapsed();
     println!(
         "20,000 × {avg} B prose: indexed in {took:.2?}, {} trigrams, {:.0} B/record \
-         ({:.0} B/record after compact())",
+         ({:.0} B/record after compact(), which took {compacted:.2?})",
         t.trigrams(),
         before as f64 / 20_000.0,
         t.memory_bytes() as f64 / 20_000.0,

@@ -301,8 +301,8 @@ impl Packed {
         pack(&gaps, width, &mut self.bytes);
         self.skips.push(Skip {
             last: self.last,
-            // Below 4 GiB: a list holds fewer than 2³² postings whose gaps sum below 2³², which
-            // packs into well under 2³² bytes.
+            // Fits: 4 GiB of one packed list means billions of postings, far past the memory of
+            // any index this one is (records under 2³², the densest lists bitmaps).
             offset: at as u32,
         });
     }

@@ -327,6 +327,15 @@ fn model_insert_replace_remove_never_misses_or_resurrects() {
         }
     }
     assert!(compactions > 10, "compaction ran {compactions} times");
+    let bitmaps = t
+        .postings
+        .values()
+        .filter(|p| matches!(p, super::Postings::Bitmap(_)))
+        .count();
+    assert!(
+        bitmaps > 0 && bitmaps < t.trigrams(),
+        "both list shapes: {bitmaps} bitmaps"
+    );
 }
 
 /// Strategy: documents over a small alphabet (so needles and patterns hit), with multi-byte
