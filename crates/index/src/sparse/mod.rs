@@ -258,7 +258,8 @@ impl SparseIndex {
     /// vector with no pairs is stored (it counts in [`len`](Self::len)) but is never a hit.
     ///
     /// # Panics
-    /// When `u32::MAX - 1` vectors are live and one more is inserted (slots are `u32`).
+    /// When `u32::MAX` vectors are live and one more is inserted (slots are `u32`, and
+    /// `u32::MAX` marks the end of a postings list).
     pub fn insert(&mut self, seq: SeqNo, indices: &[u32], values: &[f32]) {
         let (indices, values) = normalized(indices, values);
         if let Some(&old) = self.by_seq.get(&seq) {

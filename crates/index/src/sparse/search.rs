@@ -63,7 +63,8 @@ impl TopK {
     fn new(k: usize) -> TopK {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // A huge `k` (callers may pass any) grows the heap as hits come instead.
+            heap: BinaryHeap::with_capacity(k.min(1 << 12) + 1),
         }
     }
 

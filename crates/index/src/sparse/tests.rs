@@ -354,10 +354,16 @@ fn removed_memory_is_reclaimed() {
     let grown = ix.memory_bytes();
     ix.shrink_to_fit();
     let full = ix.memory_bytes();
-    assert!(full < grown, "shrink_to_fit released headroom: {full} of {grown}");
+    assert!(
+        full < grown,
+        "shrink_to_fit released headroom: {full} of {grown}"
+    );
     for s in (0..5000u64).step_by(97) {
         let (i, v) = ix.get(SeqNo(s)).unwrap();
-        assert_eq!(ix.search_among(&i, &v, 1, &[SeqNo(s)]).len(), usize::from(!i.is_empty()));
+        assert_eq!(
+            ix.search_among(&i, &v, 1, &[SeqNo(s)]).len(),
+            usize::from(!i.is_empty())
+        );
     }
     for s in 10..5000u64 {
         ix.remove(SeqNo(s));
