@@ -1,7 +1,8 @@
 //! Readers for the pypi-minilm benchmark data set (`../shared/datasets/pypi-minilm`): float16
 //! vectors, exact top-100 ground truth and the record table; and the measuring helpers the
 //! benchmarks share. Used by the index benchmark (`ochre-bench`), the embedded end-to-end
-//! benchmark (`embedded`) and the `reopen` example. A benchmark helper, not a library for users:
+//! benchmark (`embedded`), the sparse-index comparison with tantivy (`sparse_vs_tantivy`) and
+//! the `reopen` example. A benchmark helper, not a library for users:
 //! a missing or malformed file panics with its path.
 
 #![allow(
@@ -82,13 +83,28 @@ pub struct Record {
     pub summary: String,
 }
 
-/// The first `limit` records of an uncompressed `records.tsv` (header line first; fields are
-/// separated by tabs and contain none).
+/// The first `limit` records of `records.tsv` (header line first; fields are separated by tabs
+/// and contain none). A name ending in `.gz` is decompressed through the `gzip` program.
 ///
 /// # Panics
 /// When the file cannot be read or a line does not have the eight fields.
 pub fn read_records(path: &Path, limit: usize) -> Vec<Record> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = if path.extension().is_some_and(|e| e == "gz") {
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| panic!("gzip -dc {}: {e}", path.display()));
+        assert!(
+            out.status.success(),
+            "gzip -dc {}: {}",
+            path.display(),
+            out.status
+        );
+        String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    } else {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
     let bad = |line: &str| -> ! { panic!("{}: malformed line {line:?}", path.display()) };
     text.lines()
         .skip(1)

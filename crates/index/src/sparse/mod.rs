@@ -31,15 +31,26 @@
 //! - Terms are sorted by their upper bound `q_t · max v_t`. Once the heap holds `k` hits with
 //!   threshold `θ`, the longest prefix of terms whose bounds sum below `θ` is *non-essential*:
 //!   a vector holding only those terms cannot enter, so candidates come from the other
-//!   (essential) terms' postings only.
-//! - A candidate's non-essential terms are first bounded by the maxima of the blocks that would
-//!   hold it (without reading entries), then looked up in descending bound order, stopping as
-//!   soon as the partial score plus the remaining bounds cannot reach `θ`.
+//!   (essential) terms' postings only, and the non-essential ones are only probed.
+//! - When one essential term's next slots come before every other essential term's (always,
+//!   once a single term is essential, the usual state for short queries), its entries up to
+//!   the next one's slot are handled as a batch within one block: the block is skipped if its
+//!   maximum cannot enter; entries that cannot enter on their own bound are dropped; the rest
+//!   are bounded by the non-essential terms' block maxima over the batch's slot range, then
+//!   probed term by term in descending bound order, galloping through each term's postings
+//!   and dropping candidates as soon as their partial score plus the remaining bounds cannot
+//!   reach `θ`.
+//! - A slot several essential terms share is merged: first a region check (within the
+//!   first-ending current block of the essential terms, each contributes at most its block's
+//!   maximum; if their sum cannot enter, the whole region is skipped), then the non-essential
+//!   terms are bounded by the blocks that would hold the slot and probed as above.
+//! - Terms whose postings run out are dropped from the query, which tightens the bounds.
 //! - Bounds are compared after a relative slack that covers `f64` rounding differences between
-//!   summation orders, so pruning never drops a vector whose exact score would enter.
+//!   summation orders, and against the exact `f64` limit below which a sum rounds under `θ`,
+//!   so pruning never drops a vector whose exact score would enter.
 //! - Ties: while slots are in ascending sequence-number order (the usual case: the engine
 //!   inserts in log order; a global rebuild restores it), a later candidate loses a tie against
-//!   every hit already held, so a bound *equal* to `θ` prunes; otherwise only a smaller one does.
+//!   every hit already held, so a bound that can only *equal* `θ` prunes too.
 //!
 //! Pruning needs non-negative contributions: the bounds are query weights times maximum values,
 //! which bound `q_t·v_t` only when `q_t ≥ 0`, and a vector lacking a term gets 0 from it, which
@@ -247,7 +258,8 @@ impl SparseIndex {
     /// vector with no pairs is stored (it counts in [`len`](Self::len)) but is never a hit.
     ///
     /// # Panics
-    /// When `u32::MAX - 1` vectors are live and one more is inserted (slots are `u32`).
+    /// When `u32::MAX` vectors are live and one more is inserted (slots are `u32`, and
+    /// `u32::MAX` marks the end of a postings list).
     pub fn insert(&mut self, seq: SeqNo, indices: &[u32], values: &[f32]) {
         let (indices, values) = normalized(indices, values);
         if let Some(&old) = self.by_seq.get(&seq) {
@@ -427,6 +439,21 @@ impl SparseIndex {
 
     fn postings(&self, term: u32) -> Option<&Postings> {
         self.term_ids.get(&term).map(|&id| &self.terms[id as usize])
+    }
+
+    /// Releases spare capacity (growth headroom of the slot table, forward store, postings and
+    /// hash tables), for instance after loading a collection. Does not drop tombstones; O(size).
+    pub fn shrink_to_fit(&mut self) {
+        self.slot_seq.shrink_to_fit();
+        self.live.0.shrink_to_fit();
+        self.by_seq.shrink_to_fit();
+        self.fwd_off.shrink_to_fit();
+        self.fwd_terms.shrink_to_fit();
+        self.fwd_values.shrink_to_fit();
+        self.term_ids.shrink_to_fit();
+        self.terms.shrink_to_fit();
+        self.terms.iter_mut().for_each(Postings::shrink_to_fit);
+        self.free_terms.shrink_to_fit();
     }
 
     /// Approximate heap bytes held (capacities of the slot table, forward store, postings and

@@ -134,6 +134,12 @@ impl Postings {
         self.negative = self.entries.iter().any(|e| !prunable(e.value));
     }
 
+    /// Releases spare capacity.
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        self.blocks.shrink_to_fit();
+    }
+
     /// Heap bytes held.
     pub(super) fn heap_bytes(&self) -> usize {
         self.entries.capacity() * size_of::<Entry>() + self.blocks.capacity() * size_of::<Block>()
@@ -142,7 +148,10 @@ impl Postings {
     /// A cursor at the first entry, for a query weight `q` (non-negative when pruning) at
     /// position `qpos` of the query's ascending term order.
     pub(super) fn cursor(&self, q: f64, qpos: u32, shift: u32) -> Cursor<'_> {
-        let single = block_of(&self.entries);
+        let single = Block {
+            last: self.entries.last().map_or(0, |e| e.slot),
+            max: self.max,
+        };
         let nblocks = if self.blocks.is_empty() {
             1
         } else {
@@ -206,7 +215,7 @@ pub(super) struct Cursor<'a> {
     pub(super) qpos: u32,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     #[inline]
     fn block(&self, b: usize) -> Block {
         if self.blocks.is_empty() {
@@ -226,6 +235,33 @@ impl Cursor<'_> {
     #[inline]
     pub(super) fn value(&self) -> f32 {
         self.entries.get(self.pos).map_or(0.0, |e| e.value)
+    }
+
+    /// The last slot and the largest value of the block holding the current entry; `None` once
+    /// exhausted.
+    #[inline]
+    pub(super) fn current_block(&self) -> Option<(u32, f32)> {
+        if self.pos >= self.entries.len() {
+            return None;
+        }
+        let b = self.block(self.pos >> self.shift);
+        Some((b.last, b.max))
+    }
+
+    /// The entries from the current one to the end of its block (none once exhausted).
+    #[inline]
+    pub(super) fn rest_of_block(&self) -> &'a [Entry] {
+        let end = ((self.pos >> self.shift) + 1) << self.shift;
+        let entries: &'a [Entry] = self.entries;
+        entries
+            .get(self.pos..end.min(entries.len()))
+            .unwrap_or_default()
+    }
+
+    /// Moves `n` entries on.
+    #[inline]
+    pub(super) fn skip(&mut self, n: usize) {
+        self.pos += n;
     }
 
     /// Moves to the next entry.
@@ -252,7 +288,70 @@ impl Cursor<'_> {
         }
         let start = self.pos.max(b << self.shift);
         let end = ((b + 1) << self.shift).min(self.entries.len());
-        self.pos = start + self.entries[start..end].partition_point(|e| e.slot < target);
+        // Gallop from `start` (targets are usually a few entries ahead), then binary-search the
+        // last step. The block's last slot is at least `target`, so the answer is before `end`.
+        let (mut lo, mut step) = (start, 1);
+        while lo + step < end && self.entries[lo + step].slot < target {
+            lo += step;
+            step *= 2;
+        }
+        let hi = (lo + step).min(end);
+        self.pos = lo + self.entries[lo..hi].partition_point(|e| e.slot < target);
+    }
+
+    /// Moves to the first entry whose slot is at least `target` by galloping from the current
+    /// one, without the block table: for targets a few entries ahead, as when probing a batch
+    /// of candidates in slot order.
+    #[inline]
+    pub(super) fn gallop(&mut self, target: u32) {
+        let e = self.entries;
+        let mut lo = self.pos;
+        if e.get(lo).is_none_or(|x| x.slot >= target) {
+            return;
+        }
+        // e[lo] is below target; double the step until an entry is not.
+        let mut step = 1;
+        while lo + step < e.len() && e[lo + step].slot < target {
+            lo += step;
+            step *= 2;
+        }
+        // The answer is in lo + 1..=hi; the last step is usually short enough to walk.
+        let hi = (lo + step).min(e.len());
+        if hi - lo <= 16 {
+            let mut j = lo + 1;
+            while j < hi && e[j].slot < target {
+                j += 1;
+            }
+            self.pos = j;
+        } else {
+            self.pos = lo + 1 + e[lo + 1..hi].partition_point(|x| x.slot < target);
+        }
+    }
+
+    /// The largest value among the blocks that may hold slots `lo..=hi` (0 when none remains),
+    /// moving the block pointer to the first of them; `lo` is at least every earlier target.
+    #[inline]
+    pub(super) fn window_max(&mut self, lo: u32, hi: u32) -> f32 {
+        if self.pos >= self.entries.len() {
+            return 0.0;
+        }
+        let mut b = self.blk.max(self.pos >> self.shift);
+        while b < self.nblocks && self.block(b).last < lo {
+            b += 1;
+        }
+        self.blk = b;
+        let mut max = 0.0f32;
+        while b < self.nblocks {
+            let block = self.block(b);
+            if block.max > max {
+                max = block.max;
+            }
+            if block.last >= hi {
+                break;
+            }
+            b += 1;
+        }
+        max
     }
 
     /// An upper bound on this term's value for slot `target`, from the largest value of the

@@ -291,6 +291,28 @@ fn pruned_search_matches_brute_force_with_long_postings_and_removals() {
 }
 
 #[test]
+fn long_queries_match_brute_force() {
+    // More query terms than the batched probe handles: candidates are completed one by one.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut ix = SparseIndex::with_block_shift(3);
+    let mut model = Model::new();
+    for s in 0..2000u64 {
+        let pairs = random_doc(&mut rng, 400, 30);
+        insert(&mut ix, &mut model, s, &pairs);
+    }
+    for _ in 0..40 {
+        let (qi, qv) = random_query(&mut rng, 400, 80);
+        for k in [1, 10, 50] {
+            assert_same(
+                &ix.search(&qi, &qv, k, None),
+                &brute(&model, &qi, &qv, k, None),
+                "long",
+            );
+        }
+    }
+}
+
+#[test]
 fn pruning_skips_most_candidates() {
     // One rare, heavy term and one common, light one: once the heap holds the rare term's
     // vectors, the common term's postings are only probed, never walked as candidates.
@@ -310,8 +332,10 @@ fn pruning_skips_most_candidates() {
     let got = ix.search(&[1, 2], &[1.0, 1.0], 10, Some(&allow));
     let want: Vec<(u64, f32)> = (0..10).map(|i| (i * 1000, 6.0)).collect();
     assert_same(&got, &hits(&want), "rare term first");
+    // The first block of the common term is gathered before the heap is full; after that only
+    // the rare term's vectors are candidates.
     assert!(
-        calls.get() < 100,
+        calls.get() < 2 * super::BLOCK + 100,
         "{} candidates reached the filter",
         calls.get()
     );
@@ -327,7 +351,20 @@ fn removed_memory_is_reclaimed() {
         let (i, v): (Vec<u32>, Vec<f32>) = pairs.into_iter().unzip();
         ix.insert(SeqNo(s), &i, &v);
     }
+    let grown = ix.memory_bytes();
+    ix.shrink_to_fit();
     let full = ix.memory_bytes();
+    assert!(
+        full < grown,
+        "shrink_to_fit released headroom: {full} of {grown}"
+    );
+    for s in (0..5000u64).step_by(97) {
+        let (i, v) = ix.get(SeqNo(s)).unwrap();
+        assert_eq!(
+            ix.search_among(&i, &v, 1, &[SeqNo(s)]).len(),
+            usize::from(!i.is_empty())
+        );
+    }
     for s in 10..5000u64 {
         ix.remove(SeqNo(s));
     }
