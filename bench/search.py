@@ -125,10 +125,10 @@ def main():
             if name == "Ochre":
                 schema = Schema().create_index(
                     key="bm25", config=SparseVectorIndexConfig(source_key="#document", embedding_function=ef, bm25=True))
-                col = c.create_collection("search", schema=schema, embedding_function=None,
-                                          configuration={"hnsw": {"space": "cosine"}})
+                col = c.create_collection("search", schema=schema, embedding_function=None)
             else:
-                col = c.create_collection("search", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+                # The default space (l2) on both: the vectors are unit length, so it ranks as cosine.
+                col = c.create_collection("search", embedding_function=None)
             t = time.perf_counter()
             for i in range(0, n, args.batch):
                 extra = {}

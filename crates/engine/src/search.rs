@@ -269,33 +269,26 @@ fn group_key(v: Option<&MetadataValue>) -> String {
     }
 }
 
-/// Orders two optional metadata values for `$min_k`/`$max_k`: numbers as numbers, strings by
-/// bytes, booleans false first, and values of a type ranked before values of another
-/// (bool < number < string < other).
+/// Orders two optional metadata values for `$min_k`/`$max_k` as Chroma's distributed executor
+/// does (it sorts `Option<MetadataValue>`): a missing value first, then by type (bool < int <
+/// float < string < other), then by value within a type.
 fn compare_values(a: Option<&MetadataValue>, b: Option<&MetadataValue>) -> Ordering {
     fn class(v: &MetadataValue) -> u8 {
         match v {
             MetadataValue::Bool(_) => 0,
-            MetadataValue::Int(_) | MetadataValue::Float(_) => 1,
-            MetadataValue::Str(_) => 2,
-            _ => 3,
+            MetadataValue::Int(_) => 1,
+            MetadataValue::Float(_) => 2,
+            MetadataValue::Str(_) => 3,
+            _ => 4,
         }
     }
     match (a, b) {
         (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
         (Some(x), Some(y)) => match (x, y) {
             (MetadataValue::Bool(p), MetadataValue::Bool(q)) => p.cmp(q),
             (MetadataValue::Int(p), MetadataValue::Int(q)) => p.cmp(q),
-            (MetadataValue::Int(p), MetadataValue::Float(q)) => {
-                ochre_types::compare_int_float(*p, *q).unwrap_or(Ordering::Equal)
-            }
-            (MetadataValue::Float(p), MetadataValue::Int(q)) => {
-                ochre_types::compare_int_float(*q, *p)
-                    .unwrap_or(Ordering::Equal)
-                    .reverse()
-            }
             (MetadataValue::Float(p), MetadataValue::Float(q)) => p.total_cmp(q),
             (MetadataValue::Str(p), MetadataValue::Str(q)) => p.cmp(q),
             _ => class(x).cmp(&class(y)),
@@ -335,13 +328,7 @@ pub(crate) fn group<'m>(
             for key in &g.aggregate.keys {
                 let o = match key {
                     AggregateKey::Score => flip(a.1.total_cmp(&b.1)),
-                    AggregateKey::Field(f) => match (field(a.0, f), field(b.0, f)) {
-                        // Records without the field come last either way.
-                        (None, None) => Ordering::Equal,
-                        (None, Some(_)) => Ordering::Greater,
-                        (Some(_), None) => Ordering::Less,
-                        (x, y) => flip(compare_values(x, y)),
-                    },
+                    AggregateKey::Field(f) => flip(compare_values(field(a.0, f), field(b.0, f))),
                 };
                 if o != Ordering::Equal {
                     ord = o;

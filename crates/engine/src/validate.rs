@@ -27,6 +27,11 @@ pub(crate) fn collection_metadata<'a>(
                 "Validation error: {field}: Metadata key cannot start with '#' or '$': {k}"
             )));
         }
+        if let Some(MetadataValue::Sparse(_)) = v {
+            return Err(Error::invalid(format!(
+                "Validation error: {field}: Sparse vectors are not allowed in collection metadata: {k}"
+            )));
+        }
         if let Some(MetadataValue::Float(f)) = v {
             if !f.is_finite() {
                 return Err(Error::invalid(format!(

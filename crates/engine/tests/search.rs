@@ -434,13 +434,10 @@ fn reference(
                         for key in &g.aggregate.keys {
                             o = match key {
                                 AggregateKey::Score => flip(a.1.total_cmp(&b.1)),
+                                // Option's order, a missing value first: Chroma sorts
+                                // `Option<MetadataValue>`.
                                 AggregateKey::Field(f) => {
-                                    match (int(&recs[a.0], f), int(&recs[b.0], f)) {
-                                        (None, None) => std::cmp::Ordering::Equal,
-                                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                                        (Some(_), None) => std::cmp::Ordering::Less,
-                                        (Some(x), Some(y)) => flip(x.cmp(&y)),
-                                    }
+                                    flip(int(&recs[a.0], f).cmp(&int(&recs[b.0], f)))
                                 }
                             };
                             if o != std::cmp::Ordering::Equal {
@@ -734,4 +731,139 @@ fn a_sparse_query_on_a_key_without_an_index_is_refused() {
         e.to_string(),
         "Cannot filter using metadata key 'sp' with type 'SparseVector' because indexing is disabled"
     );
+}
+
+#[test]
+fn sparse_vectors_are_refused_in_collection_metadata_and_validated_in_records() {
+    let db = Ochre::ephemeral();
+    let mut m = Metadata::new();
+    m.insert("s".into(), MetadataValue::Sparse(SparseVector::default()));
+    let e = db
+        .create_collection(
+            "default_tenant",
+            "default_database",
+            CreateCollection {
+                name: "meta".into(),
+                metadata: Some(m),
+                ..CreateCollection::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Sparse vectors are not allowed in collection metadata"),
+        "{e}"
+    );
+    let info = db
+        .create_collection(
+            "default_tenant",
+            "default_database",
+            CreateCollection {
+                name: "records".into(),
+                configuration: configuration(false),
+                ..CreateCollection::default()
+            },
+        )
+        .expect("create");
+    let c = db.collection(info.id).expect("collection");
+    let mut bad = Metadata::new();
+    bad.insert(
+        SPARSE_KEY.into(),
+        MetadataValue::Sparse(SparseVector {
+            indices: vec![3, 1],
+            values: vec![1.0, 1.0],
+            tokens: None,
+        }),
+    );
+    let e = c
+        .add(RecordBatch::new(vec!["a".into()], vec![vec![0.0; DIM]]).metadatas(vec![Some(bad)]))
+        .unwrap_err();
+    assert!(e.to_string().contains("metadatas"), "{e}");
+    assert_eq!(c.count().expect("count"), 0, "the batch changed nothing");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Document filters the trigram index can only narrow (needles of four or more bytes whose
+    /// trigrams the documents' words hold apart, so trigram hits without a match are common): `query` checks the
+    /// documents of its nearest candidates only, `get` and `search` verify every candidate; all
+    /// three answer exactly what brute force does, in a persistent collection after a reopen.
+    #[test]
+    fn narrowed_document_filters_answer_exactly(
+        docs in prop::collection::vec(
+            prop::option::of(prop::collection::vec(
+                prop::sample::select(vec!["abc", "bca", "cab", "abca", "bcab", "x"]), 0..5,
+            ).prop_map(|w| w.join(" "))),
+            1..120,
+        ),
+        needle in prop::sample::select(vec!["abca", "bcab", "cabc", "abcab", "bca bc"]),
+        q in prop::collection::vec(-1.0f32..1.0, DIM),
+        k in 1u32..12,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = docs.len();
+        let ids: Vec<String> = (0..n).map(|i| format!("d{i:03}")).collect();
+        let vecs: Vec<Vec<f32>> = (0..n)
+            .map(|i| (0..DIM).map(|j| ((i * 7 + j * 13) % 17) as f32 / 17.0).collect())
+            .collect();
+        {
+            let db = Ochre::open(dir.path()).expect("open");
+            let info = db
+                .create_collection("default_tenant", "default_database", CreateCollection {
+                    name: "text".into(),
+                    ..CreateCollection::default()
+                })
+                .expect("create");
+            let c = db.collection(info.id).expect("collection");
+            c.add(RecordBatch::new(ids.clone(), vecs.clone()).documents(docs.clone()))
+                .expect("add");
+        }
+        let db = Ochre::open(dir.path()).expect("reopen");
+        let id = db.get_collection("default_tenant", "default_database", "text").expect("get").id;
+        let c = db.collection(id).expect("collection");
+        let matching: Vec<usize> = (0..n)
+            .filter(|&i| docs[i].as_deref().is_some_and(|d| d.contains(needle)))
+            .collect();
+        let wd = ochre::WhereDocument::from_json(&json!({"$contains": needle})).expect("filter");
+        let got = c
+            .get(ochre::GetRequest {
+                where_document: Some(wd.clone()),
+                ..ochre::GetRequest::default()
+            })
+            .expect("get");
+        prop_assert_eq!(&got.ids, &matching.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>());
+        let r = c
+            .query(QueryRequest {
+                embeddings: vec![q.clone()],
+                n_results: k,
+                ids: None,
+                where_: None,
+                where_document: Some(wd),
+                include: Include { distances: true, ..Include::default() },
+            })
+            .expect("query");
+        let dist = |v: &[f32]| v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+        let mut want: Vec<(f32, usize)> = matching.iter().map(|&i| (dist(&vecs[i]), i)).collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        want.truncate(k as usize);
+        let got_set: std::collections::BTreeSet<&String> = r.ids[0].iter().collect();
+        let want_set: std::collections::BTreeSet<&String> = want.iter().map(|(_, i)| &ids[*i]).collect();
+        prop_assert_eq!(r.ids[0].len(), want.len());
+        // Equal distances may come in either order; the sets and the distances must agree.
+        let gd = r.distances.expect("distances");
+        for (g, (w, _)) in gd[0].iter().zip(&want) {
+            prop_assert!((g - w).abs() <= 1e-5, "{g} vs {w}");
+        }
+        if want.len() == matching.len() || want.windows(2).all(|p| p[0].0 != p[1].0) {
+            prop_assert_eq!(got_set, want_set);
+        }
+        let s = c
+            .search(&[SearchPlan {
+                filter: Some(Where::from_json(&json!({"#document": {"$contains": needle}})).expect("w")),
+                ..SearchPlan::default()
+            }])
+            .expect("search");
+        prop_assert_eq!(&s[0].ids, &got.ids);
+    }
 }

@@ -472,6 +472,9 @@ pub async fn indexing_status(
     })))
 }
 
+/// Searches per request whose filter reads documents (each may scan them).
+const MAX_DOCUMENT_FILTERED_SEARCHES: usize = 64;
+
 #[utoipa::path(post, path = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/search", params(("tenant" = String, Path, description = "tenant name"), ("database" = String, Path, description = "database name"), ("collection_id" = String, Path, description = "collection id (UUID)")), request_body = Object, responses((status = 200, description = "one column entry per search payload (spec §10.4)", body = Object), (status = 400, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 404, description = "see the Chroma API v2 specification", body = ErrorBody), (status = 422, description = "a body that is not a search request", body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
@@ -479,25 +482,40 @@ pub async fn search(
     ChromaJson(body): ChromaJson<Value>,
 ) -> ApiResult<JsonBytes> {
     let id = collection_path(&d, &id)?;
-    let req = crate::search::parse(&body, state.config.max_batch_size)?;
+    let max_searches = state.config.max_batch_size;
     let max_hits = state.config.max_query_results;
     in_collection(&state, (t, d), id, move |c| {
+        // Parsing compiles the filters' regexes: on the blocking pool, like the engine call.
+        let req = crate::search::parse(&body, max_searches)?;
         let schema = Schema::of_collection(&c.info().configuration);
+        let mut document_filters = 0;
         for p in &req.plans {
-            if p.filter.is_some() {
-                schema.check_filters(p.filter.as_ref(), false)?;
+            if let Some(w) = &p.filter {
+                schema.check_filters(Some(w), false)?;
+                document_filters += usize::from(w.reads_document());
             }
         }
-        // A small request must not cost unbounded memory: the records all its searches may
-        // return are capped like a query's hits.
+        if document_filters > MAX_DOCUMENT_FILTERED_SEARCHES {
+            return Err(ApiError::invalid(format!(
+                "{document_filters} searches filter on documents; at most \
+                 {MAX_DOCUMENT_FILTERED_SEARCHES} per request may"
+            )));
+        }
+        // A small request must not cost unbounded memory or time: the records all its searches
+        // may return, and the nearest-neighbour candidates its `$knn`s keep, are each capped like
+        // a query's hits.
         let n = c.count()?;
         let hits = req.plans.iter().fold(0usize, |acc, p| {
             acc.saturating_add(crate::search::result_bound(p, n))
         });
-        if hits > max_hits {
+        let work = req.plans.iter().fold(0usize, |acc, p| {
+            acc.saturating_add(crate::search::knn_cost(p, n))
+        });
+        if hits.max(work) > max_hits {
             return Err(ApiError::invalid(format!(
-                "Search would return up to {hits} records over {} searches; the maximum is \
-                 {max_hits} (max_query_results): page with `limit` or send fewer searches",
+                "Search would return up to {hits} records and rank {work} nearest-neighbour \
+                 candidates over {} searches; the maximum is {max_hits} (max_query_results): \
+                 page with `limit`, lower `$knn` limits or send fewer searches",
                 req.plans.len()
             )));
         }

@@ -78,17 +78,31 @@ pub fn parse(body: &Value, max_searches: usize) -> Result<SearchRequest, ApiErro
             searches.len()
         )));
     }
+    // Every payload's shape is checked (422) before any validation rule (400), as Chroma's
+    // deserialisation runs before its validation.
     let mut plans = Vec::with_capacity(searches.len());
     let mut selects = Vec::with_capacity(searches.len());
+    let mut invalid = Vec::new();
     for (i, s) in searches.iter().enumerate() {
-        let (plan, select) = payload(s, &format!("searches[{i}]"))?;
+        let (plan, select) = payload(s, &format!("searches[{i}]"), &mut invalid)?;
         plans.push(plan);
         selects.push(select);
+    }
+    if let Some(e) = invalid.into_iter().next() {
+        return Err(e);
     }
     Ok(SearchRequest { plans, selects })
 }
 
-fn payload(v: &Value, path: &str) -> Result<(SearchPlan, Vec<String>), ApiError> {
+/// Validation failures (400) found while parsing, reported once every payload's shape is known
+/// to be right.
+type Invalid = Vec<ApiError>;
+
+fn payload(
+    v: &Value,
+    path: &str,
+    bad: &mut Invalid,
+) -> Result<(SearchPlan, Vec<String>), ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(
             path,
@@ -104,10 +118,10 @@ fn payload(v: &Value, path: &str) -> Result<(SearchPlan, Vec<String>), ApiError>
                 plan.rank = match v {
                     Value::Null => None,
                     Value::Object(o) if o.is_empty() => None,
-                    v => Some(rank(v, &here)?),
+                    v => Some(rank(v, &here, bad)?),
                 }
             }
-            "group_by" => plan.group_by = group_by(v, &here)?,
+            "group_by" => plan.group_by = group_by(v, &here, bad)?,
             "limit" => (plan.offset, plan.limit) = limit(v, &here)?,
             "select" => {}
             other => {
@@ -119,7 +133,7 @@ fn payload(v: &Value, path: &str) -> Result<(SearchPlan, Vec<String>), ApiError>
         }
     }
     if plan.group_by.is_some() && plan.rank.is_none() {
-        return Err(invalid(
+        bad.push(invalid(
             &format!("{path}.__all__"),
             "group_by requires rank expression to be specified",
         ));
@@ -230,7 +244,7 @@ fn select(v: Option<&Value>, path: &str) -> Result<(Select, Vec<String>), ApiErr
     Ok((s, listed))
 }
 
-fn group_by(v: &Value, path: &str) -> Result<Option<GroupBy>, ApiError> {
+fn group_by(v: &Value, path: &str, bad: &mut Invalid) -> Result<Option<GroupBy>, ApiError> {
     let m = match v {
         Value::Null => return Ok(None),
         Value::Object(m) => m,
@@ -252,25 +266,32 @@ fn group_by(v: &Value, path: &str) -> Result<Option<GroupBy>, ApiError> {
     };
     let (keys, aggregate) = match (keys, aggregate) {
         (None, None) => return Ok(None),
-        (Some(k), Some(a)) if !k.is_empty() => (k, a),
         (Some(k), None) if k.is_empty() => return Ok(None),
+        (Some(k), Some(Ok(a))) if !k.is_empty() => (k, a),
+        (_, Some(Err(e))) => {
+            bad.push(e);
+            return Ok(None);
+        }
         _ => {
-            return Err(invalid(
+            bad.push(invalid(
                 path,
                 "group_by keys and aggregate must both be specified or both be omitted",
-            ))
+            ));
+            return Ok(None);
         }
     };
     if keys.iter().any(|k| k.starts_with('#')) {
-        return Err(invalid(
+        bad.push(invalid(
             path,
             "group_by keys must be metadata fields (cannot use #score, #document, #embedding, or #metadata)",
         ));
+        return Ok(None);
     }
     Ok(Some(GroupBy { keys, aggregate }))
 }
 
-fn aggregate(v: &Value, path: &str) -> Result<Aggregate, ApiError> {
+/// The aggregate; the inner error is a validation failure (400), the outer a shape one (422).
+fn aggregate(v: &Value, path: &str) -> Result<Result<Aggregate, ApiError>, ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(path, "invalid type: expected an aggregate object"));
     };
@@ -301,10 +322,10 @@ fn aggregate(v: &Value, path: &str) -> Result<Aggregate, ApiError> {
     };
     let parent = path.trim_end_matches(".aggregate");
     if keys.is_empty() {
-        return Err(invalid(parent, "aggregate keys must not be empty"));
+        return Ok(Err(invalid(parent, "aggregate keys must not be empty")));
     }
     if k == 0 {
-        return Err(invalid(parent, "aggregate k must be greater than 0"));
+        return Ok(Err(invalid(parent, "aggregate k must be greater than 0")));
     }
     let keys = keys
         .into_iter()
@@ -316,15 +337,15 @@ fn aggregate(v: &Value, path: &str) -> Result<Aggregate, ApiError> {
             )),
             _ => Ok(AggregateKey::Field(k)),
         })
-        .collect::<Result<_, _>>()?;
-    Ok(Aggregate {
+        .collect::<Result<_, _>>();
+    Ok(keys.map(|keys| Aggregate {
         descending,
         keys,
         k,
-    })
+    }))
 }
 
-fn rank(v: &Value, path: &str) -> Result<Rank, ApiError> {
+fn rank(v: &Value, path: &str, bad: &mut Invalid) -> Result<Rank, ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(
             path,
@@ -340,39 +361,39 @@ fn rank(v: &Value, path: &str) -> Result<Rank, ApiError> {
             ))
         }
     };
-    let list = |arg: &Value| -> Result<Vec<Rank>, ApiError> {
+    let list = |arg: &Value, bad: &mut Invalid| -> Result<Vec<Rank>, ApiError> {
         let Value::Array(items) = arg else {
             return Err(shape(
                 path,
                 format!("{op}: invalid type: expected a sequence"),
             ));
         };
-        items.iter().map(|e| rank(e, path)).collect()
+        items.iter().map(|e| rank(e, path, bad)).collect()
     };
-    let pair = |arg: &Value| -> Result<(Box<Rank>, Box<Rank>), ApiError> {
+    let pair = |arg: &Value, bad: &mut Invalid| -> Result<(Box<Rank>, Box<Rank>), ApiError> {
         let (Some(l), Some(r)) = (arg.get("left"), arg.get("right")) else {
             return Err(shape(path, format!("{op}: expected `left` and `right`")));
         };
-        Ok((Box::new(rank(l, path)?), Box::new(rank(r, path)?)))
+        Ok((Box::new(rank(l, path, bad)?), Box::new(rank(r, path, bad)?)))
     };
     Ok(match op.as_str() {
-        "$knn" => Rank::Knn(knn(arg, path)?),
+        "$knn" => Rank::Knn(knn(arg, path, bad)?),
         "$val" => Rank::Val(number(arg, path)? as f32),
-        "$sum" => Rank::Sum(list(arg)?),
-        "$mul" => Rank::Mul(list(arg)?),
-        "$max" => Rank::Max(list(arg)?),
-        "$min" => Rank::Min(list(arg)?),
+        "$sum" => Rank::Sum(list(arg, bad)?),
+        "$mul" => Rank::Mul(list(arg, bad)?),
+        "$max" => Rank::Max(list(arg, bad)?),
+        "$min" => Rank::Min(list(arg, bad)?),
         "$sub" => {
-            let (l, r) = pair(arg)?;
+            let (l, r) = pair(arg, bad)?;
             Rank::Sub(l, r)
         }
         "$div" => {
-            let (l, r) = pair(arg)?;
+            let (l, r) = pair(arg, bad)?;
             Rank::Div(l, r)
         }
-        "$abs" => Rank::Abs(Box::new(rank(arg, path)?)),
-        "$exp" => Rank::Exp(Box::new(rank(arg, path)?)),
-        "$log" => Rank::Log(Box::new(rank(arg, path)?)),
+        "$abs" => Rank::Abs(Box::new(rank(arg, path, bad)?)),
+        "$exp" => Rank::Exp(Box::new(rank(arg, path, bad)?)),
+        "$log" => Rank::Log(Box::new(rank(arg, path, bad)?)),
         other => {
             return Err(shape(
                 path,
@@ -382,7 +403,7 @@ fn rank(v: &Value, path: &str) -> Result<Rank, ApiError> {
     })
 }
 
-fn knn(v: &Value, path: &str) -> Result<Knn, ApiError> {
+fn knn(v: &Value, path: &str, bad: &mut Invalid) -> Result<Knn, ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(path, "$knn: invalid type: expected an object"));
     };
@@ -398,31 +419,44 @@ fn knn(v: &Value, path: &str) -> Result<Knn, ApiError> {
         }
     }
     let query = match m.get("query") {
-        Some(Value::Array(xs)) => KnnQuery::Dense(
-            xs.iter()
+        Some(Value::Array(xs)) => {
+            let q: Vec<f32> = xs
+                .iter()
                 .map(|x| number(x, path).map(|f| f as f32))
-                .collect::<Result<_, _>>()?,
-        ),
+                .collect::<Result<_, _>>()?;
+            if q.iter().any(|x| !x.is_finite()) {
+                bad.push(invalid(
+                    path,
+                    "Invalid KNN query: embeddings must not contain NaN or Infinity values",
+                ));
+            }
+            KnnQuery::Dense(q)
+        }
         Some(Value::Object(o)) => match SparseVector::from_json(o) {
             Some(Ok(sv)) => {
-                sv.validate().map_err(|e| {
-                    invalid(path, format!("Invalid sparse vector in KNN query: {e}"))
-                })?;
+                if let Err(e) = sv.validate() {
+                    bad.push(invalid(
+                        path,
+                        format!("Invalid sparse vector in KNN query: {e}"),
+                    ));
+                }
                 KnnQuery::Sparse(sv)
             }
             Some(Err(e)) => {
-                return Err(invalid(
+                bad.push(invalid(
                     path,
                     format!("Invalid sparse vector in KNN query: {e}"),
-                ))
+                ));
+                KnnQuery::Sparse(SparseVector::default())
             }
             None => return Err(shape(path, "$knn.query: expected a dense or sparse vector")),
         },
         Some(Value::String(_)) => {
-            return Err(invalid(
+            bad.push(invalid(
                 path,
                 "a text query must be embedded by the client before it is sent",
-            ))
+            ));
+            KnnQuery::Dense(Vec::new())
         }
         Some(_) => return Err(shape(path, "$knn.query: expected a dense or sparse vector")),
         None => return Err(shape(path, "$knn: missing field `query`")),
@@ -481,6 +515,23 @@ pub fn result_bound(p: &SearchPlan, n: usize) -> usize {
     }
     let ranked = p.rank.as_ref().map_or(n, knn_total);
     p.limit.map_or(n, |l| l as usize).min(ranked).min(n)
+}
+
+/// The nearest-neighbour work of a plan over a collection of `n`: each `$knn` costs the
+/// candidates it keeps (`min(limit, n)`, at least one search).
+pub fn knn_cost(p: &SearchPlan, n: usize) -> usize {
+    fn cost(r: &Rank, n: usize) -> usize {
+        match r {
+            Rank::Knn(k) => (k.limit as usize).min(n).max(1),
+            Rank::Val(_) => 0,
+            Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
+                v.iter().fold(0, |a, r| a.saturating_add(cost(r, n)))
+            }
+            Rank::Sub(a, b) | Rank::Div(a, b) => cost(a, n).saturating_add(cost(b, n)),
+            Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => cost(e, n),
+        }
+    }
+    p.rank.as_ref().map_or(0, |r| cost(r, n))
 }
 
 /// The response: one entry per plan in every column.

@@ -1352,6 +1352,12 @@ async fn search_answers_hybrid_plans_and_refuses_bad_ones_with_chromas_messages(
         (json!({"searches": [{"rank": {"$knn": {"query": [1.0, 0.0, 0.0]}}}]}), StatusCode::BAD_REQUEST, "Collection expecting embedding with dimension of 2, got 3"),
         (json!({"searches": [], "read_level": "everything"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown variant `everything`"),
         (json!({"searches": [{"filter": {"kind": {"$bogus": 1}}}]}), StatusCode::UNPROCESSABLE_ENTITY, "searches[0].filter"),
+        // Shape before validation, across payloads, as Chroma's deserialisation comes first.
+        (json!({"searches": [{"group_by": {"keys": ["kind"]}, "rank": {"$val": 1}}, {"rank": {"$bogus": 1}}]}), StatusCode::UNPROCESSABLE_ENTITY, "searches[1].rank: unknown variant"),
+        (json!({"searches": [{"rank": {"$knn": {"query": [1e39, 0.0]}}}]}), StatusCode::BAD_REQUEST, "Validation error: searches[0].rank: Invalid KNN query"),
+        // Bounded work: the $knn candidates of a request are capped whatever its limits.
+        (json!({"searches": [{"rank": {"$sum": vec![json!({"$knn": {"query": [1.0, 0.0], "limit": 5}}); 40_000]}, "limit": {"limit": 1}}]}), StatusCode::BAD_REQUEST, "nearest-neighbour candidates"),
+        (json!({"searches": vec![json!({"filter": {"#document": {"$regex": "."}}}); 65]}), StatusCode::BAD_REQUEST, "at most 64 per request"),
     ];
     for (body, status, message) in cases {
         let (s, v, _) = search(body.clone()).await;

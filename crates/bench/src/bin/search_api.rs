@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use ochre::search::{Knn, KnnQuery, Rank, SearchPlan, Select};
 use ochre::{
-    CollectionConfiguration, CreateCollection, GetRequest, HnswConfig, Include, Metadata,
-    MetadataValue, Ochre, RecordBatch, Space, WhereDocument, DEFAULT_DATABASE, DEFAULT_TENANT,
+    CollectionConfiguration, CreateCollection, GetRequest, Include, Metadata, MetadataValue, Ochre,
+    RecordBatch, WhereDocument, DEFAULT_DATABASE, DEFAULT_TENANT,
 };
 use ochre_bench::{read_f16, read_records};
 use ochre_types::SparseVector;
@@ -93,10 +93,6 @@ fn main() {
         .collect();
     let db = Ochre::open(spec["data_dir"].as_str().expect("data_dir")).expect("open");
     let configuration = CollectionConfiguration {
-        hnsw: HnswConfig {
-            space: Space::Cosine,
-            ..HnswConfig::default()
-        },
         schema: Some(
             json!({"keys": {"bm25": {"sparse_vector": {"sparse_vector_index": {
             "enabled": true, "config": {"bm25": true, "source_key": "#document"}}}}}}),

@@ -289,6 +289,7 @@ impl CollectionState {
                 for (seq, r) in &self.records {
                     sp.file(*seq, r.metadata.as_ref());
                 }
+                sp.index.shrink_to_fit();
             }
             sp
         });
@@ -377,6 +378,22 @@ impl CollectionState {
         wd: Option<&WhereDocument>,
         first: usize,
     ) -> Result<Vec<SeqNo>> {
+        self.select_or_superset(inner, ids, w, wd, first, false)
+            .map(|(seqs, _)| seqs)
+    }
+
+    /// [`CollectionState::select`]; with `superset`, candidates that would each be read from the
+    /// store to check their document come back unchecked instead (flag `false`; the filters'
+    /// in-memory parts already applied), for a caller that checks only the few it ranks first.
+    fn select_or_superset(
+        &self,
+        inner: &Inner,
+        ids: Option<&[String]>,
+        w: Option<&Where>,
+        wd: Option<&WhereDocument>,
+        first: usize,
+        superset: bool,
+    ) -> Result<(Vec<SeqNo>, bool)> {
         let reads_docs = wd.is_some() || w.is_some_and(Where::reads_document);
         // Sequence numbers to look up one at a time.
         let seqs = match ids {
@@ -398,7 +415,7 @@ impl CollectionState {
                 match w.and_then(|w| self.meta.candidates(w, self.records.len(), &all)) {
                     Some((mut seqs, true)) if !reads_docs => {
                         seqs.truncate(first);
-                        return Ok(seqs);
+                        return Ok((seqs, true));
                     }
                     Some((seqs, _)) if seqs.len() <= budget => Some(seqs),
                     _ => None,
@@ -445,16 +462,32 @@ impl CollectionState {
                     .get(s)
                     .is_some_and(|r| Self::matches(r, r.document.as_deref(), w, wd))
             };
-            return Ok(match seqs {
-                Some(seqs) => seqs.into_iter().filter(check).take(first).collect(),
-                None => self
-                    .records
-                    .keys()
-                    .copied()
-                    .filter(check)
-                    .take(first)
-                    .collect(),
-            });
+            return Ok((
+                match seqs {
+                    Some(seqs) => seqs.into_iter().filter(check).take(first).collect(),
+                    None => self
+                        .records
+                        .keys()
+                        .copied()
+                        .filter(check)
+                        .take(first)
+                        .collect(),
+                },
+                true,
+            ));
+        }
+        if let (true, Some(seqs)) = (superset, &seqs) {
+            let w_reads = w.is_some_and(Where::reads_document);
+            let maybe: Vec<SeqNo> = seqs
+                .iter()
+                .copied()
+                .filter(|s| {
+                    self.records.get(s).is_some_and(|r| {
+                        w_reads || w.is_none_or(|w| w.matches(&r.id, r.metadata.as_ref(), None))
+                    })
+                })
+                .collect();
+            return Ok((maybe, false));
         }
         let key = self.row.key;
         inner.with_reader(|reader| {
@@ -486,7 +519,60 @@ impl CollectionState {
                 }
                 None => {}
             }
-            Ok(out)
+            Ok((out, true))
+        })
+    }
+
+    /// The `k` nearest to `q` among candidates `c` that pass the request's filters, reading the
+    /// documents of the nearest candidates only: `2k` are ranked, checked, and the search widened
+    /// fourfold until `k` pass or the candidates run out. Each document is read once.
+    ///
+    /// # Errors
+    /// Storage errors while reading documents.
+    fn nearest_passing(
+        &self,
+        inner: &Inner,
+        index: &HnswIndex,
+        q: &[f32],
+        k: usize,
+        c: &ochre_index::CandidateSet,
+        req: &QueryRequest,
+    ) -> Result<Vec<Neighbor>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let (w, wd) = (req.where_.as_ref(), req.where_document.as_ref());
+        inner.with_reader(|reader| {
+            let docs = DocSource::Store(reader, self.row.key);
+            let mut passed: HashMap<SeqNo, bool> = HashMap::new();
+            let mut want = k.saturating_mul(2);
+            loop {
+                let hits = index.search_candidates(q, want, c);
+                let mut out = Vec::with_capacity(k);
+                for h in &hits {
+                    let ok = match passed.get(&h.seq) {
+                        Some(ok) => *ok,
+                        None => {
+                            let ok = match self.records.get(&h.seq) {
+                                Some(r) => Self::matches(r, docs.get(h.seq, r)?.as_deref(), w, wd),
+                                None => false,
+                            };
+                            passed.insert(h.seq, ok);
+                            ok
+                        }
+                    };
+                    if ok {
+                        out.push(*h);
+                        if out.len() == k {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if hits.len() < want {
+                    return Ok(out);
+                }
+                want = want.saturating_mul(4);
+            }
         })
     }
 
@@ -1026,7 +1112,9 @@ impl Collection {
             }
         }
         let has_filter = req.where_.is_some() || req.where_document.is_some();
-        // None = every record; Some(list) = exactly these.
+        let mut unchecked = false;
+        // None = every record; Some(list) = exactly these (or, when `unchecked`, a superset
+        // whose documents are still to be checked).
         let candidates: Option<Vec<SeqNo>> = match (&req.ids, has_filter) {
             (None, false) => None,
             (Some(ids), false) => {
@@ -1047,16 +1135,30 @@ impl Collection {
                 seqs.dedup();
                 Some(seqs)
             }
-            (ids, true) => Some(st.select(
-                &self.inner,
-                ids.as_deref(),
-                req.where_.as_ref(),
-                req.where_document.as_ref(),
-                usize::MAX,
-            )?),
+            (ids, true) => {
+                let (seqs, checked) = st.select_or_superset(
+                    &self.inner,
+                    ids.as_deref(),
+                    req.where_.as_ref(),
+                    req.where_document.as_ref(),
+                    usize::MAX,
+                    true,
+                )?;
+                unchecked = !checked;
+                Some(seqs)
+            }
         };
         let k = req.n_results as usize;
         let prepared = candidates.as_deref().map(|c| index.candidates(c));
+        if let (true, Some(c)) = (unchecked, &prepared) {
+            // Candidates whose documents are yet to be checked: rank first, then read the
+            // documents of the nearest only, widening the search until k of them pass.
+            for q in &req.embeddings {
+                let hits = st.nearest_passing(&self.inner, index, q, k, c, &req)?;
+                push_hits(&mut out, &self.inner, &st, &hits, inc)?;
+            }
+            return Ok(out);
+        }
         let search = |q: &Vec<f32>| -> Vec<Neighbor> {
             match &prepared {
                 None => index.search(q, k),

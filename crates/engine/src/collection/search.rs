@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::search::{self, Domain, Knn, KnnQuery, Op, Rank, SearchPlan, SearchResult};
 
 /// Deepest rank expression accepted (a deeper one is refused rather than risk the stack).
-pub(crate) const MAX_RANK_DEPTH: usize = 64;
+pub(crate) const MAX_RANK_DEPTH: usize = 128;
 
 /// The records a plan's filter lets through.
 struct Allowed {
@@ -247,13 +247,19 @@ impl CollectionState {
         } else {
             q.values.clone()
         };
-        let allow = |s: SeqNo| allowed.contains(s);
-        let filter: Option<&dyn Fn(SeqNo) -> bool> = allowed.seqs.as_ref().map(|_| &allow as _);
-        Ok(sparse
-            .index
-            .search(&q.indices, &values, limit, filter)
-            .into_iter()
-            .map(|h| (h.seq, 1.0 - h.score))
-            .collect())
+        let hits = match &allowed.seqs {
+            // A selective filter: score its records directly rather than walk the postings.
+            Some(seqs) if seqs.len() <= (sparse.index.len() / 16).max(1024) => {
+                sparse.index.search_among(&q.indices, &values, limit, seqs)
+            }
+            Some(_) => {
+                let allow = |s: SeqNo| allowed.contains(s);
+                sparse
+                    .index
+                    .search(&q.indices, &values, limit, Some(&allow))
+            }
+            None => sparse.index.search(&q.indices, &values, limit, None),
+        };
+        Ok(hits.into_iter().map(|h| (h.seq, 1.0 - h.score)).collect())
     }
 }
