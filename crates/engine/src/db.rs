@@ -397,6 +397,30 @@ impl Ochre {
         tracing::info!(path = %path.display(), collections = catalog.collections.len(), "opened");
         let store = Arc::new(Mutex::new(store));
         let poisoned = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
+        // Full-text indexes are built after the open returns (queries meanwhile scan).
+        let pending: Vec<Arc<CollectionHandle>> = catalog
+            .collections
+            .values()
+            .filter(|h| h.state.read().text_pending.is_some())
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            let handles = pending.clone();
+            let started = Reader::open(path).map_err(Error::from).and_then(|reader| {
+                let closing = closing.clone();
+                std::thread::Builder::new()
+                    .name("ochre-text".into())
+                    .spawn(move || crate::collection::build_text_indexes(handles, reader, closing))
+                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+            });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot build full-text indexes; document filters scan");
+                for h in pending {
+                    h.state.write().text_pending = None;
+                }
+            }
+        }
         Ok(Ochre {
             inner: Arc::new(Inner {
                 reclaimer: Reclaimer::start(store.clone(), poisoned.clone(), purges),
@@ -404,7 +428,7 @@ impl Ochre {
                 catalog: RwLock::new(catalog),
                 poisoned,
                 path: Some(path.to_owned()),
-                closing: Arc::new(AtomicBool::new(false)),
+                closing,
                 readers: Mutex::new(Vec::new()),
                 _lock: Some(lock),
             }),

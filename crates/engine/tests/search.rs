@@ -517,12 +517,13 @@ fn same(a: &SearchResult, b: &SearchResult) -> bool {
         && a.metadatas == b.metadatas
 }
 
-fn run(recs: &[Rec], plans: &[SearchPlan], bm25: bool, db: &Ochre) -> Result<(), TestCaseError> {
+/// Creates the collection `search` (a sparse index on `sp`) in `db` and adds `recs`.
+fn load(db: &Ochre, recs: &[Rec], bm25: bool) -> ochre::Collection {
     let info = db
         .create_collection(
             "default_tenant",
             "default_database",
-            ochre::CreateCollection {
+            CreateCollection {
                 name: "search".into(),
                 configuration: configuration(bm25),
                 ..CreateCollection::default()
@@ -541,6 +542,11 @@ fn run(recs: &[Rec], plans: &[SearchPlan], bm25: bool, db: &Ochre) -> Result<(),
         )
         .expect("add");
     }
+    coll
+}
+
+fn run(recs: &[Rec], plans: &[SearchPlan], bm25: bool, db: &Ochre) -> Result<(), TestCaseError> {
+    let coll = load(db, recs, bm25);
     let got = coll.search(plans).expect("search");
     for (plan, got) in plans.iter().zip(&got) {
         let want = reference(recs, &coll, plan, bm25);
@@ -583,31 +589,14 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let db = Ochre::open(dir.path()).expect("open");
-            let info = db
-                .create_collection("default_tenant", "default_database", CreateCollection {
-                    name: "search".into(),
-                    configuration: configuration(bm25),
-                    ..CreateCollection::default()
-                })
-                .expect("create");
-            let coll = db.collection(info.id).expect("collection");
-            if !recs.is_empty() {
-                coll.add(
-                    RecordBatch::new(
-                        recs.iter().map(|r| r.id.clone()).collect(),
-                        recs.iter().map(|r| r.embedding.clone()).collect(),
-                    )
-                    .documents(recs.iter().map(|r| r.document.clone()).collect())
-                    .metadatas(recs.iter().map(|r| Some(r.metadata.clone())).collect()),
-                )
-                .expect("add");
-            }
+            drop(load(&db, &recs, bm25));
         }
         let db = Ochre::open(dir.path()).expect("reopen");
         let coll = db
             .get_collection("default_tenant", "default_database", "search")
             .expect("get");
         let coll = db.collection(coll.id).expect("collection");
+        coll.wait_for_index_maintenance();
         let got = coll.search(&plans).expect("search");
         for (plan, got) in plans.iter().zip(&got) {
             let want = reference(&recs, &coll, plan, bm25);
@@ -822,6 +811,10 @@ proptest! {
         let db = Ochre::open(dir.path()).expect("reopen");
         let id = db.get_collection("default_tenant", "default_database", "text").expect("get").id;
         let c = db.collection(id).expect("collection");
+        // Half the cases before the full-text index is rebuilt (a scan), half after.
+        if k % 2 == 0 {
+            c.wait_for_index_maintenance();
+        }
         let matching: Vec<usize> = (0..n)
             .filter(|&i| docs[i].as_deref().is_some_and(|d| d.contains(needle)))
             .collect();
@@ -866,4 +859,99 @@ proptest! {
             .expect("search");
         prop_assert_eq!(&s[0].ids, &got.ids);
     }
+}
+
+/// Writes made while the full-text index is rebuilt in the background after an open (updates
+/// that change or clear documents, deletes, new records) are all in the index once it is
+/// installed: `$contains` answers as brute force before and after.
+#[test]
+fn writes_during_the_background_text_build_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 6000;
+    let ids: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+    let doc = |i: usize, round: usize| format!("word{} shared{} tail", (i + round) % 97, i % 5);
+    {
+        let db = Ochre::open(dir.path()).expect("open");
+        let info = db
+            .create_collection(
+                "default_tenant",
+                "default_database",
+                CreateCollection {
+                    name: "busy".into(),
+                    ..CreateCollection::default()
+                },
+            )
+            .expect("create");
+        let c = db.collection(info.id).expect("collection");
+        c.add(
+            RecordBatch::new(ids.clone(), (0..n).map(|i| vec![i as f32, 1.0]).collect())
+                .documents((0..n).map(|i| Some(doc(i, 0))).collect()),
+        )
+        .expect("add");
+    }
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let id = db
+        .get_collection("default_tenant", "default_database", "busy")
+        .expect("get")
+        .id;
+    let c = db.collection(id).expect("collection");
+    let mut model: BTreeMap<usize, Option<String>> = (0..n).map(|i| (i, Some(doc(i, 0)))).collect();
+    // Straight away, while the index is being built: change, delete, add.
+    let changed: Vec<usize> = (0..n).step_by(7).collect();
+    c.update(RecordBatch {
+        ids: changed.iter().map(|&i| ids[i].clone()).collect(),
+        documents: Some(changed.iter().map(|&i| Some(doc(i, 1))).collect()),
+        ..RecordBatch::default()
+    })
+    .expect("update");
+    for &i in &changed {
+        model.insert(i, Some(doc(i, 1)));
+    }
+    c.delete(ochre::DeleteRequest {
+        ids: Some((0..n).step_by(11).map(|i| ids[i].clone()).collect()),
+        ..ochre::DeleteRequest::default()
+    })
+    .expect("delete");
+    for i in (0..n).step_by(11) {
+        model.remove(&i);
+    }
+    c.upsert(
+        RecordBatch::new(
+            vec!["new".into(), ids[3].clone()],
+            vec![vec![0.0, 0.0], vec![3.0, 1.0]],
+        )
+        .documents(vec![Some("word1 brand new".into()), None]),
+    )
+    .expect("upsert");
+    // A `None` document in an upsert of an existing record keeps its document.
+    model.insert(n, Some("word1 brand new".into()));
+    let check = |c: &ochre::Collection| {
+        for needle in ["word1 ", "word42 shared", "shared3", "new"] {
+            let wd = ochre::WhereDocument::from_json(&json!({"$contains": needle})).expect("wd");
+            let mut got = c
+                .get(ochre::GetRequest {
+                    where_document: Some(wd),
+                    ..ochre::GetRequest::default()
+                })
+                .expect("get")
+                .ids;
+            got.sort();
+            let mut want: Vec<String> = model
+                .iter()
+                .filter(|(_, d)| d.as_deref().is_some_and(|d| d.contains(needle)))
+                .map(|(i, _)| {
+                    if *i == n {
+                        "new".to_owned()
+                    } else {
+                        ids[*i].clone()
+                    }
+                })
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{needle}");
+        }
+    };
+    check(&c);
+    c.wait_for_index_maintenance();
+    check(&c);
 }

@@ -91,8 +91,12 @@ pub(crate) struct CollectionState {
     checkpoints: u64,
     /// The sparse index of the key the schema names, if any.
     sparse: Option<SparseState>,
-    /// The trigram index of the documents, unless the schema turns full-text search off.
+    /// The trigram index of the documents, unless the schema turns full-text search off (or
+    /// it is still being built after an open).
     text: Option<TextIndex>,
+    /// While the trigram index is built in the background: the records whose document writes
+    /// changed since, to re-read before it is installed.
+    pub(crate) text_pending: Option<Vec<SeqNo>>,
 }
 
 /// A collection in the catalog: its store key, id and state.
@@ -189,6 +193,7 @@ impl CollectionState {
             checkpoints: 0,
             sparse,
             text,
+            text_pending: None,
         }
     }
 
@@ -232,6 +237,9 @@ impl CollectionState {
             }
             if let Some(t) = self.text.as_mut() {
                 t.remove(seq);
+            }
+            if let Some(p) = self.text_pending.as_mut() {
+                p.push(seq);
             }
         }
     }
@@ -328,6 +336,7 @@ impl CollectionState {
         self.index = None;
         self.sparse = None;
         self.text = None;
+        self.text_pending = None;
     }
 
     /// A copy with another row (new id, key and name).
@@ -349,7 +358,9 @@ impl CollectionState {
             rebuilding: false,
             checkpoints: 0,
             sparse: self.sparse.clone(),
+            // A fork made while the source's index is still being built scans instead.
             text: self.text.clone(),
+            text_pending: None,
         }
     }
 
@@ -658,10 +669,14 @@ impl Collection {
 
     /// Waits until no background rebuild of the collection's vector index is under way (one
     /// starts when deletes and replaced vectors have left tombstones in a sixth of the graph;
-    /// queries are answered meanwhile by the old graph). For tests and benchmarks that measure
-    /// the compacted index.
+    /// queries are answered meanwhile by the old graph), and until its full-text index, built in
+    /// the background after an open, is in place (document filters scan meanwhile). For tests
+    /// and benchmarks that measure the maintained indexes.
     pub fn wait_for_index_maintenance(&self) {
-        while self.handle.state.read().rebuilding {
+        while {
+            let st = self.handle.state.read();
+            st.rebuilding || st.text_pending.is_some()
+        } {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
@@ -875,10 +890,15 @@ impl Collection {
             st.dirty += items.len();
         }
         for s in staged {
-            if let (Some(t), StagedDocument::Set(d)) = (st.text.as_mut(), &s.document) {
-                match d {
-                    Some(d) => t.insert(s.seq, d),
-                    None => t.remove(s.seq),
+            if let StagedDocument::Set(d) = &s.document {
+                if let Some(t) = st.text.as_mut() {
+                    match d {
+                        Some(d) => t.insert(s.seq, d),
+                        None => t.remove(s.seq),
+                    }
+                }
+                if let Some(p) = st.text_pending.as_mut() {
+                    p.push(s.seq);
                 }
             }
             let metadata = s.metadata.map(|m| PackedMetadata::pack(m, &mut st.keys));
@@ -1258,6 +1278,60 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
         records = st.records.len(),
         "rebuilt a vector index in the background"
     );
+}
+
+/// Builds the trigram indexes of collections opened without one (their `text_pending` set), one
+/// collection at a time, with its own store reader: the documents are scanned with no lock
+/// held, then, under the write lock, the records writes touched meanwhile are re-read and the
+/// index installed. Until then their document filters scan. Stops when the database closes.
+pub(crate) fn build_text_indexes(
+    handles: Vec<Arc<CollectionHandle>>,
+    reader: Reader,
+    closing: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    for h in handles {
+        let mut text = TextIndex::new();
+        let scanned = reader.scan_documents(h.key, |seq, doc| {
+            if let Some(d) = doc {
+                text.insert(seq, d);
+            }
+            !closing.load(Ordering::SeqCst)
+        });
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut st = h.state.write();
+        let Some(touched) = st.text_pending.take() else {
+            continue;
+        };
+        if let Err(e) = scanned {
+            tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
+            continue;
+        }
+        let mut ok = true;
+        for seq in touched {
+            let doc = if st.records.contains_key(&seq) {
+                match reader.document(h.key, seq) {
+                    Ok(d) => d.flatten(),
+                    Err(e) => {
+                        tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
+                        ok = false;
+                        break;
+                    }
+                }
+            } else {
+                None
+            };
+            match doc {
+                Some(d) => text.insert(seq, &d),
+                None => text.remove(seq),
+            }
+        }
+        if ok && !st.dropped {
+            st.text = Some(text);
+        }
+    }
 }
 
 /// Runs `f` over the queries, on several threads when the work is large enough to pay for them.

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use ochre_index::hnsw::format::{FormatError, ParsedCheckpoint};
-use ochre_index::TextIndex;
 use ochre_storage::{DecodeError, RawEmbedding, Store, StoredMetadata};
 use ochre_types::SeqNo;
 
@@ -87,19 +86,15 @@ struct RecoveredMaps {
     keys: KeyInterner,
     /// In storage order, which is sequence order.
     records: Vec<(SeqNo, StoredRecord)>,
-    /// The trigram index, filled from the documents read (which are then dropped), when the
-    /// collection has one.
-    text: Option<TextIndex>,
 }
 
 impl RecoveredMaps {
-    fn with_capacity(n: usize, text: bool) -> Self {
+    fn with_capacity(n: usize) -> Self {
         RecoveredMaps {
             by_id: HashMap::with_capacity(n),
             meta: MetaIndex::default(),
             keys: KeyInterner::default(),
             records: Vec::with_capacity(n),
-            text: text.then(TextIndex::new),
         }
     }
 
@@ -119,15 +114,11 @@ impl RecoveredMaps {
             let metadata = metadata.map(|m| PackedMetadata::pack(m, &mut self.keys));
             self.meta
                 .insert(r.seq, metadata.iter().flat_map(PackedMetadata::iter));
-            if let (Some(t), Some(d)) = (self.text.as_mut(), r.document.as_deref()) {
-                t.insert(r.seq, d);
-            }
             self.records.push((
                 r.seq,
                 StoredRecord {
                     id: r.id,
-                    // A persistent collection reads documents from the store.
-                    document: None,
+                    document: r.document,
                     uri: r.uri,
                     metadata,
                 },
@@ -210,7 +201,6 @@ impl CollectionState {
         let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
         let mut next_seq = self.next_seq;
         let row_id = self.row.id;
-        let text = self.text.is_some();
         let (read, absorbed, parsed) = std::thread::scope(|s| {
             let parser = match (checkpoint.as_deref(), dim) {
                 (Some(bytes), Some(d)) => Some(
@@ -225,18 +215,17 @@ impl CollectionState {
             let mut sink = match std::thread::Builder::new()
                 .name("ochre-recover-records".into())
                 .spawn_scoped(s, move || {
-                    let mut maps = RecoveredMaps::with_capacity(hint, text);
+                    let mut maps = RecoveredMaps::with_capacity(hint);
                     for batch in rx {
                         maps.absorb(batch)?;
                     }
                     Ok(maps)
                 }) {
                 Ok(thread) => Sink::Thread(tx, thread),
-                Err(_) => Sink::Inline(Box::new(Ok(RecoveredMaps::with_capacity(hint, text)))),
+                Err(_) => Sink::Inline(Box::new(Ok(RecoveredMaps::with_capacity(hint)))),
             };
             let mut batch = Vec::with_capacity(RECOVER_BATCH);
-            // Documents are read only to fill the trigram index.
-            let read = store.load_records(key, text, |r| {
+            let read = store.load_records(key, false, |r| {
                 let Some(d) = dim else {
                     return Err(corrupted(format!(
                         "collection {row_id} has records but no dimension"
@@ -295,8 +284,10 @@ impl CollectionState {
         self.meta = maps.meta;
         self.keys = maps.keys;
         self.records = maps.records.into_iter().collect();
-        if text {
-            self.text = maps.text;
+        // The trigram index is built from the documents in the background once the database is
+        // open ([`super::build_text_indexes`]); writes meanwhile note what they touch.
+        if self.text.take().is_some() {
+            self.text_pending = Some(Vec::new());
         }
         self.next_seq = next_seq;
         self.build_index(vectors, parsed);
