@@ -18,6 +18,7 @@ package summaries). Measured, p50/p99 over the same queries, one client:
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import os
 import sys
@@ -67,6 +68,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--dataset", default=os.environ.get("OCHRE_DATASET", os.path.join(cvo.ROOT, "..", "shared", "datasets", "pypi-minilm")))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (data of both servers)")
     args = ap.parse_args()
     n = args.scale
     recs, tsv = cvo.load_records(os.path.join(args.dataset, "records.tsv.gz"), n)
@@ -175,6 +177,8 @@ def main():
         for s in servers.values():
             s.stop()
             s.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
     def p(x, q):
         return cvo.pct(x, q)

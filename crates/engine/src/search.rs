@@ -112,6 +112,29 @@ pub struct SearchResult {
     pub scores: Option<Vec<f32>>,
 }
 
+impl Rank {
+    /// The `$knn`s of the expression, in order.
+    pub fn knns(&self) -> Vec<&Knn> {
+        fn walk<'a>(r: &'a Rank, out: &mut Vec<&'a Knn>) {
+            match r {
+                Rank::Knn(k) => out.push(k),
+                Rank::Val(_) => {}
+                Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
+                    v.iter().for_each(|r| walk(r, out))
+                }
+                Rank::Sub(a, b) | Rank::Div(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => walk(e, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+}
+
 impl Select {
     /// What the record projection must read.
     pub(crate) fn include(&self) -> Include {

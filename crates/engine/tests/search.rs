@@ -517,20 +517,25 @@ fn same(a: &SearchResult, b: &SearchResult) -> bool {
         && a.metadatas == b.metadatas
 }
 
-/// Creates the collection `search` (a sparse index on `sp`) in `db` and adds `recs`.
-fn load(db: &Ochre, recs: &[Rec], bm25: bool) -> ochre::Collection {
+/// Creates collection `name` with a sparse index on `sp` (BM25 weighting when `bm25`).
+fn create(db: &Ochre, name: &str, bm25: bool) -> ochre::Collection {
     let info = db
         .create_collection(
             "default_tenant",
             "default_database",
             CreateCollection {
-                name: "search".into(),
+                name: name.into(),
                 configuration: configuration(bm25),
                 ..CreateCollection::default()
             },
         )
         .expect("create");
-    let coll = db.collection(info.id).expect("collection");
+    db.collection(info.id).expect("collection")
+}
+
+/// Creates the collection `search` (see [`create`]) in `db` and adds `recs`.
+fn load(db: &Ochre, recs: &[Rec], bm25: bool) -> ochre::Collection {
+    let coll = create(db, "search", bm25);
     if !recs.is_empty() {
         coll.add(
             RecordBatch::new(
@@ -610,18 +615,7 @@ proptest! {
 #[test]
 fn reciprocal_rank_fusion_ranks_records_found_by_both_first() {
     let db = Ochre::ephemeral();
-    let info = db
-        .create_collection(
-            "default_tenant",
-            "default_database",
-            CreateCollection {
-                name: "rrf".into(),
-                configuration: configuration(true),
-                ..CreateCollection::default()
-            },
-        )
-        .expect("create");
-    let c = db.collection(info.id).expect("collection");
+    let c = create(&db, "rrf", true);
     let sv = |i: &[u32]| {
         let mut m = Metadata::new();
         m.insert(
@@ -743,18 +737,7 @@ fn sparse_vectors_are_refused_in_collection_metadata_and_validated_in_records() 
             .contains("Sparse vectors are not allowed in collection metadata"),
         "{e}"
     );
-    let info = db
-        .create_collection(
-            "default_tenant",
-            "default_database",
-            CreateCollection {
-                name: "records".into(),
-                configuration: configuration(false),
-                ..CreateCollection::default()
-            },
-        )
-        .expect("create");
-    let c = db.collection(info.id).expect("collection");
+    let c = create(&db, "records", false);
     let mut bad = Metadata::new();
     bad.insert(
         SPARSE_KEY.into(),

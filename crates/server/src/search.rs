@@ -502,36 +502,22 @@ fn knn(v: &Value, path: &str, bad: &mut Invalid) -> Result<Knn, ApiError> {
 /// plan the sum of its `$knn` limits (a rank's support never leaves the union of its `$knn`
 /// hits).
 pub fn result_bound(p: &SearchPlan, n: usize) -> usize {
-    fn knn_total(r: &Rank) -> usize {
-        match r {
-            Rank::Knn(k) => k.limit as usize,
-            Rank::Val(_) => 0,
-            Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
-                v.iter().fold(0, |a, r| a.saturating_add(knn_total(r)))
-            }
-            Rank::Sub(a, b) | Rank::Div(a, b) => knn_total(a).saturating_add(knn_total(b)),
-            Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => knn_total(e),
-        }
-    }
-    let ranked = p.rank.as_ref().map_or(n, knn_total);
+    let ranked = p.rank.as_ref().map_or(n, |r| {
+        r.knns()
+            .iter()
+            .fold(0usize, |a, k| a.saturating_add(k.limit as usize))
+    });
     p.limit.map_or(n, |l| l as usize).min(ranked).min(n)
 }
 
 /// The nearest-neighbour work of a plan over a collection of `n`: each `$knn` costs the
 /// candidates it keeps (`min(limit, n)`, at least one search).
 pub fn knn_cost(p: &SearchPlan, n: usize) -> usize {
-    fn cost(r: &Rank, n: usize) -> usize {
-        match r {
-            Rank::Knn(k) => (k.limit as usize).min(n).max(1),
-            Rank::Val(_) => 0,
-            Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
-                v.iter().fold(0, |a, r| a.saturating_add(cost(r, n)))
-            }
-            Rank::Sub(a, b) | Rank::Div(a, b) => cost(a, n).saturating_add(cost(b, n)),
-            Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => cost(e, n),
-        }
-    }
-    p.rank.as_ref().map_or(0, |r| cost(r, n))
+    p.rank.as_ref().map_or(0, |r| {
+        r.knns().iter().fold(0usize, |a, k| {
+            a.saturating_add((k.limit as usize).min(n).max(1))
+        })
+    })
 }
 
 /// The response: one entry per plan in every column.

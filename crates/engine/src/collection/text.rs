@@ -25,49 +25,24 @@ fn leaf(text: &TextIndex, op: &DocOp) -> Narrowed {
     }
 }
 
-fn union(a: &[SeqNo], b: &[SeqNo]) -> Vec<SeqNo> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(b[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
-}
-
 /// A conjunction: the narrowest intersection of what its parts narrow (exact only when every
 /// part is).
 fn all_of(parts: impl Iterator<Item = Narrowed>) -> Narrowed {
-    let mut best: Option<(Vec<SeqNo>, bool)> = None;
+    let mut best: Option<Vec<SeqNo>> = None;
     let mut exact = true;
     for p in parts {
         match p {
             Some((s, e)) => {
                 exact &= e;
                 best = Some(match best {
-                    None => (s, e),
-                    Some((b, _)) => (intersect(&b, &s), e),
+                    None => s,
+                    Some(b) => intersect(&b, &s),
                 });
             }
             None => exact = false,
         }
     }
-    best.map(|(s, _)| (s, exact))
+    best.map(|s| (s, exact))
 }
 
 /// A disjunction: narrowed only when every part is.
@@ -77,8 +52,10 @@ fn any_of(parts: impl Iterator<Item = Narrowed>) -> Narrowed {
     for p in parts {
         let (s, e) = p?;
         exact &= e;
-        out = union(&out, &s);
+        out.extend(s);
     }
+    out.sort_unstable();
+    out.dedup();
     Some((out, exact))
 }
 
