@@ -1,0 +1,104 @@
+//! Ochre's local embedders, in pure Rust and offline.
+//!
+//! - [`MiniLm`]: a BERT sentence encoder in sentence-transformers layout run with candle on the
+//!   CPU — by default all-MiniLM-L6-v2, Chroma's default embedding model (384 dimensions, mean
+//!   pooling over the attention mask, L2-normalised, 256-token truncation). [`MiniLm::chunks`]
+//!   splits long texts by the same tokenizer.
+//! - [`bm25::Bm25`]: the sparse vectors of Chroma's `chroma_bm25` embedding function, bit for bit
+//!   (its tokenizer, stop words, English Snowball stemmer, Murmur3 term hashes, k = 1.2,
+//!   b = 0.75, average document length 256).
+//! - [`resolve_model_dir`]: where the model comes from (`--model DIR`, `OCHRE_MODEL_DIR`, the
+//!   Hugging Face cache, or one download into that cache).
+//!
+//! Nothing here touches the network except [`resolve_model_dir`] when asked to download.
+
+pub mod bm25;
+mod minilm;
+mod model_dir;
+
+use std::path::PathBuf;
+
+pub use minilm::{chunk_spans, MiniLm};
+pub use model_dir::{resolve_model_dir, ModelOrigin, DEFAULT_MODEL_REPO, MODEL_DIR_ENV};
+
+/// Why a model could not be found, loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// No model directory was named and none is in the cache.
+    #[error(
+        "no embedding model: pass --model DIR (a sentence-transformers directory with \
+         config.json, tokenizer.json and model.safetensors) or set OCHRE_MODEL_DIR; online, \
+         Ochre downloads {DEFAULT_MODEL_REPO} into the Hugging Face cache once"
+    )]
+    NoModel,
+    /// A file the model needs is not there.
+    #[error("the model directory has no {}", path.display())]
+    MissingFile { path: PathBuf },
+    /// A model file is not what it should be.
+    #[error("{} is not a usable model file: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Downloading the model failed.
+    #[error("downloading the model failed: {0}")]
+    Download(String),
+    /// The tokenizer or the model failed on an input.
+    #[error("embedding failed: {0}")]
+    Inference(String),
+    /// Chunking parameters out of range.
+    #[error("{0}")]
+    Chunking(String),
+}
+
+/// Whether a collection's `embedding_function` configuration (Chroma's
+/// `{"type": "known", "name": ..., "config": ...}`) names all-MiniLM-L6-v2 — Chroma's `default`
+/// or `onnx_mini_lm_l6_v2` function, or `sentence_transformer` with that model — so that
+/// [`MiniLm`] with the default model produces the vectors its records hold.
+pub fn is_minilm_function(ef: &serde_json::Value) -> bool {
+    if ef.get("type").and_then(serde_json::Value::as_str) != Some("known") {
+        return false;
+    }
+    match ef.get("name").and_then(serde_json::Value::as_str) {
+        Some("default" | "onnx_mini_lm_l6_v2") => true,
+        Some("sentence_transformer") => ef
+            .get("config")
+            .and_then(|c| c.get("model_name"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|m| m.trim_start_matches("sentence-transformers/") == "all-MiniLM-L6-v2"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_default_functions_are_recognised_and_others_are_not() {
+        assert!(is_minilm_function(
+            &json!({"type": "known", "name": "default", "config": {}})
+        ));
+        assert!(is_minilm_function(
+            &json!({"type": "known", "name": "onnx_mini_lm_l6_v2"})
+        ));
+        assert!(is_minilm_function(
+            &json!({"type": "known", "name": "sentence_transformer",
+            "config": {"model_name": "all-MiniLM-L6-v2"}})
+        ));
+        assert!(!is_minilm_function(
+            &json!({"type": "known", "name": "sentence_transformer",
+            "config": {"model_name": "all-mpnet-base-v2"}})
+        ));
+        assert!(!is_minilm_function(
+            &json!({"type": "known", "name": "openai"})
+        ));
+        assert!(!is_minilm_function(&json!({"type": "legacy"})));
+        assert!(!is_minilm_function(&json!(null)));
+    }
+}
