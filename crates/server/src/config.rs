@@ -35,6 +35,13 @@ pub struct ServerConfig {
     pub http_body_timeout_seconds: u64,
     /// Ochre: authentication. Default off.
     pub auth: AuthConfig,
+    /// Ochre: `embedding_model` (env `OCHRE_MODEL_DIR`), a sentence-transformers directory
+    /// holding all-MiniLM-L6-v2 (`config.json`, `tokenizer.json`, `model.safetensors`). With it
+    /// the server embeds the documents of writes that come without embeddings, and text `$knn`
+    /// queries, for collections whose embedding function is Chroma's default MiniLM one. Default
+    /// none: such writes and queries are refused as before. (`ochre run` loads it and hands it to
+    /// [`crate::AppState::with_embedder`].)
+    pub embedding_model: Option<PathBuf>,
 }
 
 /// Optional authentication (Ochre's keys; Chroma 1.x has none).
@@ -107,6 +114,7 @@ impl Default for ServerConfig {
             http_header_timeout_seconds: 30,
             http_body_timeout_seconds: 60,
             auth: AuthConfig::default(),
+            embedding_model: None,
         }
     }
 }
@@ -200,6 +208,9 @@ impl ServerConfig {
         if let Some(v) = get("OCHRE_AUTH_HTPASSWD") {
             self.auth.htpasswd_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get(ochre_embed::MODEL_DIR_ENV).filter(|v| !v.is_empty()) {
+            self.embedding_model = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("OCHRE_MAX_PAYLOAD_SIZE_BYTES") {
             self.max_payload_size_bytes = v.parse().map_err(|source| ConfigError::Env {
                 var: "OCHRE_MAX_PAYLOAD_SIZE_BYTES",
@@ -218,14 +229,26 @@ mod tests {
     fn yaml_keys_and_env_overrides() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("c.yaml");
-        std::fs::write(&p, "port: 9000\nallow_reset: true\ncors_allow_origins: ['*']\nauth:\n  tokens: [abc]\nother_chroma_key: 1\n").expect("write");
+        std::fs::write(&p, "port: 9000\nallow_reset: true\ncors_allow_origins: ['*']\nauth:\n  tokens: [abc]\nembedding_model: /models/minilm\nother_chroma_key: 1\n").expect("write");
         let mut c = ServerConfig::from_file(&p).expect("parses");
         assert_eq!(c.port, 9000);
         assert!(c.allow_reset);
         assert_eq!(c.cors_allow_origins, vec!["*"]);
         assert_eq!(c.auth.tokens, vec![TokenConfig::from("abc")]);
+        assert_eq!(c.embedding_model, Some(PathBuf::from("/models/minilm")));
         c.apply_env(|k| (k == "OCHRE_ALLOW_RESET").then(|| "false".to_owned()))
             .expect("env");
         assert!(!c.allow_reset);
+        assert_eq!(c.embedding_model, Some(PathBuf::from("/models/minilm")));
+        c.apply_env(|k| (k == "OCHRE_MODEL_DIR").then(|| "/elsewhere".to_owned()))
+            .expect("env");
+        assert_eq!(c.embedding_model, Some(PathBuf::from("/elsewhere")));
+        c.apply_env(|k| (k == "OCHRE_MODEL_DIR").then(String::new))
+            .expect("env");
+        assert_eq!(
+            c.embedding_model,
+            Some(PathBuf::from("/elsewhere")),
+            "empty is unset"
+        );
     }
 }

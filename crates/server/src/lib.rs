@@ -11,6 +11,7 @@
 
 mod auth;
 mod config;
+mod embed;
 mod error;
 mod framing;
 mod metrics;
@@ -59,6 +60,10 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub credentials: Arc<Credentials>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The dense embedding model, when the server has one ([`AppState::with_embedder`]): it
+    /// embeds the documents of writes sent without embeddings, and text `$knn` queries, for
+    /// collections whose embedding function is Chroma's default MiniLM one.
+    pub embedder: Option<Arc<ochre_embed::MiniLm>>,
 }
 
 impl AppState {
@@ -105,7 +110,19 @@ impl AppState {
             config: Arc::new(config),
             credentials: Arc::new(credentials),
             metrics: Arc::new(metrics::Metrics::default()),
+            embedder: None,
         })
+    }
+
+    /// This state with a dense embedding model (normally all-MiniLM-L6-v2 loaded from
+    /// [`ServerConfig::embedding_model`]): writes without embeddings and text `$knn` queries are
+    /// then embedded on the server for collections whose configured embedding function is
+    /// Chroma's default MiniLM one (`ochre_embed::is_minilm_function`).
+    pub fn with_embedder(self, model: Arc<ochre_embed::MiniLm>) -> Self {
+        AppState {
+            embedder: Some(model),
+            ..self
+        }
     }
 }
 

@@ -484,10 +484,12 @@ pub async fn search(
     let id = collection_path(&d, &id)?;
     let max_searches = state.config.max_batch_size;
     let max_hits = state.config.max_query_results;
+    let model = state.embedder.clone();
     in_collection(&state, (t, d), id, move |c| {
         // Parsing compiles the filters' regexes: on the blocking pool, like the engine call.
-        let req = crate::search::parse(&body, max_searches)?;
-        let schema = Schema::of_collection(&c.info().configuration);
+        let mut req = crate::search::parse(&body, max_searches)?;
+        let configuration = c.info().configuration;
+        let schema = Schema::of_collection(&configuration);
         let mut document_filters = 0;
         for p in &req.plans {
             if let Some(w) = &p.filter {
@@ -519,6 +521,14 @@ pub async fn search(
                 req.plans.len()
             )));
         }
+        // Text `$knn` queries (an Ochre extension) are embedded last, once every cheaper check
+        // has passed: at most `max_batch_size` per request.
+        crate::embed::resolve_text_queries(
+            &mut req,
+            &configuration,
+            model.as_deref(),
+            max_searches,
+        )?;
         let results = c.search(&req.plans)?;
         JsonBytes::of(&crate::search::SearchResponse::new(results, req.selects))
     })
@@ -539,8 +549,10 @@ fn check_filters(
     Schema::of_collection(&c.info().configuration).check_filters(where_, where_document)
 }
 
-/// The record batch of a write body, as the write routes check it before the engine sees it, and
-/// the metadata key/type pairs it carries (for the schema's key evolution).
+/// The record batch of a write body, as the write routes check it before they look the collection
+/// up, and the metadata key/type pairs it carries (for the schema's key evolution). An add or
+/// upsert without embeddings passes here: once the collection is known, the server embeds its
+/// documents or refuses it (`embed::prepare_write`).
 pub fn write_batch(
     body: WriteBody,
     kind: WriteKind,
@@ -552,12 +564,9 @@ pub fn write_batch(
             body.ids.len(),
         )));
     }
-    let embeddings = match (&body.embeddings, kind) {
-        (None | Some(Value::Null), WriteKind::Update) => None,
-        (None | Some(Value::Null), _) => {
-            return Err(ApiError::shape("missing field `embeddings`"));
-        }
-        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
+    let embeddings = match &body.embeddings {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
     };
     let metadatas = body
         .metadatas
@@ -586,11 +595,21 @@ async fn write(
 ) -> ApiResult<()> {
     let id = collection_path(&d, &id)?;
     let max_batch_size = state.config.max_batch_size;
+    let model = state.embedder.clone();
     blocking(&state, move |db| {
         // Decoding (base64 or JSON numbers, metadata) is CPU work sized by the batch: done here,
         // on the blocking pool, before the collection is looked up (bad input is reported first).
-        let (batch, keys) = write_batch(body, kind, max_batch_size)?;
+        let (mut batch, mut keys) = write_batch(body, kind, max_batch_size)?;
         let c = db.collection_in(&t, &d, id)?;
+        // What the client left to the server (documents to embed, BM25 vectors to fill in), or
+        // the refusal of an add/upsert without embeddings; at most `max_batch_size` documents.
+        crate::embed::prepare_write(
+            &mut batch,
+            kind,
+            &c.info().configuration,
+            model.as_deref(),
+            &mut keys,
+        )?;
         // Key evolution (spec §11.4): new key/type pairs join the schema, in the write's commit.
         c.write_evolving_schema(kind, batch, |config| {
             if keys.is_empty() {

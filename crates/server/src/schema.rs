@@ -744,6 +744,16 @@ impl Schema {
                 .any(|vt| vt.sparse_index().is_some_and(|s| s.enabled))
     }
 
+    /// The keys with an enabled sparse vector index, and its configuration (at most one for a
+    /// schema that passed [`Schema::validate`]).
+    pub fn sparse_indexes(&self) -> impl Iterator<Item = (&str, &SparseConfig)> {
+        self.keys.iter().filter_map(|(k, vt)| {
+            vt.sparse_index()
+                .filter(|s| s.enabled)
+                .map(|s| (k.as_str(), &s.config))
+        })
+    }
+
     /// The vector index config that drives the collection (`#embedding`'s, else the defaults').
     fn embedding_vector_config(&self) -> Option<&VectorConfig> {
         self.keys

@@ -10,11 +10,59 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// A parsed request: its plans, and each plan's selected keys as the response lists them.
+/// A parsed request: its plans, each plan's selected keys as the response lists them, and the
+/// `$knn`s whose query arrived as text (their `query` a placeholder until the server embeds them,
+/// [`crate::embed::resolve_text_queries`]).
 #[derive(Debug)]
 pub struct SearchRequest {
     pub plans: Vec<SearchPlan>,
     pub selects: Vec<Vec<String>>,
+    pub texts: Vec<TextQuery>,
+}
+
+/// A `$knn` whose `query` is a string (an Ochre extension: Chroma's clients embed text before
+/// they send it). Its plan holds an empty dense query in its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextQuery {
+    /// The plan's index in the request.
+    pub plan: usize,
+    /// The `$knn`'s position among its plan's `$knn`s, in [`Rank::knns`] order (depth first,
+    /// left to right: the order the parser meets them).
+    pub knn: usize,
+    /// The `$knn`'s key (`#embedding` for the dense index, else a sparse-indexed metadata key).
+    pub key: String,
+    pub text: String,
+    /// Where it is in the body, for error messages (`searches[0].rank`).
+    pub path: String,
+}
+
+/// The `$knn`s of a rank expression, mutably, in [`Rank::knns`] order.
+pub fn knns_mut(rank: &mut Rank) -> Vec<&mut Knn> {
+    fn walk<'a>(r: &'a mut Rank, out: &mut Vec<&'a mut Knn>) {
+        match r {
+            Rank::Knn(k) => out.push(k),
+            Rank::Val(_) => {}
+            Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
+                v.iter_mut().for_each(|r| walk(r, out))
+            }
+            Rank::Sub(a, b) | Rank::Div(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => walk(e, out),
+        }
+    }
+    let mut out = Vec::new();
+    walk(rank, &mut out);
+    out
+}
+
+/// The text `$knn`s met while parsing one plan.
+struct Texts<'a> {
+    plan: usize,
+    /// `$knn`s of the plan parsed so far, text or not.
+    seen: usize,
+    out: &'a mut Vec<TextQuery>,
 }
 
 const RANK_OPS: &str =
@@ -83,15 +131,25 @@ pub fn parse(body: &Value, max_searches: usize) -> Result<SearchRequest, ApiErro
     let mut plans = Vec::with_capacity(searches.len());
     let mut selects = Vec::with_capacity(searches.len());
     let mut invalid = Vec::new();
+    let mut texts = Vec::new();
     for (i, s) in searches.iter().enumerate() {
-        let (plan, select) = payload(s, &format!("searches[{i}]"), &mut invalid)?;
+        let mut t = Texts {
+            plan: i,
+            seen: 0,
+            out: &mut texts,
+        };
+        let (plan, select) = payload(s, &format!("searches[{i}]"), &mut invalid, &mut t)?;
         plans.push(plan);
         selects.push(select);
     }
     if let Some(e) = invalid.into_iter().next() {
         return Err(e);
     }
-    Ok(SearchRequest { plans, selects })
+    Ok(SearchRequest {
+        plans,
+        selects,
+        texts,
+    })
 }
 
 /// Validation failures (400) found while parsing, reported once every payload's shape is known
@@ -102,6 +160,7 @@ fn payload(
     v: &Value,
     path: &str,
     bad: &mut Invalid,
+    texts: &mut Texts<'_>,
 ) -> Result<(SearchPlan, Vec<String>), ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(
@@ -118,7 +177,7 @@ fn payload(
                 plan.rank = match v {
                     Value::Null => None,
                     Value::Object(o) if o.is_empty() => None,
-                    v => Some(rank(v, &here, bad)?),
+                    v => Some(rank(v, &here, bad, texts)?),
                 }
             }
             "group_by" => plan.group_by = group_by(v, &here, bad)?,
@@ -345,7 +404,7 @@ fn aggregate(v: &Value, path: &str) -> Result<Result<Aggregate, ApiError>, ApiEr
     }))
 }
 
-fn rank(v: &Value, path: &str, bad: &mut Invalid) -> Result<Rank, ApiError> {
+fn rank(v: &Value, path: &str, bad: &mut Invalid, texts: &mut Texts<'_>) -> Result<Rank, ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(
             path,
@@ -361,39 +420,46 @@ fn rank(v: &Value, path: &str, bad: &mut Invalid) -> Result<Rank, ApiError> {
             ))
         }
     };
-    let list = |arg: &Value, bad: &mut Invalid| -> Result<Vec<Rank>, ApiError> {
-        let Value::Array(items) = arg else {
-            return Err(shape(
-                path,
-                format!("{op}: invalid type: expected a sequence"),
-            ));
+    // Operands are parsed depth first, left to right: the order `Rank::knns` walks, which
+    // `TextQuery::knn` counts in.
+    let list =
+        |arg: &Value, bad: &mut Invalid, texts: &mut Texts<'_>| -> Result<Vec<Rank>, ApiError> {
+            let Value::Array(items) = arg else {
+                return Err(shape(
+                    path,
+                    format!("{op}: invalid type: expected a sequence"),
+                ));
+            };
+            items.iter().map(|e| rank(e, path, bad, texts)).collect()
         };
-        items.iter().map(|e| rank(e, path, bad)).collect()
-    };
-    let pair = |arg: &Value, bad: &mut Invalid| -> Result<(Box<Rank>, Box<Rank>), ApiError> {
+    let pair = |arg: &Value,
+                bad: &mut Invalid,
+                texts: &mut Texts<'_>|
+     -> Result<(Box<Rank>, Box<Rank>), ApiError> {
         let (Some(l), Some(r)) = (arg.get("left"), arg.get("right")) else {
             return Err(shape(path, format!("{op}: expected `left` and `right`")));
         };
-        Ok((Box::new(rank(l, path, bad)?), Box::new(rank(r, path, bad)?)))
+        let l = rank(l, path, bad, texts)?;
+        Ok((Box::new(l), Box::new(rank(r, path, bad, texts)?)))
     };
     Ok(match op.as_str() {
-        "$knn" => Rank::Knn(knn(arg, path, bad)?),
+        "$knn" => Rank::Knn(knn(arg, path, bad, texts)?),
         "$val" => Rank::Val(number(arg, path)? as f32),
-        "$sum" => Rank::Sum(list(arg, bad)?),
-        "$mul" => Rank::Mul(list(arg, bad)?),
-        "$max" => Rank::Max(list(arg, bad)?),
-        "$min" => Rank::Min(list(arg, bad)?),
+        "$sum" => Rank::Sum(list(arg, bad, texts)?),
+        "$mul" => Rank::Mul(list(arg, bad, texts)?),
+        "$max" => Rank::Max(list(arg, bad, texts)?),
+        "$min" => Rank::Min(list(arg, bad, texts)?),
         "$sub" => {
-            let (l, r) = pair(arg, bad)?;
+            let (l, r) = pair(arg, bad, texts)?;
             Rank::Sub(l, r)
         }
         "$div" => {
-            let (l, r) = pair(arg, bad)?;
+            let (l, r) = pair(arg, bad, texts)?;
             Rank::Div(l, r)
         }
-        "$abs" => Rank::Abs(Box::new(rank(arg, path, bad)?)),
-        "$exp" => Rank::Exp(Box::new(rank(arg, path, bad)?)),
-        "$log" => Rank::Log(Box::new(rank(arg, path, bad)?)),
+        "$abs" => Rank::Abs(Box::new(rank(arg, path, bad, texts)?)),
+        "$exp" => Rank::Exp(Box::new(rank(arg, path, bad, texts)?)),
+        "$log" => Rank::Log(Box::new(rank(arg, path, bad, texts)?)),
         other => {
             return Err(shape(
                 path,
@@ -403,7 +469,7 @@ fn rank(v: &Value, path: &str, bad: &mut Invalid) -> Result<Rank, ApiError> {
     })
 }
 
-fn knn(v: &Value, path: &str, bad: &mut Invalid) -> Result<Knn, ApiError> {
+fn knn(v: &Value, path: &str, bad: &mut Invalid, texts: &mut Texts<'_>) -> Result<Knn, ApiError> {
     let Value::Object(m) = v else {
         return Err(shape(path, "$knn: invalid type: expected an object"));
     };
@@ -418,6 +484,9 @@ fn knn(v: &Value, path: &str, bad: &mut Invalid) -> Result<Knn, ApiError> {
             ));
         }
     }
+    let ordinal = texts.seen;
+    texts.seen += 1;
+    let mut text = None;
     let query = match m.get("query") {
         Some(Value::Array(xs)) => {
             let q: Vec<f32> = xs
@@ -451,11 +520,9 @@ fn knn(v: &Value, path: &str, bad: &mut Invalid) -> Result<Knn, ApiError> {
             }
             None => return Err(shape(path, "$knn.query: expected a dense or sparse vector")),
         },
-        Some(Value::String(_)) => {
-            bad.push(invalid(
-                path,
-                "a text query must be embedded by the client before it is sent",
-            ));
+        // Embedded by the server once the collection is known (its embedding functions).
+        Some(Value::String(s)) => {
+            text = Some(s.clone());
             KnnQuery::Dense(Vec::new())
         }
         Some(_) => return Err(shape(path, "$knn.query: expected a dense or sparse vector")),
@@ -489,6 +556,15 @@ fn knn(v: &Value, path: &str, bad: &mut Invalid) -> Result<Knn, ApiError> {
             ))
         }
     };
+    if let Some(text) = text {
+        texts.out.push(TextQuery {
+            plan: texts.plan,
+            knn: ordinal,
+            key: key.clone(),
+            text,
+            path: path.to_owned(),
+        });
+    }
     Ok(Knn {
         query,
         key,

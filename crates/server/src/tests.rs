@@ -1368,3 +1368,578 @@ async fn search_answers_hybrid_plans_and_refuses_bad_ones_with_chromas_messages(
         );
     }
 }
+
+// ----- server-side embedding (an Ochre extension) -----
+
+/// The MiniLM model from `OCHRE_TEST_MODEL_DIR`, loaded once; `None` (the test says so and
+/// passes) when it is not set, unless `OCHRE_REQUIRE_MODEL_TESTS=1`.
+fn test_model() -> Option<std::sync::Arc<ochre_embed::MiniLm>> {
+    static MODEL: std::sync::OnceLock<Option<std::sync::Arc<ochre_embed::MiniLm>>> =
+        std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| match std::env::var_os("OCHRE_TEST_MODEL_DIR") {
+            Some(d) if !d.is_empty() => Some(std::sync::Arc::new(
+                ochre_embed::MiniLm::load(std::path::Path::new(&d)).expect("the test model"),
+            )),
+            _ => {
+                assert!(
+                    std::env::var("OCHRE_REQUIRE_MODEL_TESTS").as_deref() != Ok("1"),
+                    "OCHRE_REQUIRE_MODEL_TESTS=1 but OCHRE_TEST_MODEL_DIR is not set"
+                );
+                eprintln!("OCHRE_TEST_MODEL_DIR is not set: skipping the server embedding tests");
+                None
+            }
+        })
+        .clone()
+}
+
+/// Creates a collection from `body` and returns its id.
+async fn collection_with(app: &Router, body: Value) -> String {
+    let (s, c, _) = call(app, "POST", &format!("{BASE}/collections"), Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    c["id"].as_str().expect("id").to_owned()
+}
+
+/// The configuration chromadb's client sends for its default embedding function.
+fn minilm_configuration() -> Value {
+    json!({"embedding_function": {"type": "known", "name": "default", "config": {}}})
+}
+
+async fn stored(app: &Router, id: &str, ids: Value, field: &str) -> Value {
+    let (s, v, _) = call(
+        app,
+        "POST",
+        &format!("{BASE}/collections/{id}/get"),
+        Some(json!({"ids": ids, "include": [field]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v[field].clone()
+}
+
+fn vector_json(v: &[f32]) -> Value {
+    json!(v
+        .iter()
+        .map(|x| ochre_types::f32_as_f64(*x))
+        .collect::<Vec<_>>())
+}
+
+#[tokio::test]
+async fn with_a_model_documents_are_embedded_on_writes_and_text_queries() {
+    let Some(model) = test_model() else { return };
+    let app = app(state(ServerConfig::default()).with_embedder(model.clone()));
+    let id = collection_with(
+        &app,
+        json!({"name": "embedded", "configuration": minilm_configuration()}),
+    )
+    .await;
+    let coll = format!("{BASE}/collections/{id}");
+    let docs = [
+        "The cat sat on the mat.",
+        "Stock markets fell sharply on Tuesday.",
+        "A recipe for chocolate cake.",
+    ];
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/add"),
+        Some(json!({"ids": ["a", "b", "c"], "documents": docs, "embeddings": null})),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::CREATED, json!({})));
+    let want = model.embed(&docs).expect("embed");
+    let got = stored(&app, &id, json!(["a", "b", "c"]), "embeddings").await;
+    assert_eq!(
+        got,
+        json!(want.iter().map(|v| vector_json(v)).collect::<Vec<_>>())
+    );
+    // add/upsert: every record needs a document; nothing is written otherwise.
+    for route in ["add", "upsert"] {
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{coll}/{route}"),
+            Some(json!({"ids": ["x", "y"], "documents": ["fine", null]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{route}: {v}");
+        assert_eq!(v["error"], "InvalidArgumentError");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains("'y'")),
+            "{v}"
+        );
+    }
+    let (_, n, _) = call(&app, "GET", &format!("{coll}/count"), None).await;
+    assert_eq!(n, json!(3));
+    // upsert: a new record and a changed one, both embedded.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/upsert"),
+        Some(json!({"ids": ["a", "d"], "documents": ["A dog barks at the mailman.", "Bonds rallied."]})),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({})));
+    let want = model
+        .embed(&["A dog barks at the mailman.", "Bonds rallied."])
+        .expect("embed");
+    let got = stored(&app, &id, json!(["a", "d"]), "embeddings").await;
+    assert_eq!(got, json!([vector_json(&want[0]), vector_json(&want[1])]));
+    // update: only records with a document get a new vector.
+    let before = stored(&app, &id, json!(["c"]), "embeddings").await;
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/update"),
+        Some(
+            json!({"ids": ["b", "c"], "documents": ["Interest rates rose again.", null],
+            "metadatas": [null, {"k": 1}]}),
+        ),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({})));
+    let want = model.embed(&["Interest rates rose again."]).expect("embed");
+    assert_eq!(
+        stored(&app, &id, json!(["b"]), "embeddings").await,
+        json!([vector_json(&want[0])])
+    );
+    assert_eq!(stored(&app, &id, json!(["c"]), "embeddings").await, before);
+    assert_eq!(
+        stored(&app, &id, json!(["b", "c"]), "documents").await,
+        json!(["Interest rates rose again.", "A recipe for chocolate cake."])
+    );
+    // Sent embeddings win: the server embeds nothing.
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/add"),
+        Some(json!({"ids": ["e"], "documents": ["ignored"], "embeddings": [vec![0.5; 384]]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        stored(&app, &id, json!(["e"]), "embeddings").await,
+        json!([vec![0.5; 384]])
+    );
+    // A text query ranks like its embedding sent by the client.
+    let q = "a kitten resting on a rug";
+    let search = |query: Value| {
+        call(
+            &app,
+            "POST",
+            format!("{coll}/search").leak(),
+            Some(
+                json!({"searches": [{"rank": {"$knn": {"query": query, "limit": 3}},
+                "select": {"keys": ["#score", "#document"]}}]}),
+            ),
+        )
+    };
+    let (s, by_text, _) = search(json!(q)).await;
+    assert_eq!(s, StatusCode::OK, "{by_text}");
+    let qv = model.embed(&[q]).expect("embed");
+    let (s, by_vector, _) = search(vector_json(&qv[0])).await;
+    assert_eq!(s, StatusCode::OK, "{by_vector}");
+    assert_eq!(by_text, by_vector);
+    assert_eq!(by_text["ids"][0][0], "a", "{by_text}");
+    // An explicit `#embedding` key, and a text query inside a rank expression.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/search"),
+        Some(json!({"searches": [{"rank": {"$sum": [{"$val": 1}, {"$knn": {"query": vec![0.5; 384], "limit": 2}},
+            {"$knn": {"query": "money and finance", "key": "#embedding", "limit": 2}}]}}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Another embedding function, or none configured: nothing is embedded, errors as before.
+    for configuration in [
+        json!({"embedding_function": {"type": "known", "name": "openai", "config": {}}}),
+        json!(null),
+    ] {
+        let other = collection_with(
+            &app,
+            json!({"name": "other", "configuration": configuration, "get_or_create": false}),
+        )
+        .await;
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{other}/add"),
+            Some(json!({"ids": ["a"], "documents": ["hello"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("missing field `embeddings`")),
+            "{v}"
+        );
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{other}/add"),
+            Some(json!({"ids": ["a"], "documents": ["hello"], "embeddings": [[1.0, 0.0]]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{other}/update"),
+            Some(json!({"ids": ["a"], "documents": ["changed"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            stored(&app, &other, json!(["a"]), "embeddings").await,
+            json!([[1.0, 0.0]])
+        );
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{other}/search"),
+            Some(json!({"searches": [{"rank": {"$knn": {"query": "hello"}}}]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("embedding function is Chroma's default")),
+            "{v}"
+        );
+        let (s, _, _) = call(&app, "DELETE", &format!("{BASE}/collections/other"), None).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn with_a_model_the_batch_size_still_bounds_the_documents_embedded() {
+    let Some(model) = test_model() else { return };
+    let config = ServerConfig {
+        max_batch_size: 2,
+        ..Default::default()
+    };
+    let app = app(state(config).with_embedder(model));
+    let id = collection_with(
+        &app,
+        json!({"name": "small", "configuration": minilm_configuration()}),
+    )
+    .await;
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a", "b", "c"], "documents": ["x", "y", "z"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["message"], "Batch size 3 exceeds maximum batch size 2");
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a"], "documents": ["x", "y", "z"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        v["message"],
+        "Inconsistent number of IDs, embeddings, documents, URIs and metadatas"
+    );
+    let knn = json!({"$knn": {"query": "text", "limit": 1}});
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/search"),
+        Some(json!({"searches": [{"rank": {"$sum": [knn, knn, knn]}}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        v["message"],
+        "3 text $knn queries exceed the maximum batch size 2"
+    );
+}
+
+#[tokio::test]
+async fn without_a_model_documents_only_writes_and_text_queries_are_refused_as_before() {
+    let app = app(state(ServerConfig::default()));
+    let id = collection_with(
+        &app,
+        json!({"name": "plain", "configuration": minilm_configuration()}),
+    )
+    .await;
+    let coll = format!("{BASE}/collections/{id}");
+    for route in ["add", "upsert"] {
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            &format!("{coll}/{route}"),
+            Some(json!({"ids": ["a"], "documents": ["hello"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{route}: {v}");
+        assert_eq!(v["error"], "ChromaError");
+        assert_eq!(
+            v["message"],
+            "Failed to deserialize the JSON body into the target type: missing field `embeddings`"
+        );
+    }
+    // The check now follows the lookup: an unknown collection is a 404 first.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/00000000-0000-0000-0000-000000000001/add"),
+        Some(json!({"ids": ["a"], "documents": ["hello"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // Update without embeddings changes the document and keeps the vector, as ever.
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/add"),
+        Some(json!({"ids": ["a"], "documents": ["hello"], "embeddings": [[1.0, 0.0]]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/update"),
+        Some(json!({"ids": ["a"], "documents": ["bye"]})),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({})));
+    assert_eq!(
+        stored(&app, &id, json!(["a"]), "embeddings").await,
+        json!([[1.0, 0.0]])
+    );
+    assert_eq!(
+        stored(&app, &id, json!(["a"]), "documents").await,
+        json!(["bye"])
+    );
+    // A text query needs the model; the message says how to give the server one.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/search"),
+        Some(json!({"searches": [{"rank": {"$knn": {"query": "hello"}}}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "InvalidArgumentError");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m
+            .starts_with("Validation error: searches[0].rank: this server has no embedding model")
+            && m.contains("OCHRE_MODEL_DIR")),
+        "{v}"
+    );
+    // A text query on a key without a chroma_bm25 index cannot be embedded either.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/search"),
+        Some(json!({"searches": [{"rank": {"$knn": {"query": "hello", "key": "sp"}}}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Cannot embed string query for key 'sp'")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn bm25_vectors_are_filled_in_from_documents_without_a_model() {
+    let app = app(state(ServerConfig::default()));
+    let sparse_index = |config: Value| {
+        json!({"keys": {"sp": {"sparse_vector": {"sparse_vector_index": {"enabled": true,
+            "config": {"bm25": true, "source_key": "#document",
+                "embedding_function": {"type": "known", "name": "chroma_bm25", "config": config}}}}}}})
+    };
+    let id = collection_with(
+        &app,
+        json!({"name": "bm25", "schema": sparse_index(json!({}))}),
+    )
+    .await;
+    let coll = format!("{BASE}/collections/{id}");
+    let bm25 = ochre_embed::bm25::Bm25::default();
+    let sv = |doc: &str| {
+        let e = bm25.embed(doc);
+        ochre_types::SparseVector {
+            indices: e.indices,
+            values: e.values,
+            tokens: e.labels,
+        }
+        .to_json()
+    };
+    let docs = [
+        "Apple pie with cinnamon",
+        "Banana bread and banana splits",
+        "the of and",
+    ];
+    let mine = json!({"#type": "sparse_vector", "indices": [7], "values": [1.0]});
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/add"),
+        Some(json!({"ids": ["a", "b", "c", "d", "e"],
+            "embeddings": [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.2, 0.8], [0.9, 0.1]],
+            "documents": [docs[0], docs[1], docs[2], null, "apple banana"],
+            "metadatas": [null, {"kind": "x"}, null, {"kind": "y"}, {"sp": mine}]})),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::CREATED, json!({})));
+    let got = stored(&app, &id, json!(["a", "b", "c", "d", "e"]), "metadatas").await;
+    assert_eq!(
+        got,
+        json!([
+            {"sp": sv(docs[0])},
+            {"kind": "x", "sp": sv(docs[1])},
+            // Only stopwords: the empty vector, stored as chromadb's client stores it.
+            {"sp": {"#type": "sparse_vector", "indices": [], "values": []}},
+            {"kind": "y"},
+            {"sp": mine},
+        ])
+    );
+    assert_ne!(sv(docs[0])["indices"], json!([]));
+    // update and upsert fill in the same way; a `null` for the key is left to delete it.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/update"),
+        Some(
+            json!({"ids": ["a", "b"], "documents": ["Cherry tart", "Banana bread"],
+            "metadatas": [null, {"sp": null}]}),
+        ),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({})));
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/upsert"),
+        Some(
+            json!({"ids": ["d", "f"], "embeddings": [[0.2, 0.8], [0.3, 0.7]],
+            "documents": ["Plum jam", "Fig cake"]}),
+        ),
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({})));
+    let got = stored(&app, &id, json!(["a", "b", "d", "f"]), "metadatas").await;
+    assert_eq!(
+        got,
+        json!([
+            {"sp": sv("Cherry tart")},
+            {"kind": "x"},
+            {"kind": "y", "sp": sv("Plum jam")},
+            {"sp": sv("Fig cake")},
+        ])
+    );
+    // A text query on the sparse key is embedded with the index's BM25 function and ranks like
+    // the vector a client would send.
+    let search = |query: Value| {
+        call(
+            &app,
+            "POST",
+            format!("{coll}/search").leak(),
+            Some(
+                json!({"searches": [{"rank": {"$knn": {"query": query, "key": "sp", "limit": 3}},
+                "select": {"keys": ["#score"]}}]}),
+            ),
+        )
+    };
+    let (s, by_text, _) = search(json!("cherry tarts")).await;
+    assert_eq!(s, StatusCode::OK, "{by_text}");
+    assert_eq!(by_text["ids"][0][0], "a", "{by_text}");
+    let (s, by_vector, _) = search(sv("cherry tarts")).await;
+    assert_eq!(s, StatusCode::OK, "{by_vector}");
+    assert_eq!(by_text, by_vector);
+    // The dense key still needs a model.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{coll}/search"),
+        Some(json!({"searches": [{"rank": {"$knn": {"query": "cherry"}}}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // The function's configuration is honoured (labels when `include_tokens`).
+    let id = collection_with(
+        &app,
+        json!({"name": "bm25-tokens", "schema": sparse_index(json!({"include_tokens": true, "k": 1.5}))}),
+    )
+    .await;
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({"ids": ["a"], "embeddings": [[1.0]], "documents": ["Running runners ran"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let configured =
+        ochre_embed::bm25::Bm25::from_config(&json!({"include_tokens": true, "k": 1.5}))
+            .expect("config");
+    let e = configured.embed("Running runners ran");
+    assert!(e.labels.is_some());
+    let want = ochre_types::SparseVector {
+        indices: e.indices,
+        values: e.values,
+        tokens: e.labels,
+    }
+    .to_json();
+    assert_eq!(
+        stored(&app, &id, json!(["a"]), "metadatas").await,
+        json!([{"sp": want}])
+    );
+
+    // A sparse index fed by another function, or by a metadata key, is left to the client.
+    for config in [
+        json!({"source_key": "#document", "embedding_function": {"type": "known", "name": "splade", "config": {}}}),
+        json!({"source_key": "text", "embedding_function": {"type": "known", "name": "chroma_bm25", "config": {}}}),
+    ] {
+        let (s, c, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections"),
+            Some(
+                json!({"name": "other-sparse", "schema": {"keys": {"sp": {"sparse_vector": {
+                "sparse_vector_index": {"enabled": true, "config": config}}}}}}),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        let other = c["id"].as_str().expect("id").to_owned();
+        let (s, _, _) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/collections/{other}/add"),
+            Some(
+                json!({"ids": ["a"], "embeddings": [[1.0]], "documents": ["Apple pie"],
+                "metadatas": [{"text": "Apple pie"}]}),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        assert_eq!(
+            stored(&app, &other, json!(["a"]), "metadatas").await,
+            json!([{"text": "Apple pie"}])
+        );
+        let (s, _, _) = call(
+            &app,
+            "DELETE",
+            &format!("{BASE}/collections/other-sparse"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}

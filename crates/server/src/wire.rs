@@ -494,7 +494,8 @@ pub struct WriteBody {
 }
 
 /// The OpenAPI schema of an add or upsert body: a [`WriteBody`] whose `embeddings` are required
-/// (Chroma computes none on the server).
+/// (Chroma computes none on the server; Ochre does for a collection whose embedding function is
+/// the default MiniLM one when it was started with a model, an extension left out here).
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "documentation only")]
 pub struct AddBody {
