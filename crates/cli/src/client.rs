@@ -131,7 +131,10 @@ impl Client {
                     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
                         .await
                         .context("reading the answer")?;
-                    anyhow::Ok((status.as_u16(), String::from_utf8_lossy(&bytes).into_owned()))
+                    anyhow::Ok((
+                        status.as_u16(),
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                    ))
                 })?
             }
             Transport::Remote { agent, base, token } => {
@@ -145,7 +148,9 @@ impl Client {
                 };
                 match result {
                     Ok(r) => (r.status(), r.into_string().context("reading the answer")?),
-                    Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+                    Err(ureq::Error::Status(code, r)) => {
+                        (code, r.into_string().unwrap_or_default())
+                    }
                     Err(e) => return Err(e).with_context(|| format!("{method} {base}{path}")),
                 }
             }

@@ -29,10 +29,10 @@ pub const SPARSE_KEY: &str = "sparse_embedding";
 /// File extensions read as plain text (case-insensitive).
 pub const TEXT_EXTENSIONS: &[&str] = &[
     "txt", "text", "md", "markdown", "mdx", "rst", "adoc", "asciidoc", "org", "tex", "csv", "tsv",
-    "json", "jsonl", "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "log",
-    "rs", "py", "js", "ts", "tsx", "jsx", "go", "java", "kt", "c", "h", "cc", "cpp", "hpp", "cs",
-    "rb", "php", "swift", "scala", "sh", "bash", "zsh", "sql", "r", "lua", "pl", "hs", "ml",
-    "ex", "exs", "erl", "clj", "dart", "vue", "svelte", "css", "scss",
+    "json", "jsonl", "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "log", "rs", "py", "js",
+    "ts", "tsx", "jsx", "go", "java", "kt", "c", "h", "cc", "cpp", "hpp", "cs", "rb", "php",
+    "swift", "scala", "sh", "bash", "zsh", "sql", "r", "lua", "pl", "hs", "ml", "ex", "exs", "erl",
+    "clj", "dart", "vue", "svelte", "css", "scss",
 ];
 
 /// Chunks embedded per flush (and the most held in memory before it).
@@ -119,7 +119,9 @@ fn walk(root: &Path, extensions: &[String]) -> anyhow::Result<Vec<Found>> {
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .is_some_and(|e| {
                 TEXT_EXTENSIONS.contains(&e.as_str())
-                    || extensions.iter().any(|x| x.trim_start_matches('.').eq_ignore_ascii_case(&e))
+                    || extensions
+                        .iter()
+                        .any(|x| x.trim_start_matches('.').eq_ignore_ascii_case(&e))
             })
     };
     let mut out = Vec::new();
@@ -250,7 +252,11 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
     for f in files {
         let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
         if size > max_bytes {
-            bar.println(format!("skipped {} ({} MiB > --max-file-mib)", f.source, size >> 20));
+            bar.println(format!(
+                "skipped {} ({} MiB > --max-file-mib)",
+                f.source,
+                size >> 20
+            ));
             summary.skipped += 1;
             bar.inc(1);
             continue;
@@ -332,7 +338,15 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
         if pending.len() >= FLUSH_CHUNKS {
             bar.set_message(format!("embedding {} chunks", pending.len()));
             if !args.dry_run {
-                flush(&client, &collection, &model, &bm25, has_sparse, &mut pending, &mut pending_files)?;
+                flush(
+                    &client,
+                    &collection,
+                    &model,
+                    &bm25,
+                    has_sparse,
+                    &mut pending,
+                    &mut pending_files,
+                )?;
             } else {
                 pending.clear();
                 pending_files.clear();
@@ -341,7 +355,15 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
         bar.inc(1);
     }
     if !args.dry_run {
-        flush(&client, &collection, &model, &bm25, has_sparse, &mut pending, &mut pending_files)?;
+        flush(
+            &client,
+            &collection,
+            &model,
+            &bm25,
+            has_sparse,
+            &mut pending,
+            &mut pending_files,
+        )?;
     }
     for (source, _) in gone {
         if moved.contains_key(&source) {
@@ -353,7 +375,11 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
         summary.deleted += 1;
     }
     bar.finish_and_clear();
-    let what = if args.dry_run { "would ingest" } else { "ingested" };
+    let what = if args.dry_run {
+        "would ingest"
+    } else {
+        "ingested"
+    };
     eprintln!(
         "{what} {} into {} in {:.1} s: {} new, {} changed, {} renamed, {} deleted, {} unchanged, \
          {} skipped files; {} chunks embedded",
@@ -378,8 +404,10 @@ fn progress(files: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(files);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} files {elapsed_precise} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} files {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -404,7 +432,9 @@ fn flush(
     // Every chunk but the chunk 0s, then the surplus deletions, then the chunk 0s.
     let (rest, zeros): (Vec<usize>, Vec<usize>) =
         (0..pending.len()).partition(|&i| pending[i].metadata.get("chunk") != Some(&json!(0)));
-    upsert(client, collection, bm25, has_sparse, pending, &vectors, &rest)?;
+    upsert(
+        client, collection, bm25, has_sparse, pending, &vectors, &rest,
+    )?;
     for (source, n, old) in files.drain(..) {
         if old > n as i64 {
             client.post(
@@ -414,7 +444,9 @@ fn flush(
             )?;
         }
     }
-    upsert(client, collection, bm25, has_sparse, pending, &vectors, &zeros)?;
+    upsert(
+        client, collection, bm25, has_sparse, pending, &vectors, &zeros,
+    )?;
     pending.clear();
     Ok(())
 }
@@ -475,7 +507,11 @@ fn move_source(
     // Chunk 0 last, as for a fresh write.
     rows.sort_by_key(|r| {
         let c = r["metadatas"]["chunk"].as_i64().unwrap_or(0);
-        if c == 0 { i64::MAX } else { c }
+        if c == 0 {
+            i64::MAX
+        } else {
+            c
+        }
     });
     let batch = client.max_batch_size.clamp(1, 500);
     for part in rows.chunks(batch) {

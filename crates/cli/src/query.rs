@@ -87,9 +87,7 @@ fn search_body(
         }
         k
     };
-    let rrf = |knn: Value| {
-        json!({"$div": {"left": {"$val": 1.0}, "right": {"$sum": [{"$val": RRF_K}, knn]}}})
-    };
+    let rrf = |knn: Value| json!({"$div": {"left": {"$val": 1.0}, "right": {"$sum": [{"$val": RRF_K}, knn]}}});
     let rank = match args.mode {
         Mode::Dense => dense_knn(false),
         Mode::Bm25 => sparse_knn(false),
@@ -217,7 +215,11 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
     let terms: std::collections::HashSet<String> = bm25.tokenize(&args.text).into_iter().collect();
     let cwd = std::env::current_dir().ok();
     for (rank, h) in hits.iter().enumerate() {
-        let source = h.metadata.get("source").and_then(Value::as_str).unwrap_or(&h.id);
+        let source = h
+            .metadata
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or(&h.id);
         let shown = cwd
             .as_ref()
             .and_then(|c| std::path::Path::new(source).strip_prefix(c).ok())
@@ -271,7 +273,11 @@ pub fn snippet(
     let matches: Vec<(usize, usize)> = all
         .iter()
         .copied()
-        .filter(|&(s, e)| bm25.tokenize(&document[s..e]).iter().any(|t| terms.contains(t)))
+        .filter(|&(s, e)| {
+            bm25.tokenize(&document[s..e])
+                .iter()
+                .any(|t| terms.contains(t))
+        })
         .collect();
     // The window holding the most matches, starting a little before its first one.
     let mut best = (0usize, 0usize);
@@ -281,10 +287,16 @@ pub fn snippet(
             best = (i, n);
         }
     }
-    let mut start = matches.get(best.0).map_or(0, |m| m.0.saturating_sub(width / 5));
+    let mut start = matches
+        .get(best.0)
+        .map_or(0, |m| m.0.saturating_sub(width / 5));
     // Start on a word.
     if start > 0 {
-        start = all.iter().map(|w| w.0).find(|&w| w >= start).unwrap_or(start);
+        start = all
+            .iter()
+            .map(|w| w.0)
+            .find(|&w| w >= start)
+            .unwrap_or(start);
     }
     let mut end = (start + width).min(document.len());
     while !document.is_char_boundary(end) {
@@ -298,7 +310,11 @@ pub fn snippet(
             .find(|&w| w <= end && w > start)
             .unwrap_or(end);
     }
-    let (on, off) = if ansi { ("\x1b[1m", "\x1b[0m") } else { ("**", "**") };
+    let (on, off) = if ansi {
+        ("\x1b[1m", "\x1b[0m")
+    } else {
+        ("**", "**")
+    };
     let mut out = String::new();
     if start > 0 {
         out.push('…');
@@ -336,7 +352,10 @@ mod tests {
         );
         let s = snippet(&doc, &terms("searching databases"), &bm25, 120, false);
         assert!(s.starts_with('…') && s.ends_with('…'), "{s}");
-        assert!(s.contains("**databases**") && s.contains("**search**"), "{s}");
+        assert!(
+            s.contains("**databases**") && s.contains("**search**"),
+            "{s}"
+        );
         assert!(!s.contains('\n') && !s.contains('\t'), "{s}");
         // Nothing matches: the start of the document.
         let s = snippet("alpha beta gamma", &terms("zeta"), &bm25, 120, false);
@@ -374,8 +393,17 @@ mod tests {
         assert_eq!(s["filter"], json!({"chunk": 0}));
         assert_eq!(s["limit"]["limit"], json!(3));
         let parts = &s["rank"]["$mul"][1]["$sum"];
-        assert_eq!(parts[0]["$div"]["right"]["$sum"][1]["$knn"]["return_rank"], json!(true));
-        assert_eq!(parts[1]["$div"]["right"]["$sum"][1]["$knn"]["key"], json!(SPARSE_KEY));
-        assert_eq!(parts[1]["$div"]["right"]["$sum"][1]["$knn"]["default"], json!(50));
+        assert_eq!(
+            parts[0]["$div"]["right"]["$sum"][1]["$knn"]["return_rank"],
+            json!(true)
+        );
+        assert_eq!(
+            parts[1]["$div"]["right"]["$sum"][1]["$knn"]["key"],
+            json!(SPARSE_KEY)
+        );
+        assert_eq!(
+            parts[1]["$div"]["right"]["$sum"][1]["$knn"]["default"],
+            json!(50)
+        );
     }
 }

@@ -4,7 +4,12 @@
 //! The model comes from `OCHRE_TEST_MODEL_DIR` (see crates/embed/tests/minilm.rs); without it
 //! these tests say so and pass, unless `OCHRE_REQUIRE_MODEL_TESTS=1` (CI sets it).
 
-#![allow(clippy::print_stderr, reason = "a skipped model test says why")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test; a skipped one says why"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -147,7 +152,10 @@ fn ingest_is_incremental_and_query_finds_the_right_file() {
     let notes_c = std::fs::canonicalize(&notes).unwrap();
     let bread = notes_c.join("bread.md").to_string_lossy().into_owned();
     let tokio_md = notes_c.join("tokio.md").to_string_lossy().into_owned();
-    let garden = notes_c.join("sub/garden.txt").to_string_lossy().into_owned();
+    let garden = notes_c
+        .join("sub/garden.txt")
+        .to_string_lossy()
+        .into_owned();
     assert_eq!(
         files.keys().cloned().collect::<Vec<_>>(),
         [bread.clone(), garden.clone(), tokio_md.clone()]
@@ -158,24 +166,52 @@ fn ingest_is_incremental_and_query_finds_the_right_file() {
         assert_eq!((*c, *n), (i as i64, chunks.len() as i64));
     }
     // Overlap: each chunk starts inside the previous one.
-    let tail: String = chunks[0].2.chars().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = chunks[0]
+        .2
+        .chars()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     assert!(chunks[1].2.contains(tail.trim()), "no overlap");
 
     // Unchanged: nothing to do.
     let again = counts(&ingest(&[]));
-    assert_eq!((again["new"], again["changed"], again["unchanged"]), (0, 0, 3), "{again:?}");
+    assert_eq!(
+        (again["new"], again["changed"], again["unchanged"]),
+        (0, 0, 3),
+        "{again:?}"
+    );
 
     // Queries: JSON answers name the source; each mode finds the file that is about it.
     let query = |text: &str, mode: &str| -> serde_json::Value {
         let (out, _) = ok(ochre(
             &model,
-            &["query", text, "--collection", "notes", "--path", data_s, "--json", "-n", "3", "--mode", mode],
+            &[
+                "query",
+                text,
+                "--collection",
+                "notes",
+                "--path",
+                data_s,
+                "--json",
+                "-n",
+                "3",
+                "--mode",
+                mode,
+            ],
         ));
         serde_json::from_str(&out).unwrap()
     };
     for mode in ["dense", "bm25", "hybrid"] {
         let hits = query("asynchronous Rust runtime", mode);
-        assert_eq!(hits[0]["metadata"]["source"], tokio_md.as_str(), "{mode}: {hits}");
+        assert_eq!(
+            hits[0]["metadata"]["source"],
+            tokio_md.as_str(),
+            "{mode}: {hits}"
+        );
         assert!(hits[0]["metadata"].get("sparse_embedding").is_none());
         let key = if mode == "dense" { "distance" } else { "score" };
         assert!(hits[0][key].is_f64(), "{hits}");
@@ -185,18 +221,43 @@ fn ingest_is_incremental_and_query_finds_the_right_file() {
     // Readable output: rank, source, and the matching words marked.
     let (out, _) = ok(ochre(
         &model,
-        &["query", "watering tomatoes", "--collection", "notes", "--path", data_s, "-n", "1"],
+        &[
+            "query",
+            "watering tomatoes",
+            "--collection",
+            "notes",
+            "--path",
+            data_s,
+            "-n",
+            "1",
+        ],
     ));
     assert!(out.starts_with("1. "), "{out}");
-    assert!(out.contains("garden.txt") && out.contains("**Tomatoes**") && out.contains("**watering**"), "{out}");
+    assert!(
+        out.contains("garden.txt") && out.contains("**Tomatoes**") && out.contains("**watering**"),
+        "{out}"
+    );
     // A filter narrows the search.
     let (out, _) = ok(ochre(
         &model,
-        &["query", "bread", "--collection", "notes", "--path", data_s, "--json",
-          "--where", &format!("{{\"source\": \"{garden}\"}}")],
+        &[
+            "query",
+            "bread",
+            "--collection",
+            "notes",
+            "--path",
+            data_s,
+            "--json",
+            "--where",
+            &format!("{{\"source\": \"{garden}\"}}"),
+        ],
     ));
     let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(hits.as_array().unwrap().iter().all(|h| h["metadata"]["source"] == garden.as_str()));
+    assert!(hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["metadata"]["source"] == garden.as_str()));
 
     // Change one file (shorter: fewer chunks), delete one, rename one.
     std::fs::write(notes.join("bread.md"), "Sourdough needs a starter.").unwrap();
@@ -204,15 +265,30 @@ fn ingest_is_incremental_and_query_finds_the_right_file() {
     std::fs::rename(notes.join("tokio.md"), notes.join("sub/async.md")).unwrap();
     let third = counts(&ingest(&[]));
     assert_eq!(
-        (third["new"], third["changed"], third["renamed"], third["deleted"], third["unchanged"]),
+        (
+            third["new"],
+            third["changed"],
+            third["renamed"],
+            third["deleted"],
+            third["unchanged"]
+        ),
         (0, 1, 1, 1, 0),
         "{third:?}"
     );
-    assert_eq!(third["chunks"], 1, "only the changed file is embedded: {third:?}");
+    assert_eq!(
+        third["chunks"], 1,
+        "only the changed file is embedded: {third:?}"
+    );
     let files = stored(&data);
     let moved = notes_c.join("sub/async.md").to_string_lossy().into_owned();
-    assert_eq!(files.keys().cloned().collect::<Vec<_>>(), [bread.clone(), moved.clone()]);
-    assert_eq!(files[&bread], vec![(0, 1, "Sourdough needs a starter.".to_string())]);
+    assert_eq!(
+        files.keys().cloned().collect::<Vec<_>>(),
+        [bread.clone(), moved.clone()]
+    );
+    assert_eq!(
+        files[&bread],
+        vec![(0, 1, "Sourdough needs a starter.".to_string())]
+    );
     assert!(files[&moved][0].2.contains("Tokio"));
     let hits = query("asynchronous Rust runtime", "hybrid");
     assert_eq!(hits[0]["metadata"]["source"], moved.as_str(), "{hits}");
@@ -225,14 +301,33 @@ fn bad_arguments_get_clear_errors_and_write_nothing() {
     let data = root.path().join("data");
     let data_s = data.to_str().unwrap();
     let missing = root.path().join("nope");
-    let out = ochre(&model, &["ingest", missing.to_str().unwrap(), "-c", "notes", "--path", data_s]);
+    let out = ochre(
+        &model,
+        &[
+            "ingest",
+            missing.to_str().unwrap(),
+            "-c",
+            "notes",
+            "--path",
+            data_s,
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     std::fs::write(root.path().join("a.txt"), "hello").unwrap();
     let file = root.path().join("a.txt");
     let out = ochre(
         &model,
-        &["ingest", file.to_str().unwrap(), "-c", "notes", "--path", data_s, "--chunk-tokens", "500"],
+        &[
+            "ingest",
+            file.to_str().unwrap(),
+            "-c",
+            "notes",
+            "--path",
+            data_s,
+            "--chunk-tokens",
+            "500",
+        ],
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("longer than the model reads"));
@@ -241,11 +336,36 @@ fn bad_arguments_get_clear_errors_and_write_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an Ochre data directory"));
     // A single file ingests; a query with a bad filter reports the server's error.
-    ok(ochre(&model, &["ingest", file.to_str().unwrap(), "-c", "notes", "--path", data_s]));
-    let out = ochre(&model, &["query", "x", "-c", "notes", "--path", data_s, "--where", "{\"$bad\": 1}"]);
+    ok(ochre(
+        &model,
+        &[
+            "ingest",
+            file.to_str().unwrap(),
+            "-c",
+            "notes",
+            "--path",
+            data_s,
+        ],
+    ));
+    let out = ochre(
+        &model,
+        &[
+            "query",
+            "x",
+            "-c",
+            "notes",
+            "--path",
+            data_s,
+            "--where",
+            "{\"$bad\": 1}",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("InvalidArgumentError") || err.contains("Error"), "{err}");
+    assert!(
+        err.contains("InvalidArgumentError") || err.contains("Error"),
+        "{err}"
+    );
     let out = ochre(&model, &["query", "x", "-c", "other", "--path", data_s]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no collection named other"));
 }
@@ -262,13 +382,21 @@ fn embed_writes_one_json_line_per_input_line() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };
     let out = run(&["embed"], "first text\nsecond text\n\n");
-    let lines: Vec<Vec<f32>> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Vec<f32>> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|v| v.len() == 384));
     let out = run(&["embed", "--bm25"], "The quick brown foxes\n");

@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -18,7 +19,7 @@ use crate::EmbedError;
 const TOKEN_BUDGET: usize = 8192;
 
 /// Texts per forward pass at most.
-const MAX_ROWS: usize = 256;
+const MAX_ROWS: usize = 32;
 
 /// A sentence encoder: a BERT model, its tokenizer, mean pooling over the attention mask and L2
 /// normalisation, as sentence-transformers and Chroma's default embedding function compute it.
@@ -33,6 +34,8 @@ pub struct MiniLm {
     max_tokens: usize,
     dimension: usize,
     dir: PathBuf,
+    /// Batches run at once by [`MiniLm::embed`].
+    threads: usize,
 }
 
 impl std::fmt::Debug for MiniLm {
@@ -57,6 +60,9 @@ struct PoolingConfig {
     #[serde(default)]
     pooling_mode_mean_tokens: bool,
 }
+
+/// Embeddings by input position, as a worker returns them.
+type Embedded = Vec<(usize, Vec<f32>)>;
 
 /// all-MiniLM-L6-v2's sequence length (and Chroma's ONNX model's truncation).
 const DEFAULT_MAX_TOKENS: usize = 256;
@@ -153,7 +159,19 @@ impl MiniLm {
             max_tokens,
             dimension: config.hidden_size,
             dir: dir.to_path_buf(),
+            threads: 1,
         })
+    }
+
+    /// Runs up to `threads` batches at once, each on its own thread (default 1: one batch at a
+    /// time, each matrix product parallelised by candle). Batch parallelism is faster for
+    /// throughput — on 2 cores, 1,000 short texts took 6.5 s against 8.4 s — when candle's own
+    /// threading is off: set `RAYON_NUM_THREADS=1` and `CANDLE_NUM_THREADS=1` in the environment
+    /// before any thread starts, as the `ochre` embedding commands do.
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> MiniLm {
+        self.threads = threads.max(1);
+        self
     }
 
     /// The embedding dimension (384 for all-MiniLM-L6-v2).
@@ -184,7 +202,7 @@ impl MiniLm {
             .map_err(|e| EmbedError::Inference(e.to_string()))?;
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let mut out = vec![Vec::new(); encodings.len()];
+        let mut batches: Vec<&[usize]> = Vec::new();
         let mut start = 0;
         while start < order.len() {
             // Sorted ascending: the batch's last text is its longest.
@@ -195,12 +213,41 @@ impl MiniLm {
             {
                 end += 1;
             }
-            let batch: Vec<&tokenizers::Encoding> =
-                order[start..end].iter().map(|&i| &encodings[i]).collect();
-            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&batch)?) {
+            batches.push(&order[start..end]);
+            start = end;
+        }
+        // Batches are handed out in order to `threads` workers (this thread alone for one).
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut got = Vec::new();
+            while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let encs: Vec<&tokenizers::Encoding> =
+                    batch.iter().map(|&i| &encodings[i]).collect();
+                got.extend(batch.iter().copied().zip(self.embed_batch(&encs)?));
+            }
+            Ok::<_, EmbedError>(got)
+        };
+        let workers = self.threads.min(batches.len()).max(1);
+        let results: Vec<Result<Embedded, EmbedError>> = if workers == 1 {
+            vec![work()]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(EmbedError::Inference("an embedding thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut out = vec![Vec::new(); encodings.len()];
+        for r in results {
+            for (i, v) in r? {
                 out[i] = v;
             }
-            start = end;
         }
         Ok(out)
     }

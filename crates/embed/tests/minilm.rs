@@ -5,7 +5,12 @@
 //! it these tests say so and pass, unless `OCHRE_REQUIRE_MODEL_TESTS=1` (set by scripts/test.sh,
 //! so CI cannot skip them).
 
-#![allow(clippy::print_stderr, reason = "a skipped model test says why")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation is a failing test; a skipped one says why"
+)]
 
 use std::path::PathBuf;
 
