@@ -132,7 +132,7 @@ def main():
     texts = summaries(max(args.texts, 1000))
     got, _ = ochre_embed(args.ochre, args.model, texts[:1000])
     cos = cos_rows(got, shipped(1000))
-    print(f"fidelity (1,000 pypi-minilm summaries vs shipped vectors): min cosine {cos.min():.6f}, mean {cos.mean():.6f}")
+    print(f"fidelity (1,000 pypi-minilm summaries vs shipped vectors): min cosine {cos.min():.7f}, mean {cos.mean():.7f}")
 
     # 2. Throughput.
     st = SentenceTransformer(args.model, device="cpu")
@@ -153,7 +153,7 @@ def main():
     print("| texts | n | ochre texts/s | sentence-transformers texts/s | ratio | min cosine ochre vs ST |")
     print("|---|---|---|---|---|---|")
     for label, n, o, s, a in rows:
-        print(f"| {label} | {n} | {o:.0f} | {s:.0f} | {o / s:.2f}x | {a:.6f} |")
+        print(f"| {label} | {n} | {o:.0f} | {s:.0f} | {o / s:.2f}x | {a:.7f} |")
 
     if args.skip_ingest:
         return

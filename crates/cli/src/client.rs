@@ -58,7 +58,7 @@ pub struct Target {
     /// Data directory to work on directly (the server must not be running on it).
     #[arg(long, conflicts_with = "url")]
     pub path: Option<std::path::PathBuf>,
-    /// URL of a running Ochre or Chroma server, e.g. http://localhost:8000.
+    /// URL of a running Ochre server, e.g. http://localhost:8000.
     #[arg(long)]
     pub url: Option<String>,
     /// Bearer token for a server with token auth.
@@ -85,13 +85,7 @@ impl Client {
                 base: url.trim_end_matches('/').to_string(),
                 token: target.token.clone(),
             },
-            None => {
-                let path = target
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| std::path::PathBuf::from("./chroma"));
-                open_local(&path)?
-            }
+            None => open_local(&data_dir(target))?,
         };
         let mut client = Client {
             transport,
@@ -260,6 +254,14 @@ impl Client {
             offset += n;
         }
     }
+}
+
+/// The data directory of a `--path` target: `--path`, else `./chroma` (as `ochre run`).
+pub fn data_dir(target: &Target) -> std::path::PathBuf {
+    target
+        .path
+        .clone()
+        .unwrap_or_else(|| ochre_server::ServerConfig::default().persist_path)
 }
 
 fn open_local(path: &Path) -> anyhow::Result<Transport> {

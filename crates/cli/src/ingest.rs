@@ -35,7 +35,8 @@ pub const TEXT_EXTENSIONS: &[&str] = &[
     "clj", "dart", "vue", "svelte", "css", "scss",
 ];
 
-/// Chunks embedded per flush (and the most held in memory before it).
+/// Chunks embedded per flush: the most held in memory at once, besides one file's (a file's
+/// chunks are never split across flushes).
 const FLUSH_CHUNKS: usize = 256;
 
 /// `ochre ingest` options.
@@ -92,7 +93,6 @@ struct Found {
 #[derive(Debug, Clone)]
 struct Stored {
     hash: String,
-    chunks: i64,
 }
 
 /// One chunk ready to embed.
@@ -170,17 +170,25 @@ fn new_schema(bm25: &Bm25) -> Value {
                 "config": bm25.config()}}}}}}})
 }
 
-/// The collection, created if missing; refuses one whose vectors another model made.
+/// The collection `ochre ingest` writes to and `ochre query` reads.
+pub struct Opened {
+    pub collection: CollectionRef,
+    /// The BM25 function of its sparse index on [`SPARSE_KEY`] (its own configuration), or
+    /// `None` when it has no such `chroma_bm25` index.
+    pub bm25: Option<Bm25>,
+}
+
+/// The collection, created if missing when `create`, else `Ok(None)`; refuses one whose
+/// vectors another model made.
 pub fn open_collection(
     client: &Client,
     name: &str,
-    bm25: &Bm25,
     create: bool,
-) -> anyhow::Result<(CollectionRef, bool)> {
+) -> anyhow::Result<Option<Opened>> {
     let c = match client.find_collection(name)? {
         Some(c) => c,
-        None if create => client.get_or_create_collection(name, new_schema(bm25))?,
-        None => bail!("there is no collection named {name}"),
+        None if create => client.get_or_create_collection(name, new_schema(&Bm25::default()))?,
+        None => return Ok(None),
     };
     let ef = &c.json["configuration_json"]["embedding_function"];
     if !ef.is_null() && !ochre_embed::is_minilm_function(ef) {
@@ -189,11 +197,23 @@ pub fn open_collection(
              default): use another collection"
         );
     }
-    let has_sparse = !c.json["schema"]["keys"][SPARSE_KEY]["sparse_vector"]["sparse_vector_index"]
-        .is_null()
-        && c.json["schema"]["keys"][SPARSE_KEY]["sparse_vector"]["sparse_vector_index"]["enabled"]
-            != json!(false);
-    Ok((c, has_sparse))
+    let index = &c.json["schema"]["keys"][SPARSE_KEY]["sparse_vector"]["sparse_vector_index"];
+    let function = &index["config"]["embedding_function"];
+    let bm25 = if index.is_null()
+        || index["enabled"] == json!(false)
+        || function["name"] != json!(ochre_embed::bm25::NAME)
+    {
+        None
+    } else {
+        let config = function.get("config").cloned().unwrap_or(json!({}));
+        Some(Bm25::from_config(&config).with_context(|| {
+            format!("the chroma_bm25 configuration of collection {name}'s {SPARSE_KEY} index")
+        })?)
+    };
+    Ok(Some(Opened {
+        collection: c,
+        bm25,
+    }))
 }
 
 /// Runs `ochre ingest`.
@@ -210,14 +230,28 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
     model
         .chunks("check", args.chunk_tokens, args.overlap)
         .context("--chunk-tokens / --overlap")?;
-    let bm25 = Bm25::default();
-    let client = Client::connect(&args.target)?;
-    let (collection, has_sparse) = open_collection(&client, &args.collection, &bm25, true)?;
-    if !has_sparse {
-        eprintln!(
-            "note: collection {} has no sparse index on {SPARSE_KEY}: BM25 vectors are not stored",
-            args.collection
-        );
+    // A dry run creates nothing: no data directory, no collection.
+    let local_missing = args.target.url.is_none()
+        && !crate::client::data_dir(&args.target)
+            .join("ochre.sqlite3")
+            .exists();
+    let client = if args.dry_run && local_missing {
+        None
+    } else {
+        Some(Client::connect(&args.target)?)
+    };
+    let opened = match &client {
+        Some(client) => open_collection(client, &args.collection, !args.dry_run)?,
+        None => None,
+    };
+    if let Some(o) = &opened {
+        if o.bm25.is_none() {
+            eprintln!(
+                "note: collection {} has no chroma_bm25 index on {SPARSE_KEY}: BM25 vectors are \
+                 not stored",
+                args.collection
+            );
+        }
     }
 
     // What the collection holds under this root: one chunk 0 per source.
@@ -227,28 +261,40 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
         root.to_string_lossy().into_owned()
     };
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
-    for row in client.get_all(&collection, &json!({"chunk": 0}), &["metadatas"])? {
-        let m = &row["metadatas"];
-        let Some(source) = m["source"].as_str() else {
-            continue;
-        };
-        if source == prefix.as_str() || (root.is_dir() && source.starts_with(&prefix)) {
-            stored.insert(
-                source.to_string(),
-                Stored {
-                    hash: m["hash"].as_str().unwrap_or_default().to_string(),
-                    chunks: m["chunks"].as_i64().unwrap_or(1),
-                },
-            );
+    if let (Some(client), Some(o)) = (&client, &opened) {
+        for row in client.get_all(&o.collection, &json!({"chunk": 0}), &["metadatas"])? {
+            let m = &row["metadatas"];
+            let Some(source) = m["source"].as_str() else {
+                continue;
+            };
+            if source == prefix.as_str() || (root.is_dir() && source.starts_with(&prefix)) {
+                stored.insert(
+                    source.to_string(),
+                    Stored {
+                        hash: m["hash"].as_str().unwrap_or_default().to_string(),
+                    },
+                );
+            }
         }
     }
+    // Writing needs both; a dry run has neither or writes nothing.
+    let writer = match (&client, &opened) {
+        (Some(client), Some(o)) if !args.dry_run => Some(Writer {
+            client,
+            collection: &o.collection,
+            model: &model,
+            bm25: o.bm25.as_ref(),
+        }),
+        _ => None,
+    };
 
     let bar = progress(files.len() as u64);
     let mut summary = Summary::default();
     let max_bytes = args.max_file_mib.saturating_mul(1 << 20);
-    // Sources seen in the walk, and the changed or new files still to write, by hash.
+    // Sources seen in the walk, and the changed or new files still to write (with their hash:
+    // their text is read again when written, so the corpus is never all in memory).
     let mut seen: HashMap<String, ()> = HashMap::new();
-    let mut to_write: Vec<(Found, String, String)> = Vec::new();
+    let mut to_write: Vec<(Found, String)> = Vec::new();
     for f in files {
         let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
         if size > max_bytes {
@@ -263,8 +309,8 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
         }
         let bytes = std::fs::read(&f.path).with_context(|| format!("reading {}", f.source))?;
         let hash = blake3::hash(&bytes).to_hex().to_string();
-        let Ok(text) = String::from_utf8(bytes) else {
-            bar.println(format!("skipped {} (not UTF-8 text)", f.source));
+        if std::str::from_utf8(&bytes).is_err() {
+            note(&bar, &format!("skipped {} (not UTF-8 text)", f.source));
             summary.skipped += 1;
             bar.inc(1);
             continue;
@@ -276,7 +322,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
             bar.inc(1);
             continue;
         }
-        to_write.push((f, hash, text));
+        to_write.push((f, hash));
     }
     let gone: Vec<(String, Stored)> = stored
         .iter()
@@ -290,14 +336,14 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
     }
     let mut moved: HashMap<String, ()> = HashMap::new();
     let mut pending: Vec<Chunk> = Vec::new();
-    let mut pending_files: Vec<(String, usize, i64)> = Vec::new();
-    for (f, hash, text) in to_write {
+    let mut pending_files: Vec<(String, usize)> = Vec::new();
+    for (f, hash) in to_write {
         let old = stored.get(&f.source).cloned();
         if old.is_none() {
             if let Some(from) = gone_by_hash.remove(&hash) {
                 bar.set_message(format!("moving {from}"));
-                if !args.dry_run {
-                    move_source(&client, &collection, &from, &f, mtime(&f.path))?;
+                if let Some(w) = &writer {
+                    move_source(w, &from, &f, mtime(&f.path))?;
                 }
                 moved.insert(from, ());
                 summary.renamed += 1;
@@ -305,6 +351,16 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
                 continue;
             }
         }
+        // Read again: the file may have changed since it was hashed (then its new text and
+        // hash are stored; the next run compares with those).
+        let bytes = std::fs::read(&f.path).with_context(|| format!("reading {}", f.source))?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let Ok(text) = String::from_utf8(bytes) else {
+            note(&bar, &format!("skipped {} (not UTF-8 text)", f.source));
+            summary.skipped += 1;
+            bar.inc(1);
+            continue;
+        };
         let spans = model.chunks(&text, args.chunk_tokens, args.overlap)?;
         let n = spans.len().max(1);
         let file_mtime = mtime(&f.path);
@@ -333,44 +389,25 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Summary> {
             summary.new += 1;
         }
         summary.chunks += chunks.len();
-        pending_files.push((f.source.clone(), n, old.map_or(0, |o| o.chunks)));
+        pending_files.push((f.source.clone(), n));
         pending.extend(chunks);
         if pending.len() >= FLUSH_CHUNKS {
             bar.set_message(format!("embedding {} chunks", pending.len()));
-            if !args.dry_run {
-                flush(
-                    &client,
-                    &collection,
-                    &model,
-                    &bm25,
-                    has_sparse,
-                    &mut pending,
-                    &mut pending_files,
-                )?;
-            } else {
-                pending.clear();
-                pending_files.clear();
-            }
+            flush(writer.as_ref(), &mut pending, &mut pending_files)?;
         }
         bar.inc(1);
     }
-    if !args.dry_run {
-        flush(
-            &client,
-            &collection,
-            &model,
-            &bm25,
-            has_sparse,
-            &mut pending,
-            &mut pending_files,
-        )?;
-    }
+    flush(writer.as_ref(), &mut pending, &mut pending_files)?;
     for (source, _) in gone {
         if moved.contains_key(&source) {
             continue;
         }
-        if !args.dry_run {
-            client.post(&collection, "delete", &json!({"where": {"source": source}}))?;
+        if let Some(w) = &writer {
+            w.client.post(
+                w.collection,
+                "delete",
+                &json!({"where": {"source": source}}),
+            )?;
         }
         summary.deleted += 1;
     }
@@ -412,41 +449,59 @@ fn progress(files: u64) -> ProgressBar {
     bar
 }
 
-/// Embeds and writes the pending chunks, then deletes the surplus chunks of the files they
-/// complete.
+/// Prints a line above the progress bar (or plainly when there is no bar).
+fn note(bar: &ProgressBar, line: &str) {
+    bar.suspend(|| eprintln!("{line}"));
+}
+
+/// What writing needs: the database, the collection, the embedders.
+struct Writer<'a> {
+    client: &'a Client,
+    collection: &'a CollectionRef,
+    model: &'a MiniLm,
+    /// The collection's BM25 function, if it has the index.
+    bm25: Option<&'a Bm25>,
+}
+
+impl Writer<'_> {
+    /// Requests of at most this many records.
+    fn batch(&self) -> usize {
+        self.client.max_batch_size.clamp(1, 500)
+    }
+}
+
+/// Embeds and writes the pending chunks of whole files: first every chunk but the chunk 0s,
+/// then the deletion of each file's chunks past its new count (a shorter file's surplus, or what
+/// an interrupted run left), then the chunk 0s. Without a writer (a dry run) it only forgets them.
 fn flush(
-    client: &Client,
-    collection: &CollectionRef,
-    model: &MiniLm,
-    bm25: &Bm25,
-    has_sparse: bool,
+    writer: Option<&Writer<'_>>,
     pending: &mut Vec<Chunk>,
-    files: &mut Vec<(String, usize, i64)>,
+    files: &mut Vec<(String, usize)>,
 ) -> anyhow::Result<()> {
-    if pending.is_empty() {
+    let Some(w) = writer.filter(|_| !pending.is_empty()) else {
+        pending.clear();
         files.clear();
         return Ok(());
-    }
+    };
     let texts: Vec<&str> = pending.iter().map(|c| c.text.as_str()).collect();
-    let vectors = model.embed(&texts)?;
-    // Every chunk but the chunk 0s, then the surplus deletions, then the chunk 0s.
+    let vectors = w.model.embed(&texts)?;
     let (rest, zeros): (Vec<usize>, Vec<usize>) =
         (0..pending.len()).partition(|&i| pending[i].metadata.get("chunk") != Some(&json!(0)));
-    upsert(
-        client, collection, bm25, has_sparse, pending, &vectors, &rest,
-    )?;
-    for (source, n, old) in files.drain(..) {
-        if old > n as i64 {
-            client.post(
-                collection,
-                "delete",
-                &json!({"where": {"$and": [{"source": source}, {"chunk": {"$gte": n}}]}}),
-            )?;
-        }
+    upsert(w, pending, &vectors, &rest)?;
+    // One delete for the files of this flush.
+    let clauses: Vec<Value> = files
+        .drain(..)
+        .map(|(source, n)| json!({"$and": [{"source": source}, {"chunk": {"$gte": n}}]}))
+        .collect();
+    for part in clauses.chunks(100) {
+        let filter = match part {
+            [one] => one.clone(),
+            many => json!({"$or": many}),
+        };
+        w.client
+            .post(w.collection, "delete", &json!({"where": filter}))?;
     }
-    upsert(
-        client, collection, bm25, has_sparse, pending, &vectors, &zeros,
-    )?;
+    upsert(w, pending, &vectors, &zeros)?;
     pending.clear();
     Ok(())
 }
@@ -454,28 +509,24 @@ fn flush(
 /// Upserts the chunks `which` of `chunks` with their `vectors`, in requests of at most the
 /// server's batch size.
 fn upsert(
-    client: &Client,
-    collection: &CollectionRef,
-    bm25: &Bm25,
-    has_sparse: bool,
+    w: &Writer<'_>,
     chunks: &[Chunk],
     vectors: &[Vec<f32>],
     which: &[usize],
 ) -> anyhow::Result<()> {
-    for part in which.chunks(client.max_batch_size.clamp(1, 500)) {
+    for part in which.chunks(w.batch()) {
         let metadatas: Vec<Value> = part
             .iter()
             .map(|&i| {
                 let c = &chunks[i];
                 let mut m = c.metadata.clone();
-                if has_sparse {
+                if let Some(bm25) = w.bm25 {
+                    // Empty for a chunk without terms, as chromadb's client stores it.
                     let sv = bm25.embed(&c.text);
-                    if !sv.indices.is_empty() {
-                        m.insert(
-                            SPARSE_KEY.into(),
-                            json!({"#type": "sparse_vector", "indices": sv.indices, "values": sv.values}),
-                        );
-                    }
+                    m.insert(
+                        SPARSE_KEY.into(),
+                        json!({"#type": "sparse_vector", "indices": sv.indices, "values": sv.values}),
+                    );
                 }
                 Value::Object(m)
             })
@@ -486,21 +537,15 @@ fn upsert(
             "documents": part.iter().map(|&i| chunks[i].text.as_str()).collect::<Vec<_>>(),
             "metadatas": metadatas,
         });
-        client.post(collection, "upsert", &body)?;
+        w.client.post(w.collection, "upsert", &body)?;
     }
     Ok(())
 }
 
 /// Moves a renamed file's chunks to its new source without embedding them again.
-fn move_source(
-    client: &Client,
-    collection: &CollectionRef,
-    from: &str,
-    to: &Found,
-    mtime: i64,
-) -> anyhow::Result<()> {
-    let mut rows = client.get_all(
-        collection,
+fn move_source(w: &Writer<'_>, from: &str, to: &Found, mtime: i64) -> anyhow::Result<()> {
+    let mut rows = w.client.get_all(
+        w.collection,
         &json!({"source": from}),
         &["embeddings", "documents", "metadatas"],
     )?;
@@ -513,13 +558,15 @@ fn move_source(
             c
         }
     });
-    let batch = client.max_batch_size.clamp(1, 500);
-    for part in rows.chunks(batch) {
+    for part in rows.chunks(w.batch()) {
         let mut ids = Vec::new();
         let mut metadatas = Vec::new();
         for r in part {
-            let chunk = r["metadatas"]["chunk"].as_u64().unwrap_or(0) as usize;
-            ids.push(chunk_id(&to.source, chunk));
+            let chunk = r["metadatas"]["chunk"].as_u64().unwrap_or(0);
+            ids.push(chunk_id(
+                &to.source,
+                usize::try_from(chunk).unwrap_or(usize::MAX),
+            ));
             let mut m = r["metadatas"].clone();
             m["source"] = json!(to.source);
             m["mtime"] = json!(mtime);
@@ -531,8 +578,9 @@ fn move_source(
             "documents": part.iter().map(|r| &r["documents"]).collect::<Vec<_>>(),
             "metadatas": metadatas,
         });
-        client.post(collection, "upsert", &body)?;
+        w.client.post(w.collection, "upsert", &body)?;
     }
-    client.post(collection, "delete", &json!({"where": {"source": from}}))?;
+    w.client
+        .post(w.collection, "delete", &json!({"where": {"source": from}}))?;
     Ok(())
 }

@@ -116,11 +116,7 @@ pub fn search(args: &QueryArgs) -> anyhow::Result<Vec<Hit>> {
         .map(|w| serde_json::from_str::<Value>(w).context("--where is not JSON"))
         .transpose()?;
     if args.target.url.is_none() {
-        let path = args
-            .target
-            .path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("./chroma"));
+        let path = crate::client::data_dir(&args.target);
         if !path.join("ochre.sqlite3").exists() {
             bail!(
                 "{} is not an Ochre data directory (run `ochre ingest` first, or pass --url)",
@@ -128,7 +124,6 @@ pub fn search(args: &QueryArgs) -> anyhow::Result<Vec<Hit>> {
             );
         }
     }
-    let bm25 = Bm25::default();
     let dense = match args.mode {
         Mode::Dense | Mode::Hybrid => {
             let model = crate::load_model(args.model.as_deref())?;
@@ -137,17 +132,19 @@ pub fn search(args: &QueryArgs) -> anyhow::Result<Vec<Hit>> {
         Mode::Bm25 => None,
     };
     let client = Client::connect(&args.target)?;
-    let (collection, has_sparse) =
-        crate::ingest::open_collection(&client, &args.collection, &bm25, false)?;
+    let Some(opened) = crate::ingest::open_collection(&client, &args.collection, false)? else {
+        bail!("there is no collection named {}", args.collection);
+    };
+    let collection = opened.collection;
     let sparse = if args.mode == Mode::Dense {
         None
     } else {
-        if !has_sparse {
+        let Some(bm25) = &opened.bm25 else {
             bail!(
-                "collection {} has no BM25 index on {SPARSE_KEY}: use --mode dense",
+                "collection {} has no chroma_bm25 index on {SPARSE_KEY}: use --mode dense",
                 args.collection
             );
-        }
+        };
         let sv = bm25.embed(&args.text);
         if sv.indices.is_empty() && args.mode == Mode::Bm25 {
             bail!("the query has no terms BM25 can match (only stop words or punctuation)");
@@ -225,7 +222,11 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
             .and_then(|c| std::path::Path::new(source).strip_prefix(c).ok())
             .map_or(source.to_string(), |p| p.display().to_string());
         let chunk = match (h.metadata.get("chunk"), h.metadata.get("chunks")) {
-            (Some(c), Some(n)) => format!("  chunk {}/{}", c.as_i64().unwrap_or(0) + 1, n),
+            (Some(c), Some(n)) => format!(
+                "  chunk {}/{}",
+                c.as_i64().unwrap_or(0).saturating_add(1),
+                n
+            ),
             _ => String::new(),
         };
         let value = match args.mode {

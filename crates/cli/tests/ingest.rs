@@ -335,6 +335,21 @@ fn bad_arguments_get_clear_errors_and_write_nothing() {
     let out = ochre(&model, &["query", "x", "-c", "notes", "--path", data_s]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an Ochre data directory"));
+    // A dry run reports and creates nothing.
+    let (_, stderr) = ok(ochre(
+        &model,
+        &[
+            "ingest",
+            file.to_str().unwrap(),
+            "-c",
+            "notes",
+            "--path",
+            data_s,
+            "--dry-run",
+        ],
+    ));
+    assert_eq!(counts(&stderr)["new"], 1, "{stderr}");
+    assert!(!data.exists(), "a dry run created the data directory");
     // A single file ingests; a query with a bad filter reports the server's error.
     ok(ochre(
         &model,
@@ -366,6 +381,21 @@ fn bad_arguments_get_clear_errors_and_write_nothing() {
         err.contains("InvalidArgumentError") || err.contains("Error"),
         "{err}"
     );
+    let out = ochre(&model, &["query", "x", "-c", "other", "--path", data_s]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no collection named other"));
+    // A dry run against an existing directory does not create the collection either.
+    ok(ochre(
+        &model,
+        &[
+            "ingest",
+            file.to_str().unwrap(),
+            "-c",
+            "other",
+            "--path",
+            data_s,
+            "--dry-run",
+        ],
+    ));
     let out = ochre(&model, &["query", "x", "-c", "other", "--path", data_s]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no collection named other"));
 }
@@ -403,4 +433,118 @@ fn embed_writes_one_json_line_per_input_line() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let want = ochre_embed::bm25::Bm25::default().embed("The quick brown foxes");
     assert_eq!(v["indices"], serde_json::json!(want.indices));
+}
+
+/// A running `ochre run`, killed on drop.
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, token: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ochre"))
+        .args([
+            "run",
+            "--path",
+            data.to_str().unwrap(),
+            "--host",
+            "127.0.0.1",
+        ])
+        .args(["--port", &port.to_string()])
+        .env("OCHRE_AUTH_TOKENS", token)
+        .env_remove("OCHRE_MODEL_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("ochre run did not start");
+}
+
+#[test]
+fn ingest_and_query_work_against_a_running_server_with_auth() {
+    let Some(model) = model_dir() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let notes = root.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(
+        notes.join("keys.md"),
+        "Rotate the API keys every ninety days.",
+    )
+    .unwrap();
+    std::fs::write(
+        notes.join("lunch.md"),
+        "The canteen serves soup on Fridays.",
+    )
+    .unwrap();
+    let server = serve(&root.path().join("data"), "s3cret");
+    let notes_s = notes.to_str().unwrap();
+    let url = server.url.as_str();
+    // Without the token: the server's own error, nothing written.
+    let out = ochre(&model, &["ingest", notes_s, "-c", "notes", "--url", url]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") || err.contains("Unauthorized") || err.contains("unauthorized"),
+        "{err}"
+    );
+    let (_, stderr) = ok(ochre(
+        &model,
+        &[
+            "ingest", notes_s, "-c", "notes", "--url", url, "--token", "s3cret",
+        ],
+    ));
+    assert_eq!(counts(&stderr)["new"], 2, "{stderr}");
+    let (_, stderr) = ok(ochre(
+        &model,
+        &[
+            "ingest", notes_s, "-c", "notes", "--url", url, "--token", "s3cret",
+        ],
+    ));
+    assert_eq!(counts(&stderr)["unchanged"], 2, "{stderr}");
+    let (out, _) = ok(ochre(
+        &model,
+        &[
+            "query",
+            "how often should keys be rotated",
+            "-c",
+            "notes",
+            "--url",
+            url,
+            "--token",
+            "s3cret",
+            "--json",
+            "-n",
+            "1",
+        ],
+    ));
+    let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        hits[0]["metadata"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("keys.md"),
+        "{hits}"
+    );
 }

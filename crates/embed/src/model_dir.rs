@@ -34,7 +34,7 @@ pub enum ModelOrigin {
 
 /// The model directory to load: `given`, else `$OCHRE_MODEL_DIR`, else a complete snapshot of
 /// [`DEFAULT_MODEL_REPO`] in the Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or
-/// `~/.cache/huggingface/hub`), else — when `download` is true and `HF_HUB_OFFLINE` is not set —
+/// `$XDG_CACHE_HOME/huggingface/hub` or `~/.cache/huggingface/hub`), else — when `download` is true and `HF_HUB_OFFLINE` is not set —
 /// a fresh download of it from the hub (`$HF_ENDPOINT`, default `https://huggingface.co`) into
 /// that cache.
 ///
@@ -100,6 +100,8 @@ fn cached_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
     let mut snapshots: Vec<PathBuf> = std::fs::read_dir(folder.join("snapshots"))
         .ok()?
         .flatten()
+        // Not a download still staged (`.<commit>.partial`).
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .filter(|p| complete(p))
         .collect();
@@ -111,9 +113,9 @@ fn download_error(what: impl std::fmt::Display) -> EmbedError {
     EmbedError::Download(what.to_string())
 }
 
-/// Downloads the model's files into `snapshots/<commit>/` of the cache (each file written to a
-/// temporary name and renamed, the whole snapshot renamed into place last) and points
-/// `refs/main` at it.
+/// Downloads the model's files into `snapshots/<commit>/` of the cache: staged in the hidden
+/// `snapshots/.<commit>.partial/` (which lookups skip), renamed into place when complete, then
+/// `refs/main` pointed at it.
 fn download_snapshot(cache: &Path, repo: &str) -> Result<PathBuf, EmbedError> {
     let endpoint = std::env::var("HF_ENDPOINT")
         .ok()
@@ -217,6 +219,12 @@ mod tests {
         std::fs::write(folder.join("refs").join("main"), "0000\n").unwrap();
         assert_eq!(cached_snapshot(cache.path(), DEFAULT_MODEL_REPO), Some(a));
         std::fs::write(folder.join("refs").join("main"), "ffff").unwrap();
+        assert_eq!(
+            cached_snapshot(cache.path(), DEFAULT_MODEL_REPO),
+            Some(c.clone())
+        );
+        // A download still staged is never taken, complete or not.
+        make(".zzzz.partial", &REQUIRED);
         assert_eq!(cached_snapshot(cache.path(), DEFAULT_MODEL_REPO), Some(c));
     }
 }

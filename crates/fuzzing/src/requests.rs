@@ -81,7 +81,7 @@ pub fn requests(data: &[u8]) {
         let Some(body) = client_error(decode_body::<WriteBody>(data)) else {
             break;
         };
-        if let Some((_batch, keys)) = client_error(write_batch(body, kind, max_batch)) {
+        if let Some((_batch, keys)) = client_error(write_batch(body, kind, max_batch, false)) {
             let mut schema = Schema::of_collection(&config);
             schema.ensure_keys(&keys);
             schema_round_trip(&schema);

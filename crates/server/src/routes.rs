@@ -553,10 +553,15 @@ fn check_filters(
 /// up, and the metadata key/type pairs it carries (for the schema's key evolution). An add or
 /// upsert without embeddings passes here: once the collection is known, the server embeds its
 /// documents or refuses it (`embed::prepare_write`).
+///
+/// `server_embeds`: whether the server has an embedding model. Without one, an add or upsert
+/// without embeddings is refused here, first, exactly as before server-side embedding existed;
+/// with one, the refusal waits for the collection's embedding function (`embed::prepare_write`).
 pub fn write_batch(
     body: WriteBody,
     kind: WriteKind,
     max_batch_size: usize,
+    server_embeds: bool,
 ) -> ApiResult<(RecordBatch, BTreeSet<(String, schema::ValueType)>)> {
     if body.ids.len() > max_batch_size {
         return Err(ApiError::invalid(format!(
@@ -564,9 +569,12 @@ pub fn write_batch(
             body.ids.len(),
         )));
     }
-    let embeddings = match &body.embeddings {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
+    let embeddings = match (&body.embeddings, kind) {
+        (None | Some(Value::Null), WriteKind::Add | WriteKind::Upsert) if !server_embeds => {
+            return Err(ApiError::shape("missing field `embeddings`"));
+        }
+        (None | Some(Value::Null), _) => None,
+        (Some(v), _) => Some(decode_embeddings(v, matches!(kind, WriteKind::Update))?),
     };
     let metadatas = body
         .metadatas
@@ -599,7 +607,7 @@ async fn write(
     blocking(&state, move |db| {
         // Decoding (base64 or JSON numbers, metadata) is CPU work sized by the batch: done here,
         // on the blocking pool, before the collection is looked up (bad input is reported first).
-        let (mut batch, mut keys) = write_batch(body, kind, max_batch_size)?;
+        let (mut batch, mut keys) = write_batch(body, kind, max_batch_size, model.is_some())?;
         let c = db.collection_in(&t, &d, id)?;
         // What the client left to the server (documents to embed, BM25 vectors to fill in), or
         // the refusal of an add/upsert without embeddings; at most `max_batch_size` documents.

@@ -1688,7 +1688,7 @@ async fn without_a_model_documents_only_writes_and_text_queries_are_refused_as_b
             "Failed to deserialize the JSON body into the target type: missing field `embeddings`"
         );
     }
-    // The check now follows the lookup: an unknown collection is a 404 first.
+    // Without a model the refusal comes first, as before: even for an unknown collection.
     let (s, v, _) = call(
         &app,
         "POST",
@@ -1696,7 +1696,7 @@ async fn without_a_model_documents_only_writes_and_text_queries_are_refused_as_b
         Some(json!({"ids": ["a"], "documents": ["hello"]})),
     )
     .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     // Update without embeddings changes the document and keeps the vector, as ever.
     let (s, _, _) = call(
         &app,
