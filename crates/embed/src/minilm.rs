@@ -31,6 +31,53 @@ pub struct MiniLm {
     dir: PathBuf,
     /// Batches run at once by [`MiniLm::embed`].
     threads: usize,
+    /// Calls of [`MiniLm::embed`] running at once, across all callers.
+    gate: Gate,
+}
+
+/// A counting semaphore: at most `limit` holders at a time; the others wait.
+struct Gate {
+    free: std::sync::Mutex<usize>,
+    wake: std::sync::Condvar,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Gate {
+        Gate {
+            free: std::sync::Mutex::new(limit.max(1)),
+            wake: std::sync::Condvar::new(),
+        }
+    }
+
+    fn enter(&self) -> GateGuard<'_> {
+        // A panic while holding the lock cannot leave the count wrong (it is only ever changed
+        // by one statement), so a poisoned lock is used as it is.
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .wake
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        GateGuard(self)
+    }
+}
+
+struct GateGuard<'a>(&'a Gate);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.0.wake.notify_one();
+    }
 }
 
 impl std::fmt::Debug for MiniLm {
@@ -167,6 +214,9 @@ impl MiniLm {
             dimension: config.hidden_size,
             dir: dir.to_path_buf(),
             threads: 1,
+            gate: Gate::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         })
     }
 
@@ -199,9 +249,14 @@ impl MiniLm {
     /// Unit-length embeddings of `texts`, in order. Texts longer than [`MiniLm::max_tokens`]
     /// are truncated (as sentence-transformers does); an empty text embeds its special tokens.
     ///
+    /// At most as many calls as the machine has cores run at once; the others wait their turn,
+    /// so concurrent callers (a server's requests) cannot multiply the working memory without
+    /// bound.
+    ///
     /// # Errors
     /// [`EmbedError::Inference`] if the tokenizer or the model fails (not expected for any text).
     pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let _turn = self.gate.enter();
         // Only a text's start can reach the model: 32 bytes per token it reads is far more than
         // WordPiece text needs (about 4), and bounds what tokenizing costs (the tokenizer keeps
         // every token of its input) whatever the texts' length.

@@ -137,3 +137,20 @@ fn a_missing_or_damaged_model_gets_a_clear_error() {
     let e = MiniLm::load(dir.path()).unwrap_err();
     assert!(matches!(e, EmbedError::Malformed { .. }), "{e}");
 }
+
+#[test]
+fn concurrent_callers_all_get_their_embeddings() {
+    let Some(dir) = model_dir() else { return };
+    let model = std::sync::Arc::new(MiniLm::load(&dir).unwrap());
+    let want = model.embed(&["the same text"]).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let m = model.clone();
+            std::thread::spawn(move || m.embed(&["the same text", "another one"]).unwrap())
+        })
+        .collect();
+    for t in threads {
+        let got = t.join().unwrap();
+        assert!(cosine(&got[0], &want[0]) > 0.999_999);
+    }
+}
