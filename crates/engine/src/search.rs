@@ -133,6 +133,28 @@ impl Rank {
         walk(self, &mut out);
         out
     }
+
+    /// The `$knn`s of the expression, mutably, in the order of [`Rank::knns`] (the same walk:
+    /// keep the two in step).
+    pub fn knns_mut(&mut self) -> Vec<&mut Knn> {
+        fn walk<'a>(r: &'a mut Rank, out: &mut Vec<&'a mut Knn>) {
+            match r {
+                Rank::Knn(k) => out.push(k),
+                Rank::Val(_) => {}
+                Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
+                    v.iter_mut().for_each(|r| walk(r, out))
+                }
+                Rank::Sub(a, b) | Rank::Div(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => walk(e, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
 }
 
 impl Select {

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::schema::{Schema, SparseConfig, ValueType};
-use crate::search::{knns_mut, SearchRequest};
+use crate::search::SearchRequest;
 
 const DOCUMENT_KEY: &str = "#document";
 const EMBEDDING_KEY: &str = "#embedding";
@@ -278,7 +278,7 @@ pub fn resolve_text_queries(
             .plans
             .get_mut(t.plan)
             .and_then(|p| p.rank.as_mut())
-            .and_then(|r| knns_mut(r).into_iter().nth(t.knn));
+            .and_then(|r| r.knns_mut().into_iter().nth(t.knn));
         match (knn, q) {
             (Some(knn), Some(q)) => knn.query = q,
             _ => {

@@ -36,27 +36,6 @@ pub struct TextQuery {
     pub path: String,
 }
 
-/// The `$knn`s of a rank expression, mutably, in [`Rank::knns`] order.
-pub fn knns_mut(rank: &mut Rank) -> Vec<&mut Knn> {
-    fn walk<'a>(r: &'a mut Rank, out: &mut Vec<&'a mut Knn>) {
-        match r {
-            Rank::Knn(k) => out.push(k),
-            Rank::Val(_) => {}
-            Rank::Sum(v) | Rank::Mul(v) | Rank::Max(v) | Rank::Min(v) => {
-                v.iter_mut().for_each(|r| walk(r, out))
-            }
-            Rank::Sub(a, b) | Rank::Div(a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            Rank::Abs(e) | Rank::Exp(e) | Rank::Log(e) => walk(e, out),
-        }
-    }
-    let mut out = Vec::new();
-    walk(rank, &mut out);
-    out
-}
-
 /// The text `$knn`s met while parsing one plan.
 struct Texts<'a> {
     plan: usize,
