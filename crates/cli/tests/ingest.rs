@@ -18,17 +18,7 @@ use std::process::{Command, Output};
 use ochre::{GetRequest, Include, MetadataValue};
 
 fn model_dir() -> Option<PathBuf> {
-    match std::env::var_os("OCHRE_TEST_MODEL_DIR") {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ => {
-            assert!(
-                std::env::var("OCHRE_REQUIRE_MODEL_TESTS").as_deref() != Ok("1"),
-                "OCHRE_REQUIRE_MODEL_TESTS=1 but OCHRE_TEST_MODEL_DIR is not set"
-            );
-            eprintln!("OCHRE_TEST_MODEL_DIR is not set: skipping the ingest tests");
-            None
-        }
-    }
+    ochre_embed::test_model_dir()
 }
 
 fn ochre(model: &Path, args: &[&str]) -> Output {

