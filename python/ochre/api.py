@@ -1,0 +1,896 @@
+"""Clients and collections with chromadb 1.5.9's signatures, defaults and result shapes.
+
+Every call becomes one request of Chroma's API v2 to the engine in this process
+(`ochre._ochre.Engine.request`: the server's router without a socket), so an in-process database
+validates and answers exactly as `ochre run` does. The GIL is released while the engine works.
+"""
+import atexit
+import base64
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
+from uuid import UUID
+
+import numpy as np
+
+from . import _ochre, errors
+from . import _validate as v
+from . import embedding_functions as efs
+
+DEFAULT_TENANT = "default_tenant"
+DEFAULT_DATABASE = "default_database"
+
+_DEFAULT_EF = efs.DefaultEmbeddingFunction()
+
+
+class Settings:
+    """The settings chromadb's clients take that an in-process Ochre honours: `allow_reset`
+    (and `persist_directory` / `is_persistent`, which the client constructors set). Any other
+    keyword is accepted and ignored, so chromadb settings objects and keywords pass through."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.allow_reset: bool = bool(kwargs.pop("allow_reset", False))
+        self.persist_directory: str = str(kwargs.pop("persist_directory", "./chroma"))
+        self.is_persistent: bool = bool(kwargs.pop("is_persistent", False))
+        self.anonymized_telemetry: bool = bool(kwargs.pop("anonymized_telemetry", False))
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    @staticmethod
+    def of(settings: Any) -> "Settings":
+        """Ochre settings from ours, chromadb's `Settings` or None."""
+        if isinstance(settings, Settings):
+            return settings
+        if settings is None:
+            return Settings()
+        return Settings(
+            allow_reset=getattr(settings, "allow_reset", False),
+            persist_directory=getattr(settings, "persist_directory", "./chroma"),
+            is_persistent=getattr(settings, "is_persistent", False),
+        )
+
+
+# One engine per data directory (and one in-memory one) per process, shared by every client on
+# it, as chromadb shares one system per path: a second opening would find the directory locked.
+_engines: Dict[Optional[str], Any] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(path: Optional[str]) -> Any:
+    key = os.path.realpath(path) if path is not None else None
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            try:
+                engine = _ochre.Engine(key, True)
+            except _ochre.OpenError as e:
+                text = str(e)
+                if "lock" in text.lower():
+                    raise errors.InternalError(
+                        f"{text} (another process has this directory open; Ochre lets one "
+                        "process own a data directory at a time)"
+                    ) from None
+                raise errors.InternalError(text) from None
+            _engines[key] = engine
+        return engine
+
+
+def clear_system_cache() -> None:
+    """Lets go of every database this process opened (chromadb: `Client.clear_system_cache`): each
+    closes (index checkpoints written, directory lock released) once no client made before holds
+    it any more."""
+    with _engines_lock:
+        _engines.clear()
+
+
+# A clean close at exit: the next open reads the index checkpoints instead of rebuilding them.
+atexit.register(clear_system_cache)
+
+
+def _raise(status: int, payload: bytes) -> None:
+    try:
+        answer = json.loads(payload) if payload else {}
+    except ValueError:
+        answer = {}
+    if not isinstance(answer, dict):
+        answer = {}
+    name = str(answer.get("error") or "ChromaError")
+    message = str(answer.get("message") or payload.decode("utf-8", "replace") or f"status {status}")
+    cls = errors.error_types.get(name)
+    if name == "ChromaError" or cls is None:
+        # The classes chromadb's in-process client raises where its server sends a bare
+        # ChromaError with a status.
+        cls = _BY_STATUS.get(status, errors.ChromaError)
+    raise cls(message)
+
+
+_BY_STATUS = {
+    403: errors.AuthorizationError,
+    404: errors.NotFoundError,
+    409: errors.InternalError,
+    500: errors.InternalError,
+}
+
+
+class _Transport:
+    """Chroma's API v2 over the in-process engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        status, payload = self.engine.request(method, "/api/v2" + path, data)
+        if status >= 300:
+            _raise(status, payload)
+        return json.loads(payload) if payload else None
+
+
+def _seg(name: str) -> str:
+    return quote(str(name), safe="")
+
+
+class _Base:
+    """What every client has: the engine, the tenant and database it works in."""
+
+    def __init__(self, path: Optional[str], settings: Any, tenant: str, database: str) -> None:
+        self._settings = Settings.of(settings)
+        # The engine allows `reset`; each client asks its own settings first (clients of one
+        # path share the engine, not their settings).
+        self._transport = _Transport(_engine(path))
+        self.tenant = tenant
+        self.database = database
+
+    def get_settings(self) -> Settings:
+        return self._settings
+
+    def heartbeat(self) -> int:
+        """Nanoseconds since the epoch (chromadb: the server's clock)."""
+        return int(self._transport.call("GET", "/heartbeat")["nanosecond heartbeat"])
+
+    def get_version(self) -> str:
+        return str(self._transport.call("GET", "/version"))
+
+    def _db(self, tenant: Optional[str] = None, database: Optional[str] = None) -> str:
+        return f"/tenants/{_seg(tenant or self.tenant)}/databases/{_seg(database or self.database)}"
+
+
+class AdminClient(_Base):
+    """Tenants and databases (chromadb's `AdminClient`)."""
+
+    def __init__(self, settings: Any = None, path: Optional[str] = None) -> None:
+        s = Settings.of(settings)
+        if path is None and s.is_persistent:
+            path = s.persist_directory
+        super().__init__(path, s, DEFAULT_TENANT, DEFAULT_DATABASE)
+
+    def create_tenant(self, name: str) -> None:
+        self._transport.call("POST", "/tenants", {"name": name})
+
+    def get_tenant(self, name: str) -> Dict[str, Any]:
+        return dict(self._transport.call("GET", f"/tenants/{_seg(name)}"))
+
+    def create_database(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        self._transport.call("POST", f"/tenants/{_seg(tenant)}/databases", {"name": name})
+
+    def get_database(self, name: str, tenant: str = DEFAULT_TENANT) -> Dict[str, Any]:
+        answer = self._transport.call("GET", f"/tenants/{_seg(tenant)}/databases/{_seg(name)}")
+        return _database(answer)
+
+    def delete_database(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        self._transport.call("DELETE", f"/tenants/{_seg(tenant)}/databases/{_seg(name)}")
+
+    def list_databases(
+        self, limit: Optional[int] = None, offset: Optional[int] = None, tenant: str = DEFAULT_TENANT
+    ) -> List[Dict[str, Any]]:
+        query = _paging(limit, offset)
+        answer = self._transport.call("GET", f"/tenants/{_seg(tenant)}/databases{query}")
+        return [_database(d) for d in answer]
+
+
+def _database(answer: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(answer)
+    if "id" in out:
+        out["id"] = UUID(str(out["id"]))
+    return out
+
+
+def _paging(limit: Optional[int], offset: Optional[int]) -> str:
+    parts = []
+    if limit is not None:
+        parts.append(f"limit={int(limit)}")
+    if offset is not None:
+        parts.append(f"offset={int(offset)}")
+    return ("?" + "&".join(parts)) if parts else ""
+
+
+class Client(_Base):
+    """A database of one tenant (chromadb's `ClientAPI`): collections and their records."""
+
+    def __init__(
+        self,
+        path: Optional[str] = None,
+        settings: Any = None,
+        tenant: str = DEFAULT_TENANT,
+        database: str = DEFAULT_DATABASE,
+    ) -> None:
+        super().__init__(path, settings, tenant, database)
+        # chromadb checks that the tenant and database exist when a client is made.
+        self._transport.call("GET", f"/tenants/{_seg(tenant)}")
+        self._transport.call("GET", self._db())
+
+    # -- tenant and database of this client
+
+    def set_tenant(self, tenant: str, database: str = DEFAULT_DATABASE) -> None:
+        self._transport.call("GET", f"/tenants/{_seg(tenant)}")
+        self._transport.call("GET", self._db(tenant, database))
+        self.tenant, self.database = tenant, database
+
+    def set_database(self, database: str) -> None:
+        self._transport.call("GET", self._db(self.tenant, database))
+        self.database = database
+
+    @staticmethod
+    def clear_system_cache() -> None:
+        clear_system_cache()
+
+    def get_max_batch_size(self) -> int:
+        return int(self._transport.call("GET", "/pre-flight-checks")["max_batch_size"])
+
+    def get_user_identity(self) -> Dict[str, Any]:
+        return dict(self._transport.call("GET", "/auth/identity"))
+
+    # -- collections
+
+    def list_collections(
+        self, limit: Optional[int] = None, offset: Optional[int] = None
+    ) -> List["Collection"]:
+        answer = self._transport.call("GET", f"{self._db()}/collections{_paging(limit, offset)}")
+        return [Collection(self, model, None, None) for model in answer]
+
+    def count_collections(self) -> int:
+        return int(self._transport.call("GET", f"{self._db()}/collections_count"))
+
+    def create_collection(
+        self,
+        name: str,
+        schema: Any = None,
+        configuration: Optional[Dict[str, Any]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        embedding_function: Any = _DEFAULT_EF,
+        data_loader: Any = None,
+        get_or_create: bool = False,
+    ) -> "Collection":
+        body = _create_body(name, schema, configuration, metadata, embedding_function, get_or_create)
+        model = self._transport.call("POST", f"{self._db()}/collections", body)
+        if get_or_create:
+            _check_ef_on_get(embedding_function, model)
+        return Collection(self, model, embedding_function, data_loader)
+
+    def get_or_create_collection(
+        self,
+        name: str,
+        schema: Any = None,
+        configuration: Optional[Dict[str, Any]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        embedding_function: Any = _DEFAULT_EF,
+        data_loader: Any = None,
+    ) -> "Collection":
+        return self.create_collection(
+            name, schema, configuration, metadata, embedding_function, data_loader, True
+        )
+
+    def get_collection(
+        self, name: str, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None
+    ) -> "Collection":
+        model = self._transport.call("GET", f"{self._db()}/collections/{_seg(name)}")
+        _check_ef_on_get(embedding_function, model)
+        return Collection(self, model, embedding_function, data_loader)
+
+    def get_collection_by_id(
+        self, id: Any, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None
+    ) -> "Collection":
+        model = self._transport.call("GET", f"{self._db()}/collections/by-id/{_seg(str(id))}")
+        _check_ef_on_get(embedding_function, model)
+        return Collection(self, model, embedding_function, data_loader)
+
+    def delete_collection(self, name: str) -> None:
+        self._transport.call("DELETE", f"{self._db()}/collections/{_seg(name)}")
+
+    def reset(self) -> bool:
+        """Deletes everything (when the client's settings have `allow_reset=True`)."""
+        if not self._settings.allow_reset:
+            raise errors.AuthorizationError("Reset is disabled by config")
+        return bool(self._transport.call("POST", "/reset"))
+
+
+def _create_body(
+    name: str,
+    schema: Any,
+    configuration: Optional[Dict[str, Any]],
+    metadata: Optional[Dict[str, Any]],
+    ef: Any,
+    get_or_create: bool,
+) -> Dict[str, Any]:
+    configuration = dict(configuration or {})
+    configured_ef = configuration.get("embedding_function")
+    if configured_ef is not None and ef is not None and not efs.is_default(ef):
+        if configured_ef is not ef and getattr(configured_ef, "name", lambda: None)() != ef.name():
+            raise ValueError(
+                "Multiple embedding functions provided. Please provide only one. Embedding "
+                f"function conflict: {ef.name()} vs {configured_ef.name()}"
+            )
+    if ef is not None:
+        efs.check(ef)
+    if configured_ef is None:
+        configured_ef = ef
+    hnsw = configuration.get("hnsw")
+    spann = configuration.get("spann")
+    if hnsw is not None and spann is not None:
+        raise ValueError("hnsw and spann cannot both be provided")
+    wire: Dict[str, Any] = {}
+    if configured_ef is None:
+        wire = {"hnsw": hnsw, "spann": spann, "embedding_function": {"type": "legacy"}}
+    else:
+        ef_config = efs.to_config(configured_ef)
+        if ef_config["type"] == "known":
+            default_space = getattr(configured_ef, "default_space", None)
+            no_space = metadata is None or metadata.get("hnsw:space") is None
+            if hnsw is None and spann is None and no_space and callable(default_space):
+                hnsw = {"space": default_space()}
+            if hnsw is not None and hnsw.get("space") is None and callable(default_space):
+                hnsw = {**hnsw, "space": default_space()}
+            if spann is not None and spann.get("space") is None and callable(default_space):
+                spann = {**spann, "space": default_space()}
+        wire = {"hnsw": hnsw, "spann": spann, "embedding_function": ef_config}
+    for key, value in configuration.items():
+        if key not in ("hnsw", "spann", "embedding_function"):
+            wire[key] = value
+    body: Dict[str, Any] = {
+        "name": name,
+        "configuration": wire,
+        "metadata": metadata,
+        "get_or_create": get_or_create,
+    }
+    if schema is not None:
+        body["schema"] = schema.serialize_to_json() if hasattr(schema, "serialize_to_json") else schema
+    return body
+
+
+def _check_ef_on_get(ef: Any, model: Dict[str, Any]) -> None:
+    stored = (model.get("configuration_json") or {}).get("embedding_function")
+    if stored is None or ef is None or efs.is_default(ef):
+        return
+    stored_name = stored.get("name")
+    if stored_name is not None and stored_name != ef.name():
+        raise ValueError(
+            "An embedding function already exists in the collection configuration, and a new one "
+            "is provided. If this is intentional, please embed documents separately. Embedding "
+            f"function conflict: new: {ef.name()} vs persisted: {stored_name}"
+        )
+
+
+@dataclass
+class IndexingStatus:
+    """How much of a collection is indexed (in process, always all of it)."""
+
+    num_indexed_ops: int
+    num_unindexed_ops: int
+    total_ops: int
+    op_indexing_progress: float
+
+
+class SearchResult(dict):  # type: ignore[type-arg]
+    """The Search API's column-wise answer (`ids`, `documents`, `embeddings`, `metadatas`,
+    `scores`, `select`: one list per search), with `rows()` as chromadb has it."""
+
+    def rows(self) -> List[List[Dict[str, Any]]]:
+        out = []
+        for i, ids in enumerate(self.get("ids") or []):
+            rows = []
+            for j, id_ in enumerate(ids):
+                row: Dict[str, Any] = {"id": id_}
+                for column, key in (
+                    ("documents", "document"),
+                    ("embeddings", "embedding"),
+                    ("metadatas", "metadata"),
+                    ("scores", "score"),
+                ):
+                    values = self.get(column)
+                    if values is not None and values[i] is not None:
+                        row[key] = values[i][j]
+                rows.append(row)
+            out.append(rows)
+        return out
+
+
+def _encode_embeddings(vectors: List[np.ndarray]) -> List[str]:
+    """Base64 of little-endian f32, one string per vector (read in place when the vector already
+    is C-contiguous little-endian float32)."""
+    out = []
+    for vec in vectors:
+        row = np.ascontiguousarray(vec, dtype="<f4")
+        out.append(base64.b64encode(row.data).decode("ascii"))
+    return out
+
+
+def _wire_metadata(m: Any) -> Any:
+    if m is None:
+        return None
+    out = {}
+    for key, value in m.items():
+        if hasattr(value, "to_dict") and not isinstance(value, dict):
+            value = value.to_dict()
+        out[key] = value
+    return out
+
+
+def _from_wire_metadata(m: Any) -> Any:
+    if not isinstance(m, dict):
+        return m
+    for key, value in m.items():
+        if isinstance(value, dict) and value.get("#type") == "sparse_vector":
+            try:
+                from chromadb.base_types import SparseVector
+
+                m[key] = SparseVector.from_dict(value)
+            except Exception:
+                pass
+    return m
+
+
+class Collection:
+    """A collection (chromadb's `Collection`)."""
+
+    def __init__(
+        self, client: Client, model: Dict[str, Any], embedding_function: Any, data_loader: Any
+    ) -> None:
+        if embedding_function is not None:
+            efs.check(embedding_function)
+        self._client = client
+        self._model = model
+        self._embedding_function = embedding_function
+        self._data_loader = data_loader
+        self._path = f"{client._db(model.get('tenant'), model.get('database'))}/collections/{model['id']}"
+
+    # -- the model
+
+    @property
+    def id(self) -> UUID:
+        return UUID(str(self._model["id"]))
+
+    @property
+    def name(self) -> str:
+        return str(self._model["name"])
+
+    @property
+    def metadata(self) -> Optional[Dict[str, Any]]:
+        return self._model.get("metadata")
+
+    @property
+    def tenant(self) -> str:
+        return str(self._model.get("tenant") or self._client.tenant)
+
+    @property
+    def database(self) -> str:
+        return str(self._model.get("database") or self._client.database)
+
+    @property
+    def configuration_json(self) -> Dict[str, Any]:
+        return dict(self._model.get("configuration_json") or {})
+
+    @property
+    def configuration(self) -> Dict[str, Any]:
+        """The configuration with its embedding function built (None when legacy or unknown)."""
+        config = self.configuration_json
+        return {
+            "hnsw": config.get("hnsw"),
+            "spann": config.get("spann"),
+            "embedding_function": efs.from_config(config.get("embedding_function")),
+        }
+
+    @property
+    def schema(self) -> Optional[Dict[str, Any]]:
+        """The collection's schema in Chroma's JSON form."""
+        return self._model.get("schema")
+
+    @property
+    def dimension(self) -> Optional[int]:
+        return self._model.get("dimension")
+
+    def get_model(self) -> Dict[str, Any]:
+        return dict(self._model)
+
+    def __repr__(self) -> str:
+        return f"Collection(name={self.name})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Collection):
+            return False
+        return (
+            self.id == other.id
+            and self.name == other.name
+            and self.configuration_json == other.configuration_json
+            and self.schema == other.schema
+            and self.metadata == other.metadata
+            and self.tenant == other.tenant
+            and self.database == other.database
+            and self._embedding_function == other._embedding_function
+            and self._data_loader == other._data_loader
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _call(self, method: str, op: str, body: Any = None) -> Any:
+        return self._client._transport.call(method, f"{self._path}/{op}" if op else self._path, body)
+
+    # -- embedding
+
+    def _embedding_function_in_use(self) -> Any:
+        ef = self._embedding_function
+        if ef is not None and not efs.is_default(ef):
+            return ef
+        stored = efs.from_config(self.configuration_json.get("embedding_function"))
+        if stored is not None:
+            return stored
+        if ef is None:
+            raise ValueError(
+                "You must provide an embedding function to compute embeddings."
+                "https://docs.trychroma.com/guides/embeddings"
+            )
+        return ef
+
+    def _embed(self, values: List[Any], is_query: bool = False) -> List[np.ndarray]:
+        ef = self._embedding_function_in_use()
+        if is_query and callable(getattr(ef, "embed_query", None)):
+            out = ef.embed_query(input=values)
+        else:
+            out = ef(input=values)
+        vectors = v.embeddings(out if isinstance(out, (list, np.ndarray)) else list(out))
+        if vectors is None:
+            raise ValueError("The embedding function returned nothing")
+        return vectors
+
+    def _embed_records(self, records: Dict[str, Any], fields: Sequence[str], is_query: bool = False) -> List[np.ndarray]:
+        field = v.check_embeddable(records, fields)
+        if field == "uris":
+            if self._data_loader is None:
+                raise ValueError("You must set a data loader on the collection if loading from URIs.")
+            return self._embed(self._data_loader(records["uris"]), is_query)
+        return self._embed(records[field], is_query)
+
+    # -- writes
+
+    def _write_body(self, records: Dict[str, Any], vectors: Optional[List[np.ndarray]]) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"ids": records["ids"]}
+        if vectors is not None:
+            body["embeddings"] = _encode_embeddings(vectors)
+        if records["metadatas"] is not None:
+            body["metadatas"] = [_wire_metadata(m) for m in records["metadatas"]]
+        if records["documents"] is not None:
+            body["documents"] = records["documents"]
+        if records["uris"] is not None:
+            body["uris"] = records["uris"]
+        return body
+
+    def add(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        records, vectors = self._prepare_add(ids, embeddings, metadatas, documents, images, uris)
+        self._call("POST", "add", self._write_body(records, vectors))
+
+    @v.in_operation("add")
+    def _prepare_add(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any) -> Tuple[Dict[str, Any], List[np.ndarray]]:
+        records = v.record_set(ids, embeddings, metadatas, documents, images, uris)
+        v.check_insert(records)
+        vectors = records["embeddings"]
+        if vectors is None:
+            vectors = self._embed_records(records, ("documents", "images", "uris"))
+        return records, vectors
+
+    def upsert(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        records, vectors = self._prepare_upsert(ids, embeddings, metadatas, documents, images, uris)
+        self._call("POST", "upsert", self._write_body(records, vectors))
+
+    @v.in_operation("upsert")
+    def _prepare_upsert(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any) -> Tuple[Dict[str, Any], List[np.ndarray]]:
+        records = v.record_set(ids, embeddings, metadatas, documents, images, uris)
+        v.check_insert(records)
+        vectors = records["embeddings"]
+        if vectors is None:
+            vectors = self._embed_records(records, ("documents", "images"))
+        return records, vectors
+
+    def update(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        records, vectors = self._prepare_update(ids, embeddings, metadatas, documents, images, uris)
+        self._call("POST", "update", self._write_body(records, vectors))
+
+    @v.in_operation("update")
+    def _prepare_update(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any) -> Tuple[Dict[str, Any], Optional[List[np.ndarray]]]:
+        records = v.record_set(ids, embeddings, metadatas, documents, images, uris)
+        v.check_insert(records)
+        vectors = records["embeddings"]
+        if vectors is None and (records["documents"] is not None or records["images"] is not None):
+            vectors = self._embed_records(records, ("documents", "images"))
+        return records, vectors
+
+    def delete(
+        self,
+        ids: Any = None,
+        where: Optional[Dict[str, Any]] = None,
+        where_document: Optional[Dict[str, Any]] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, int]:
+        body = self._prepare_delete(ids, where, where_document, limit)
+        answer = self._call("POST", "delete", body)
+        return {"deleted": int((answer or {}).get("deleted", 0))}
+
+    @v.in_operation("delete")
+    def _prepare_delete(self, ids: Any, where: Any, where_document: Any, limit: Any) -> Dict[str, Any]:
+        if ids is None and where is None and where_document is None:
+            raise ValueError("At least one of ids, where, or where_document must be provided")
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool):
+                raise TypeError("limit must be a non-negative integer")
+            if limit < 0:
+                raise ValueError("limit must be a non-negative integer")
+            if where is None and where_document is None:
+                raise ValueError(
+                    "limit can only be specified when a where or where_document clause is provided"
+                )
+        id_list = v.one_or_many(ids)
+        if id_list is not None:
+            v.check_ids(id_list)
+        v.check_filters(where, where_document)
+        body: Dict[str, Any] = {}
+        if id_list is not None:
+            body["ids"] = id_list
+        if where is not None:
+            body["where"] = where
+        if where_document is not None:
+            body["where_document"] = where_document
+        if limit is not None:
+            body["limit"] = limit
+        return body
+
+    # -- reads
+
+    def count(self, read_level: Any = None) -> int:
+        return int(self._call("GET", "count"))
+
+    def get_indexing_status(self) -> IndexingStatus:
+        s = self._call("GET", "indexing_status") or {}
+        return IndexingStatus(
+            int(s.get("num_indexed_ops", 0)),
+            int(s.get("num_unindexed_ops", 0)),
+            int(s.get("total_ops", 0)),
+            float(s.get("op_indexing_progress", 1.0)),
+        )
+
+    def get(
+        self,
+        ids: Any = None,
+        where: Optional[Dict[str, Any]] = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+        where_document: Optional[Dict[str, Any]] = None,
+        include: List[str] = ["metadatas", "documents"],  # noqa: B006 (chromadb's default)
+    ) -> Dict[str, Any]:
+        body, include = self._prepare_get(ids, where, where_document, include)
+        if limit is not None:
+            body["limit"] = limit
+        if offset is not None:
+            body["offset"] = offset
+        return self._get(body, include)
+
+    def _get(self, body: Dict[str, Any], include: List[str]) -> Dict[str, Any]:
+        wire = self._call("POST", "get", body)
+        result: Dict[str, Any] = {
+            "ids": wire.get("ids", []),
+            "embeddings": wire.get("embeddings"),
+            "documents": wire.get("documents"),
+            "uris": wire.get("uris"),
+            "data": None,
+            "metadatas": wire.get("metadatas"),
+            "included": include,
+        }
+        if result["metadatas"] is not None:
+            result["metadatas"] = [_from_wire_metadata(m) for m in result["metadatas"]]
+        if "data" in include and self._data_loader is not None and result["uris"] is not None:
+            result["data"] = self._data_loader(result["uris"])
+        if "embeddings" in include:
+            rows = result["embeddings"] or []
+            result["embeddings"] = np.array(rows, dtype=np.float32) if rows else np.array([])
+        if "uris" not in include:
+            result["uris"] = None
+        return result
+
+    @v.in_operation("get")
+    def _prepare_get(self, ids: Any, where: Any, where_document: Any, include: Any) -> Tuple[Dict[str, Any], List[str]]:
+        id_list = v.one_or_many(ids)
+        if id_list is not None:
+            v.check_ids(id_list)
+        v.check_filters(where, where_document)
+        include = v.check_include(include, disallowed=("distances",))
+        if "data" in include and self._data_loader is None:
+            raise ValueError("You must set a data loader on the collection if loading from URIs.")
+        body: Dict[str, Any] = {"include": [i for i in include if i != "data"]}
+        if "data" in include and "uris" not in include:
+            body["include"].append("uris")
+        if id_list is not None:
+            body["ids"] = id_list
+        if where is not None:
+            body["where"] = where
+        if where_document is not None:
+            body["where_document"] = where_document
+        return body, include
+
+    def peek(self, limit: int = 10) -> Dict[str, Any]:
+        include = ["embeddings", "documents", "metadatas"]
+        result = self._get({"limit": limit, "include": include}, include)
+        return result
+
+    def query(
+        self,
+        query_embeddings: Any = None,
+        query_texts: Any = None,
+        query_images: Any = None,
+        query_uris: Any = None,
+        ids: Any = None,
+        n_results: int = 10,
+        where: Optional[Dict[str, Any]] = None,
+        where_document: Optional[Dict[str, Any]] = None,
+        include: List[str] = ["metadatas", "documents", "distances"],  # noqa: B006
+    ) -> Dict[str, Any]:
+        body, include = self._prepare_query(
+            query_embeddings, query_texts, query_images, query_uris, ids, n_results, where,
+            where_document, include,
+        )
+        wire = self._call("POST", "query", body)
+        result: Dict[str, Any] = {
+            "ids": wire.get("ids", []),
+            "embeddings": wire.get("embeddings"),
+            "documents": wire.get("documents"),
+            "uris": wire.get("uris"),
+            "data": None,
+            "metadatas": wire.get("metadatas"),
+            "distances": wire.get("distances"),
+            "included": include,
+        }
+        if result["metadatas"] is not None:
+            result["metadatas"] = [
+                [_from_wire_metadata(m) for m in row] if row is not None else None
+                for row in result["metadatas"]
+            ]
+        if "data" in include and self._data_loader is not None and result["uris"] is not None:
+            result["data"] = [self._data_loader(u) for u in result["uris"]]
+        if "embeddings" in include and result["embeddings"] is not None:
+            result["embeddings"] = [np.array(e) for e in result["embeddings"]]
+        if "uris" not in include:
+            result["uris"] = None
+        return result
+
+    @v.in_operation("query")
+    def _prepare_query(
+        self, query_embeddings: Any, query_texts: Any, query_images: Any, query_uris: Any,
+        ids: Any, n_results: Any, where: Any, where_document: Any, include: Any,
+    ) -> Tuple[Dict[str, Any], List[str]]:
+        records = v.record_set(
+            embeddings_=query_embeddings, documents=query_texts, images=query_images,
+            uris=query_uris, with_ids=False,
+        )
+        v.check_base(records)
+        v.check_filters(where, where_document)
+        include = v.check_include(include)
+        v.check_n_results(n_results)
+        vectors = records["embeddings"]
+        if vectors is None:
+            vectors = self._embed_records(records, ("documents", "images", "uris"), is_query=True)
+        body: Dict[str, Any] = {
+            "query_embeddings": [np.asarray(e, dtype=np.float32).tolist() for e in vectors],
+            "n_results": n_results,
+            "include": [i for i in include if i != "data"],
+        }
+        if "data" in include and "uris" not in include:
+            body["include"].append("uris")
+        id_list = v.one_or_many(ids)
+        if id_list is not None:
+            body["ids"] = id_list
+        if where is not None:
+            body["where"] = where
+        if where_document is not None:
+            body["where_document"] = where_document
+        return body, include
+
+    def search(self, searches: Any, read_level: Any = None) -> SearchResult:
+        """The Search API: one `Search` (chromadb's, or anything with `to_dict()`, or its dict
+        form) or a list of them. Text `$knn` queries on `#embedding` are embedded here with the
+        collection's embedding function, as chromadb does."""
+        items = searches if isinstance(searches, list) else [searches]
+        payload = []
+        for s in items:
+            d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+            payload.append(self._embed_text_knn(d))
+        return SearchResult(self._call("POST", "search", {"searches": payload}))
+
+    def _embed_text_knn(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self._embed_text_knn(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: self._embed_text_knn(x) for k, x in node.items()}
+        knn = out.get("$knn")
+        if isinstance(knn, dict) and isinstance(knn.get("query"), str):
+            key = knn.get("key", "#embedding")
+            if key == "#embedding":
+                knn = dict(knn)
+                knn["query"] = np.asarray(self._embed([knn["query"]], is_query=True)[0], dtype=np.float32).tolist()
+                out["$knn"] = knn
+        return out
+
+    # -- the collection itself
+
+    def modify(
+        self,
+        name: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        configuration: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        if metadata is not None:
+            v.check_metadata(metadata)
+            if "hnsw:space" in metadata:
+                raise ValueError(
+                    "Changing the distance function of a collection once it is created is not "
+                    "supported currently."
+                )
+        body: Dict[str, Any] = {}
+        if name is not None:
+            body["new_name"] = name
+        if metadata is not None:
+            body["new_metadata"] = metadata
+        if configuration is not None:
+            config = dict(configuration)
+            if config.get("embedding_function") is not None:
+                config["embedding_function"] = efs.to_config(config["embedding_function"])
+            body["new_configuration"] = config
+        self._call("PUT", "", body)
+        refreshed = self._client._transport.call(
+            "GET", f"{self._client._db(self.tenant, self.database)}/collections/by-id/{self.id}"
+        )
+        self._model = refreshed
+        if configuration is not None and configuration.get("embedding_function") is not None:
+            self._embedding_function = configuration["embedding_function"]
+
+    def fork(self, new_name: str) -> "Collection":
+        model = self._call("POST", "fork", {"new_name": new_name})
+        return Collection(self._client, model, self._embedding_function, self._data_loader)
+
+    def fork_count(self) -> int:
+        answer = self._call("GET", "fork_count")
+        return int(answer["count"] if isinstance(answer, dict) else answer)

@@ -1,0 +1,1 @@
+"""chromadb's `utils` paths, for `import ochre as chromadb` code."""
