@@ -81,15 +81,15 @@ def record_set(
     uris: Any = None,
     with_ids: bool = True,
 ) -> Dict[str, Any]:
+    # chromadb's field order (its messages list the fields in it).
     records: Dict[str, Any] = {}
     if with_ids:
         records["ids"] = one_or_many(ids)
+        records["metadatas"] = one_or_many(metadatas)
     records["embeddings"] = embeddings(embeddings_)
     records["documents"] = one_or_many(documents)
     records["images"] = one_or_many(images)
     records["uris"] = one_or_many(uris)
-    if with_ids:
-        records["metadatas"] = one_or_many(metadatas)
     return records
 
 
@@ -393,3 +393,35 @@ def check_filters(where: Any, where_document: Any) -> None:
         check_where(where)
     if where_document is not None:
         check_where_document(where_document)
+
+
+def check_collection_metadata(metadata: Any) -> None:
+    """The types chromadb's engine binding accepts for a collection's metadata (it raises
+    `TypeError` for others before anything is written)."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise TypeError(
+            f"argument 'metadata': '{type(metadata).__name__}' object cannot be converted to 'PyDict'"
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"argument 'metadata': '{type(key).__name__}' object cannot be converted to 'PyString'"
+            )
+        if value is None or isinstance(value, dict):
+            raise TypeError("argument 'metadata': Cannot convert Python object to MetadataValue")
+
+
+def check_paging(limit: Any, offset: Any) -> None:
+    """chromadb's binding converts limit and offset to unsigned integers."""
+    for value in (limit, offset):
+        if isinstance(value, int) and value < 0:
+            raise OverflowError("out of range integral type conversion attempted")
+
+
+def check_add_metadata_values(metadatas: Any) -> None:
+    """An add cannot delete keys: chromadb's binding refuses a None value."""
+    for m in metadatas or ():
+        if isinstance(m, dict) and any(value is None for value in m.values()):
+            raise TypeError("argument 'metadatas': Cannot convert Python object to MetadataValue")

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -53,35 +54,55 @@ class Settings:
         )
 
 
+class _Engine:
+    """An open database, shared by the clients of its path (they hold it; weakly referenced)."""
+
+    def __init__(self, native: Any) -> None:
+        self.native = native
+
+    def request(self, method: str, path: str, body: Optional[bytes]) -> Tuple[int, bytes]:
+        return self.native.request(method, path, body)  # type: ignore[no-any-return]
+
+
 # One engine per data directory (and one in-memory one) per process, shared by every client on
 # it, as chromadb shares one system per path: a second opening would find the directory locked.
-_engines: Dict[Optional[str], Any] = {}
+# `_engines` keeps each open for later clients (as chromadb's system cache does); `_live` finds
+# one still held by clients after `clear_system_cache`.
+_engines: Dict[Optional[str], _Engine] = {}
+_live: "weakref.WeakValueDictionary[Optional[str], _Engine]" = weakref.WeakValueDictionary()
 _engines_lock = threading.Lock()
 
 
-def _engine(path: Optional[str]) -> Any:
+def _engine(path: Optional[str]) -> _Engine:
     key = os.path.realpath(path) if path is not None else None
     with _engines_lock:
-        engine = _engines.get(key)
+        engine = _engines.get(key) or _live.get(key)
         if engine is None:
             try:
-                engine = _ochre.Engine(key, True)
+                engine = _Engine(_ochre.Engine(key, True))
             except _ochre.OpenError as e:
                 text = str(e)
                 if "lock" in text.lower():
-                    raise errors.InternalError(
-                        f"{text} (another process has this directory open; Ochre lets one "
-                        "process own a data directory at a time)"
-                    ) from None
+                    if f"pid {os.getpid()}" in text:
+                        text += (
+                            " (this process: a database it opened elsewhere, e.g. through "
+                            "ochre._ochre directly, is still open)"
+                        )
+                    else:
+                        text += (
+                            " (another process has this directory open; Ochre lets one process "
+                            "own a data directory at a time)"
+                        )
                 raise errors.InternalError(text) from None
-            _engines[key] = engine
+            _live[key] = engine
+        _engines[key] = engine
         return engine
 
 
 def clear_system_cache() -> None:
-    """Lets go of every database this process opened (chromadb: `Client.clear_system_cache`): each
-    closes (index checkpoints written, directory lock released) once no client made before holds
-    it any more."""
+    """Lets go of the databases this process opened (chromadb: `Client.clear_system_cache`): each
+    closes (index checkpoints written, directory lock released) once no client holds it; clients
+    made afterwards share one still held."""
     with _engines_lock:
         _engines.clear()
 
@@ -99,8 +120,12 @@ def _raise(status: int, payload: bytes) -> None:
         answer = {}
     name = str(answer.get("error") or "ChromaError")
     message = str(answer.get("message") or payload.decode("utf-8", "replace") or f"status {status}")
+    # A body the router could not decode: chromadb's binding reports the decoder's complaint.
+    message = message.removeprefix("Failed to deserialize the JSON body into the target type: ")
     cls = errors.error_types.get(name)
-    if name == "ChromaError" or cls is None:
+    if message.startswith("Error executing plan: Internal error"):
+        cls = errors.InternalError
+    elif name == "ChromaError" or cls is None:
         # The classes chromadb's in-process client raises where its server sends a bare
         # ChromaError with a status.
         cls = _BY_STATUS.get(status, errors.ChromaError)
@@ -108,9 +133,11 @@ def _raise(status: int, payload: bytes) -> None:
 
 
 _BY_STATUS = {
+    400: errors.InvalidArgumentError,
     403: errors.AuthorizationError,
     404: errors.NotFoundError,
     409: errors.InternalError,
+    422: errors.InvalidArgumentError,
     500: errors.InternalError,
 }
 
@@ -122,11 +149,40 @@ class _Transport:
         self.engine = engine
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else _dumps(body)
         status, payload = self.engine.request(method, "/api/v2" + path, data)
         if status >= 300:
             _raise(status, payload)
         return json.loads(payload) if payload else None
+
+
+class _QueryVectors:
+    """Query vectors, written into a request's JSON by the native module (`_dumps`)."""
+
+    def __init__(self, vectors: List[np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def to_json(self) -> str:
+        dims = {int(np.asarray(x).size) for x in self.vectors}
+        if len(dims) != 1:
+            # Ragged: the engine names the mismatch.
+            return json.dumps([np.asarray(x, dtype=np.float64).tolist() for x in self.vectors])
+        (dim,) = dims
+        packed = np.ascontiguousarray(np.stack([np.ravel(x) for x in self.vectors]), dtype="<f4")
+        return str(_ochre.f32_rows_json(packed.tobytes(), dim))
+
+
+def _dumps(body: Any) -> bytes:
+    """A request body as JSON; query vectors (`_QueryVectors`, a top-level value) are written by
+    the native module, several times faster than `json.dumps` of their floats."""
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if isinstance(value, _QueryVectors):
+                rest = {k: x for k, x in body.items() if k != key}
+                head = '{"' + key + '":' + value.to_json()
+                tail = json.dumps(rest, separators=(",", ":"))
+                return (head + ("," + tail[1:] if len(tail) > 2 else "}")).encode()
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _seg(name: str) -> str:
@@ -248,6 +304,7 @@ class Client(_Base):
     def list_collections(
         self, limit: Optional[int] = None, offset: Optional[int] = None
     ) -> List["Collection"]:
+        v.check_paging(limit, offset)
         answer = self._transport.call("GET", f"{self._db()}/collections{_paging(limit, offset)}")
         return [Collection(self, model, None, None) for model in answer]
 
@@ -315,6 +372,7 @@ def _create_body(
     ef: Any,
     get_or_create: bool,
 ) -> Dict[str, Any]:
+    v.check_collection_metadata(metadata)
     configuration = dict(configuration or {})
     configured_ef = configuration.get("embedding_function")
     if configured_ef is not None and ef is not None and not efs.is_default(ef):
@@ -327,6 +385,13 @@ def _create_body(
         efs.check(ef)
     if configured_ef is None:
         configured_ef = ef
+    if configured_ef is None and not configuration:
+        # Nothing to configure (chromadb then sends no configuration): the collection stores none
+        # and, like chromadb's, embeds with the default function when asked to.
+        body: Dict[str, Any] = {"name": name, "metadata": metadata, "get_or_create": get_or_create}
+        if schema is not None:
+            body["schema"] = _schema_json(schema)
+        return body
     hnsw = configuration.get("hnsw")
     spann = configuration.get("spann")
     if hnsw is not None and spann is not None:
@@ -349,15 +414,19 @@ def _create_body(
     for key, value in configuration.items():
         if key not in ("hnsw", "spann", "embedding_function"):
             wire[key] = value
-    body: Dict[str, Any] = {
+    body = {
         "name": name,
         "configuration": wire,
         "metadata": metadata,
         "get_or_create": get_or_create,
     }
     if schema is not None:
-        body["schema"] = schema.serialize_to_json() if hasattr(schema, "serialize_to_json") else schema
+        body["schema"] = _schema_json(schema)
     return body
+
+
+def _schema_json(schema: Any) -> Any:
+    return schema.serialize_to_json() if hasattr(schema, "serialize_to_json") else schema
 
 
 def _check_ef_on_get(ef: Any, model: Dict[str, Any]) -> None:
@@ -371,6 +440,20 @@ def _check_ef_on_get(ef: Any, model: Dict[str, Any]) -> None:
             "is provided. If this is intentional, please embed documents separately. Embedding "
             f"function conflict: new: {ef.name()} vs persisted: {stored_name}"
         )
+
+
+def _schema_embedding_function(schema: Any) -> Optional[Dict[str, Any]]:
+    """The embedding function a schema's `#embedding` vector index (or its default) names."""
+    if not isinstance(schema, dict):
+        return None
+    for part in ((schema.get("keys") or {}).get("#embedding"), schema.get("defaults")):
+        try:
+            config = part["float_list"]["vector_index"]["config"]["embedding_function"]
+        except (KeyError, TypeError):
+            continue
+        if isinstance(config, dict) and config.get("type") == "known":
+            return config
+    return None
 
 
 @dataclass
@@ -415,6 +498,12 @@ def _encode_embeddings(vectors: List[np.ndarray]) -> List[str]:
         row = np.ascontiguousarray(vec, dtype="<f4")
         out.append(base64.b64encode(row.data).decode("ascii"))
     return out
+
+
+def _f32_exact(rows: Any) -> np.ndarray:
+    """Vectors the engine sent (f32 written as their shortest decimal) as chromadb returns them:
+    a float64 array holding exactly the stored f32 values."""
+    return np.array(rows, dtype=np.float32).astype(np.float64) if len(rows) else np.array(rows)
 
 
 def _wire_metadata(m: Any) -> Any:
@@ -534,9 +623,16 @@ class Collection:
         ef = self._embedding_function
         if ef is not None and not efs.is_default(ef):
             return ef
-        stored = efs.from_config(self.configuration_json.get("embedding_function"))
+        stored_config = self.configuration_json.get("embedding_function")
+        stored = efs.from_config(stored_config)
         if stored is not None:
             return stored
+        in_schema = efs.from_config(_schema_embedding_function(self.schema))
+        if in_schema is not None:
+            return in_schema
+        if ef is None and stored_config is None:
+            # chromadb: a collection stored without a function embeds with the default one.
+            return _DEFAULT_EF
         if ef is None:
             raise ValueError(
                 "You must provide an embedding function to compute embeddings."
@@ -587,6 +683,7 @@ class Collection:
         uris: Any = None,
     ) -> None:
         records, vectors = self._prepare_add(ids, embeddings, metadatas, documents, images, uris)
+        v.check_add_metadata_values(records["metadatas"])
         self._call("POST", "add", self._write_body(records, vectors))
 
     @v.in_operation("add")
@@ -702,6 +799,7 @@ class Collection:
         where_document: Optional[Dict[str, Any]] = None,
         include: List[str] = ["metadatas", "documents"],  # noqa: B006 (chromadb's default)
     ) -> Dict[str, Any]:
+        v.check_paging(limit, offset)
         body, include = self._prepare_get(ids, where, where_document, include)
         if limit is not None:
             body["limit"] = limit
@@ -726,7 +824,8 @@ class Collection:
             result["data"] = self._data_loader(result["uris"])
         if "embeddings" in include:
             rows = result["embeddings"] or []
-            result["embeddings"] = np.array(rows, dtype=np.float32) if rows else np.array([])
+            # As chromadb: float64 holding the stored f32 values exactly.
+            result["embeddings"] = _f32_exact(rows)
         if "uris" not in include:
             result["uris"] = None
         return result
@@ -740,9 +839,9 @@ class Collection:
         include = v.check_include(include, disallowed=("distances",))
         if "data" in include and self._data_loader is None:
             raise ValueError("You must set a data loader on the collection if loading from URIs.")
-        body: Dict[str, Any] = {"include": [i for i in include if i != "data"]}
         if "data" in include and "uris" not in include:
-            body["include"].append("uris")
+            include.append("uris")  # the data is loaded from them (chromadb reports it included)
+        body: Dict[str, Any] = {"include": [i for i in include if i != "data"]}
         if id_list is not None:
             body["ids"] = id_list
         if where is not None:
@@ -752,7 +851,8 @@ class Collection:
         return body, include
 
     def peek(self, limit: int = 10) -> Dict[str, Any]:
-        include = ["embeddings", "documents", "metadatas"]
+        v.check_paging(limit, None)
+        include = ["metadatas", "documents", "embeddings"]
         result = self._get({"limit": limit, "include": include}, include)
         return result
 
@@ -791,7 +891,7 @@ class Collection:
         if "data" in include and self._data_loader is not None and result["uris"] is not None:
             result["data"] = [self._data_loader(u) for u in result["uris"]]
         if "embeddings" in include and result["embeddings"] is not None:
-            result["embeddings"] = [np.array(e) for e in result["embeddings"]]
+            result["embeddings"] = [_f32_exact(e) for e in result["embeddings"]]
         if "uris" not in include:
             result["uris"] = None
         return result
@@ -812,13 +912,13 @@ class Collection:
         vectors = records["embeddings"]
         if vectors is None:
             vectors = self._embed_records(records, ("documents", "images", "uris"), is_query=True)
+        if "data" in include and "uris" not in include:
+            include.append("uris")
         body: Dict[str, Any] = {
-            "query_embeddings": [np.asarray(e, dtype=np.float32).tolist() for e in vectors],
+            "query_embeddings": _QueryVectors(vectors),
             "n_results": n_results,
             "include": [i for i in include if i != "data"],
         }
-        if "data" in include and "uris" not in include:
-            body["include"].append("uris")
         id_list = v.one_or_many(ids)
         if id_list is not None:
             body["ids"] = id_list

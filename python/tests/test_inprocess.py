@@ -189,7 +189,9 @@ def test_every_embedding_input_form_stores_the_same_vectors():
 
 def test_errors_have_chromadb_classes():
     client = ochre.EphemeralClient()
-    col = client.get_or_create_collection("errs", embedding_function=None)
+    # With a configuration and no function, the collection stores a legacy function: documents
+    # need embeddings (without any configuration, chromadb and Ochre embed with the default).
+    col = client.get_or_create_collection("errs", embedding_function=None, configuration={"hnsw": {"space": "l2"}})
     col.add(ids=["a"], embeddings=[[1.0, 2.0]])
     with pytest.raises(errors.NotFoundError):
         client.get_collection("missing")
@@ -339,3 +341,29 @@ def test_llama_index_runs_on_ochre():
     assert filtered.ids == ["n3"]
     store.delete_nodes(node_ids=["n1"])
     assert col.count() == 2 and col.get(ids=["n1"])["ids"] == []
+
+
+def test_search_takes_chromadb_search_objects():
+    chromadb = pytest.importorskip("chromadb")
+    from chromadb import K, Knn, Search
+
+    ochre.register_embedding_function(WordCounter)
+    col = ochre.EphemeralClient().create_collection(
+        "search", embedding_function=WordCounter(), configuration={"hnsw": {"space": "l2"}}
+    )
+    docs = ["a", "a bb", "a bb ccc", "a bb ccc dddd"]
+    col.add(ids=["1", "2", "3", "4"], documents=docs, metadatas=[{"n": i} for i in range(4)])
+    search = (
+        Search()
+        .where(K("n") >= 1)
+        .rank(Knn(query=[4.0, 1.0, 1.0]))
+        .limit(2)
+        .select(K.DOCUMENT, K.SCORE)
+    )
+    result = col.search(search)
+    assert result["ids"] == [["2", "3"]]
+    assert result["documents"] == [["a bb", "a bb ccc"]]
+    # A text query is embedded with the collection's function, as chromadb's client does.
+    by_text = col.search(Search().rank(Knn(query="a bb ccc dddd")).limit(1))
+    assert by_text["ids"] == [["4"]]
+    assert by_text.rows()[0][0]["id"] == "4"
