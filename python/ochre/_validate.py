@@ -192,6 +192,10 @@ def check_embeddings(vectors: List[np.ndarray]) -> None:
     for i, e in enumerate(vectors):
         if e.ndim == 0:
             raise ValueError(f"Expected a 1-dimensional array, got a 0-dimensional array {e}")
+        if e.ndim > 1:
+            raise TypeError(
+                "argument 'embeddings': only 0-dimensional arrays can be converted to Python scalars"
+            )
         if e.size == 0:
             raise ValueError(
                 "Expected each embedding in the embeddings to be a 1-dimensional numpy array "

@@ -63,6 +63,12 @@ class _Engine:
     def request(self, method: str, path: str, body: Optional[bytes]) -> Tuple[int, bytes]:
         return self.native.request(method, path, body)  # type: ignore[no-any-return]
 
+    def __del__(self) -> None:
+        # Closing writes index checkpoints: done with the GIL released, not in the collector.
+        close = getattr(getattr(self, "native", None), "close", None)
+        if close is not None:
+            close()
+
 
 # One engine per data directory (and one in-memory one) per process, shared by every client on
 # it, as chromadb shares one system per path: a second opening would find the directory locked.
@@ -74,9 +80,14 @@ _engines_lock = threading.Lock()
 
 
 def _engine(path: Optional[str]) -> _Engine:
+    """The open database of `path` (None: in memory), opened if needed."""
     key = os.path.realpath(path) if path is not None else None
     with _engines_lock:
-        engine = _engines.get(key) or _live.get(key)
+        engine = _engines.get(key)
+        if engine is None and key is not None:
+            # A directory still held by clients is that database (a second opening would find it
+            # locked); an in-memory one starts afresh, as chromadb's does.
+            engine = _live.get(key)
         if engine is None:
             try:
                 engine = _Engine(_ochre.Engine(key, True))
@@ -99,6 +110,16 @@ def _engine(path: Optional[str]) -> _Engine:
         return engine
 
 
+def _close_all() -> None:
+    """At exit: every database this process opened closes cleanly (checkpoints written), even
+    those clients still hold; the next open then reads the checkpoints instead of rebuilding."""
+    with _engines_lock:
+        engines = list(_engines.values()) + list(_live.values())
+        _engines.clear()
+    for engine in engines:
+        engine.native.close()
+
+
 def clear_system_cache() -> None:
     """Lets go of the databases this process opened (chromadb: `Client.clear_system_cache`): each
     closes (index checkpoints written, directory lock released) once no client holds it; clients
@@ -107,8 +128,7 @@ def clear_system_cache() -> None:
         _engines.clear()
 
 
-# A clean close at exit: the next open reads the index checkpoints instead of rebuilding them.
-atexit.register(clear_system_cache)
+atexit.register(_close_all)
 
 
 def _raise(status: int, payload: bytes) -> None:
@@ -169,7 +189,25 @@ class _QueryVectors:
             return json.dumps([np.asarray(x, dtype=np.float64).tolist() for x in self.vectors])
         (dim,) = dims
         packed = np.ascontiguousarray(np.stack([np.ravel(x) for x in self.vectors]), dtype="<f4")
+        if not np.isfinite(packed).all():
+            raise ValueError("Expected query embeddings to hold finite numbers (no NaN or infinity)")
         return str(_ochre.f32_rows_json(packed.tobytes(), dim))
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_numpy_scalar)
+    except ValueError as e:
+        raise ValueError(
+            f"{e}: metadata values and filter operands must be finite numbers (no NaN or infinity)"
+        ) from None
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """numpy scalars in metadata or filters, as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _dumps(body: Any) -> bytes:
@@ -180,9 +218,9 @@ def _dumps(body: Any) -> bytes:
             if isinstance(value, _QueryVectors):
                 rest = {k: x for k, x in body.items() if k != key}
                 head = '{"' + key + '":' + value.to_json()
-                tail = json.dumps(rest, separators=(",", ":"))
+                tail = _json(rest)
                 return (head + ("," + tail[1:] if len(tail) > 2 else "}")).encode()
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _json(body).encode()
 
 
 def _seg(name: str) -> str:
@@ -306,7 +344,7 @@ class Client(_Base):
     ) -> List["Collection"]:
         v.check_paging(limit, offset)
         answer = self._transport.call("GET", f"{self._db()}/collections{_paging(limit, offset)}")
-        return [Collection(self, model, None, None) for model in answer]
+        return [Collection(self, model, _DEFAULT_EF, None) for model in answer]
 
     def count_collections(self) -> int:
         return int(self._transport.call("GET", f"{self._db()}/collections_count"))
@@ -887,6 +925,12 @@ class Collection:
             result["metadatas"] = [
                 [_from_wire_metadata(m) for m in row] if row is not None else None
                 for row in result["metadatas"]
+            ]
+        if result["distances"] is not None:
+            # As chromadb: the f32 distances as the Python floats that hold them exactly.
+            result["distances"] = [
+                np.array(row, dtype=np.float32).astype(np.float64).tolist() if row is not None else None
+                for row in result["distances"]
             ]
         if "data" in include and self._data_loader is not None and result["uris"] is not None:
             result["data"] = [self._data_loader(u) for u in result["uris"]]

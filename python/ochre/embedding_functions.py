@@ -6,7 +6,9 @@ it returns one vector per text; `name()`, `get_config()` and the static `build_f
 a collection store it and get it back; `embed_query(input=...)`, `default_space()`,
 `supported_spaces()` and `is_legacy()` are used when present. chromadb's own classes qualify.
 """
+import sys
 import threading
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Type
 
 import numpy as np
@@ -107,36 +109,54 @@ register_embedding_function(DefaultEmbeddingFunction, name="onnx_mini_lm_l6_v2")
 
 
 def is_default(ef: Any) -> bool:
-    """Whether `ef` is a default function (Ochre's or chromadb's), which a collection's stored
-    function takes precedence over."""
+    """Whether `ef` is a default function (Ochre's without a model directory of its own, or
+    chromadb's), which a collection's stored function takes precedence over."""
     if isinstance(ef, DefaultEmbeddingFunction):
-        return True
-    try:
-        from chromadb.api.types import DefaultEmbeddingFunction as ChromaDefault
-    except Exception:
-        return False
-    return isinstance(ef, ChromaDefault)
+        return ef._model_dir is None
+    chroma_types = sys.modules.get("chromadb.api.types")  # chromadb's, only if it is in use
+    chroma_default = getattr(chroma_types, "DefaultEmbeddingFunction", None)
+    return chroma_default is not None and isinstance(ef, chroma_default)
 
 
 def to_config(ef: Any) -> Dict[str, Any]:
     """The stored form of an embedding function (chromadb's `embedding_function` configuration)."""
     is_legacy: Callable[[], bool] = getattr(ef, "is_legacy", lambda: True)
     has_config = callable(getattr(ef, "name", None)) and callable(getattr(ef, "get_config", None))
-    if not has_config or is_legacy():
+    try:
+        if not has_config or is_legacy():
+            return {"type": "legacy"}
+        name = ef.name()
+        config = ef.get_config()
+        if name not in _known and known_embedding_function(name) is None:
+            register_embedding_function(type(ef), name=name)
+    except Exception as e:
+        # As chromadb: a function that cannot describe itself is stored as legacy.
+        warnings.warn(
+            f"the embedding function could not be stored ({e}); it is stored as legacy and must "
+            "be passed again when the collection is reopened",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return {"type": "legacy"}
-    name = ef.name()
-    if name not in _known and known_embedding_function(name) is None:
-        register_embedding_function(type(ef))
-    return {"type": "known", "name": name, "config": ef.get_config()}
+    return {"type": "known", "name": name, "config": config}
 
 
 def from_config(config: Optional[Dict[str, Any]]) -> Optional[Any]:
-    """The function a stored configuration names, built; None for legacy or unknown ones."""
+    """The function a stored configuration names, built; None for a legacy or missing one.
+
+    Raises chromadb's `ValueError` for a function no registry knows (register it with
+    `register_embedding_function`, or pass it to `get_collection`)."""
     if not config or config.get("type") != "known":
         return None
-    cls: Optional[Type[Any]] = known_embedding_function(str(config.get("name")))
+    name = config.get("name")
+    if name is None:
+        raise ValueError(f"Embedding function name not found in config: {config}")
+    cls: Optional[Type[Any]] = known_embedding_function(str(name))
     if cls is None:
-        return None
+        raise ValueError(
+            f"Embedding function {name} not found. Add @register_embedding_function decorator "
+            "to the class definition."
+        )
     try:
         return cls.build_from_config(config.get("config") or {})
     except Exception as e:

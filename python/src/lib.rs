@@ -7,7 +7,7 @@
 //! The GIL is released while the engine works, so Python threads run requests in parallel.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::Request;
@@ -38,8 +38,8 @@ create_exception!(
 /// One opened database (a data directory, or in memory) behind the server's router.
 #[pyclass(frozen, module = "ochre._ochre")]
 struct Engine {
-    runtime: tokio::runtime::Runtime,
-    app: axum::Router,
+    /// The router and the runtime its handlers run on; None once closed.
+    open: Mutex<Option<(tokio::runtime::Runtime, axum::Router)>>,
     path: Option<PathBuf>,
 }
 
@@ -70,10 +70,16 @@ impl Engine {
             .build()
             .map_err(|e| OpenError::new_err(format!("starting the runtime: {e}")))?;
         Ok(Engine {
-            runtime,
-            app: ochre_server::app(state),
+            open: Mutex::new(Some((runtime, ochre_server::app(state)))),
             path,
         })
+    }
+
+    /// Closes the database (index checkpoints written, the directory lock released) with the
+    /// GIL released; later requests fail. Closing twice does nothing.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.lock().take();
+        py.detach(move || drop(taken));
     }
 
     /// The data directory, or None in memory.
@@ -101,9 +107,12 @@ impl Engine {
                 None => Body::empty(),
             })
             .map_err(|e| PyValueError::new_err(format!("invalid request {method} {path}: {e}")))?;
-        let app = self.app.clone();
-        let answer = py.detach(|| {
-            self.runtime.block_on(async move {
+        let (handle, app) = match self.lock().as_ref() {
+            Some((runtime, app)) => (runtime.handle().clone(), app.clone()),
+            None => return Err(PyException::new_err("the database is closed")),
+        };
+        let answer = py.detach(move || {
+            handle.block_on(async move {
                 let response = match app.oneshot(request).await {
                     Ok(r) => r,
                     Err(never) => match never {},
@@ -117,6 +126,15 @@ impl Engine {
         let (status, bytes) =
             answer.map_err(|e| PyException::new_err(format!("reading the answer: {e}")))?;
         Ok((status, PyBytes::new(py, &bytes)))
+    }
+}
+
+impl Engine {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(tokio::runtime::Runtime, axum::Router)>> {
+        // A panic while holding this lock cannot leave the pair half-changed: take what is there.
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -194,14 +212,19 @@ impl Embedder {
 /// more slowly and with up to 17 digits).
 #[pyfunction]
 fn f32_rows_json(data: &[u8], dim: usize) -> PyResult<String> {
-    if dim == 0 || !data.len().is_multiple_of(4 * dim) {
+    let Some(row_bytes) = dim.checked_mul(4).filter(|&b| b > 0) else {
+        return Err(PyValueError::new_err(format!(
+            "{dim} is not a vector dimension"
+        )));
+    };
+    if !data.len().is_multiple_of(row_bytes) {
         return Err(PyValueError::new_err(format!(
             "{} bytes are not rows of {dim} f32 values",
             data.len()
         )));
     }
     let rows: Vec<Vec<f32>> = data
-        .chunks_exact(4 * dim)
+        .chunks_exact(row_bytes)
         .map(|row| {
             row.chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

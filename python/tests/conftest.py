@@ -10,6 +10,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+# Tests that run all-MiniLM-L6-v2 skip without OCHRE_TEST_MODEL_DIR, unless the test command
+# requires them (OCHRE_REQUIRE_MODEL_TESTS=1): then they run and fail.
+needs_model = pytest.mark.skipif(
+    not os.environ.get("OCHRE_TEST_MODEL_DIR") and os.environ.get("OCHRE_REQUIRE_MODEL_TESTS") != "1",
+    reason="needs OCHRE_TEST_MODEL_DIR (all-MiniLM-L6-v2 in sentence-transformers layout)",
+)
+
+
 @pytest.fixture(autouse=True)
 def no_open_databases():
     yield

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import needs_model
 
 import ochre
 from ochre import errors
@@ -267,7 +268,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
         ef(["hello"])
 
 
-@pytest.mark.skipif(not os.environ.get("OCHRE_TEST_MODEL_DIR"), reason="needs OCHRE_TEST_MODEL_DIR")
+@needs_model
 def test_the_default_embedding_function_is_minilm(monkeypatch):
     monkeypatch.setenv("OCHRE_MODEL_DIR", os.environ["OCHRE_TEST_MODEL_DIR"])
     col = ochre.EphemeralClient().create_collection("minilm")
@@ -367,3 +368,55 @@ def test_search_takes_chromadb_search_objects():
     by_text = col.search(Search().rank(Knn(query="a bb ccc dddd")).limit(1))
     assert by_text["ids"] == [["4"]]
     assert by_text.rows()[0][0]["id"] == "4"
+
+
+def test_an_unknown_stored_function_is_an_error_not_another_model(tmp_path):
+    path = str(tmp_path / "data")
+    made = run_python(
+        f"""
+        import numpy as np, ochre
+        class Mine:
+            def __call__(self, input):
+                return [np.ones(3, dtype=np.float32) for _ in input]
+            @staticmethod
+            def name():
+                return "mine_only_here"
+            def get_config(self):
+                return {{}}
+            @staticmethod
+            def build_from_config(config):
+                return Mine()
+            def is_legacy(self):
+                return False
+        ochre.PersistentClient(path={path!r}).create_collection("mine", embedding_function=Mine()).add(ids=["a"], documents=["x"])
+        """
+    )
+    assert made.returncode == 0, made.stderr
+    col = ochre.PersistentClient(path=path).get_collection("mine")
+    with pytest.raises(ValueError, match="Embedding function mine_only_here not found"):
+        col.add(ids=["b"], documents=["y"])
+    assert col.count() == 1
+
+
+def test_ephemeral_clients_start_afresh_after_clear_system_cache():
+    first = ochre.EphemeralClient()
+    first.create_collection("kept")
+    assert [c.name for c in ochre.EphemeralClient().list_collections()] == ["kept"]
+    ochre.clear_system_cache()
+    assert ochre.EphemeralClient().list_collections() == []
+    assert first.get_collection("kept").name == "kept"  # the old client's database lives on
+
+
+def test_non_finite_numbers_are_refused_with_a_clear_error():
+    col = ochre.EphemeralClient().create_collection("finite", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 2.0]], metadatas=[{"x": 1.0}])
+    with pytest.raises(ValueError, match="finite"):
+        col.add(ids=["b"], embeddings=[[1.0, 2.0]], metadatas=[{"x": float("nan")}])
+    with pytest.raises(ValueError, match="finite"):
+        col.query(query_embeddings=[[float("inf"), 0.0]], n_results=1)
+    with pytest.raises(ValueError, match="finite"):
+        col.get(where={"x": {"$lt": float("inf")}})
+    assert col.count() == 1
+    # numpy scalars in a collection's metadata are numbers like any other (as in chromadb)
+    other = ochre.EphemeralClient().create_collection("numpy-meta", metadata={"x": np.float32(0.5), "n": np.int64(3)})
+    assert other.metadata == {"x": 0.5, "n": 3}

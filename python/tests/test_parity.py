@@ -28,6 +28,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import needs_model  # noqa: E402
 
 chromadb = pytest.importorskip("chromadb")
 
@@ -976,7 +977,7 @@ def test_result_key_sets(other: Any, tmp_path: Any) -> None:
 # the default embedding function (ochre only: chromadb's downloads its model)
 
 
-@pytest.mark.skipif(not os.environ.get("OCHRE_TEST_MODEL_DIR"), reason="needs OCHRE_TEST_MODEL_DIR (all-MiniLM-L6-v2)")
+@needs_model
 def test_default_embedding_function(other: Any, tmp_path: Any, monkeypatch: Any) -> None:
     if AGAINST == "chromadb":
         pytest.skip("chromadb's default embedding function downloads its model")
