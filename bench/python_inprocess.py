@@ -55,6 +55,10 @@ import traceback
 
 import numpy as np
 
+# The exact neighbours and recall of the HTTP benchmark (bench/neighbours.py: numpy only).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from neighbours import exact_top_k, recall  # noqa: E402
+
 os.environ["ANONYMIZED_TELEMETRY"] = "False"  # before chromadb is imported, here and in children
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -99,23 +103,6 @@ def load_records(path, n):
     if len(docs) != n:
         raise SystemExit(f"{path}: only {len(docs)} records, {n} wanted")
     return docs, metas
-
-
-def exact_top_k(base, queries, rows, k=K):
-    """Exact top-k row numbers by inner product among `rows` (int array), per query."""
-    sub = base[rows]
-    out = []
-    for i in range(0, len(queries), 100):  # bounded memory at 100k rows
-        scores = queries[i: i + 100] @ sub.T
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(scores, part, 1).argsort(axis=1)[:, ::-1]
-        out.append(rows[np.take_along_axis(part, order, 1)])
-    return np.concatenate(out)
-
-
-def recall(found, truth, k=K):
-    hits = sum(len(set(int(i) for i in f[:k]) & set(int(t) for t in tr[:k])) for f, tr in zip(found, truth))
-    return hits / (len(truth) * k)
 
 
 def pct(latencies_s, p):

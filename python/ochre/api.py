@@ -720,18 +720,7 @@ class Collection:
         images: Any = None,
         uris: Any = None,
     ) -> None:
-        records, vectors = self._prepare_add(ids, embeddings, metadatas, documents, images, uris)
-        v.check_add_metadata_values(records["metadatas"])
-        self._call("POST", "add", self._write_body(records, vectors))
-
-    @v.in_operation("add")
-    def _prepare_add(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any) -> Tuple[Dict[str, Any], List[np.ndarray]]:
-        records = v.record_set(ids, embeddings, metadatas, documents, images, uris)
-        v.check_insert(records)
-        vectors = records["embeddings"]
-        if vectors is None:
-            vectors = self._embed_records(records, ("documents", "images", "uris"))
-        return records, vectors
+        self._write("add", ids, embeddings, metadatas, documents, images, uris)
 
     def upsert(
         self,
@@ -742,17 +731,7 @@ class Collection:
         images: Any = None,
         uris: Any = None,
     ) -> None:
-        records, vectors = self._prepare_upsert(ids, embeddings, metadatas, documents, images, uris)
-        self._call("POST", "upsert", self._write_body(records, vectors))
-
-    @v.in_operation("upsert")
-    def _prepare_upsert(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any) -> Tuple[Dict[str, Any], List[np.ndarray]]:
-        records = v.record_set(ids, embeddings, metadatas, documents, images, uris)
-        v.check_insert(records)
-        vectors = records["embeddings"]
-        if vectors is None:
-            vectors = self._embed_records(records, ("documents", "images"))
-        return records, vectors
+        self._write("upsert", ids, embeddings, metadatas, documents, images, uris)
 
     def update(
         self,
@@ -763,16 +742,31 @@ class Collection:
         images: Any = None,
         uris: Any = None,
     ) -> None:
-        records, vectors = self._prepare_update(ids, embeddings, metadatas, documents, images, uris)
-        self._call("POST", "update", self._write_body(records, vectors))
+        self._write("update", ids, embeddings, metadatas, documents, images, uris)
 
-    @v.in_operation("update")
-    def _prepare_update(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any) -> Tuple[Dict[str, Any], Optional[List[np.ndarray]]]:
+    # What each write embeds when it has no embeddings (chromadb's rules: an add may load them
+    # from uris; an update without documents or images keeps the stored vectors).
+    _EMBEDDABLE = {
+        "add": ("documents", "images", "uris"),
+        "upsert": ("documents", "images"),
+        "update": ("documents", "images"),
+    }
+
+    def _write(self, op: str, *fields: Any) -> None:
+        records, vectors = v.in_operation(op)(self._prepare_write)(op, *fields)
+        if op == "add":
+            v.check_add_metadata_values(records["metadatas"])
+        self._call("POST", op, self._write_body(records, vectors))
+
+    def _prepare_write(
+        self, op: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any
+    ) -> Tuple[Dict[str, Any], Optional[List[np.ndarray]]]:
         records = v.record_set(ids, embeddings, metadatas, documents, images, uris)
         v.check_insert(records)
         vectors = records["embeddings"]
-        if vectors is None and (records["documents"] is not None or records["images"] is not None):
-            vectors = self._embed_records(records, ("documents", "images"))
+        keeps_vectors = op == "update" and records["documents"] is None and records["images"] is None
+        if vectors is None and not keeps_vectors:
+            vectors = self._embed_records(records, self._EMBEDDABLE[op])
         return records, vectors
 
     def delete(
