@@ -95,7 +95,7 @@ def collection_view(col: Any) -> Dict[str, Any]:
         "repr": repr(col),
         "metadata": normalise(col.metadata),
         "hnsw.space": hnsw.get("space"),
-        # configuration_json["embedding_function"] is compared in decide_ef_none_configuration
+        # configuration_json["embedding_function"] is compared in ef_none_without_configuration
     }
 
 
@@ -794,7 +794,7 @@ def data_loader(client: Any) -> Obs:
 
 
 @scenario
-def decide_ef_none_configuration(client: Any) -> Obs:
+def ef_none_without_configuration(client: Any) -> Obs:
     o = Obs()
     ef = lambda c: c.configuration_json.get("embedding_function")  # noqa: E731
     o.call("ef None, no configuration", lambda: ef(client.create_collection("plain", embedding_function=None)))
@@ -806,7 +806,7 @@ def decide_ef_none_configuration(client: Any) -> Obs:
 
 
 @scenario
-def decide_negative_paging(client: Any) -> Obs:
+def negative_paging(client: Any) -> Obs:
     o = Obs()
     col = items(client)
     o.call("get negative limit", col.get, limit=-1)
@@ -818,7 +818,7 @@ def decide_negative_paging(client: Any) -> Obs:
 
 
 @scenario
-def decide_add_none_metadata_value(client: Any) -> Obs:
+def add_none_metadata_value(client: Any) -> Obs:
     o = Obs()
     col = items(client)
     o.call("add", col.add, ids=["m3"], embeddings=[[1, 1, 1, 1]], metadatas=[{"a": None, "b": 2}])
@@ -829,7 +829,7 @@ def decide_add_none_metadata_value(client: Any) -> Obs:
 
 
 @scenario
-def decide_query_missing_id_class(client: Any) -> Obs:
+def query_missing_id_class(client: Any) -> Obs:
     o = Obs()
     col = items(client)
     o.call("ids missing", col.query, query_embeddings=[[1.0, 0.0, 0.0, 0.0]], n_results=3, ids=["zz"])
