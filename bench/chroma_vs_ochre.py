@@ -42,7 +42,7 @@ import time
 import urllib.request
 
 import numpy as np
-from neighbours import exact_top_k, recall  # noqa: E402  (bench/, beside this file)
+from neighbours import exact_top_k, pct, recall  # noqa: E402  (bench/, beside this file)
 import psutil
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -89,14 +89,6 @@ def load_records(path, n):
     if len(recs) != n:
         raise SystemExit(f"{path}: only {len(recs)} records, {n} wanted")
     return recs, "".join(lines)
-
-
-def pct(latencies, p):
-    return float(np.percentile(np.asarray(latencies) * 1000.0, p))
-
-
-# ---------------------------------------------------------------------------------------------
-# Servers
 
 
 def free_port():

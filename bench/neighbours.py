@@ -1,4 +1,4 @@
-"""Exact neighbours and recall@k, shared by the benchmarks (chroma_vs_ochre.py,
+"""Exact neighbours, recall@k and latency percentiles, shared by the benchmarks (chroma_vs_ochre.py,
 python_inprocess.py)."""
 import numpy as np
 
@@ -20,3 +20,8 @@ def exact_top_k(base, queries, rows, k=K):
 def recall(found, truth, k=K):
     hits = sum(len(set(int(i) for i in f[:k]) & set(int(t) for t in tr[:k])) for f, tr in zip(found, truth))
     return hits / (len(truth) * k)
+
+
+def pct(latencies_s, p):
+    """The p-th percentile of latencies in seconds, in milliseconds."""
+    return float(np.percentile(np.asarray(latencies_s) * 1000.0, p))

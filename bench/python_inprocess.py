@@ -57,7 +57,7 @@ import numpy as np
 
 # The exact neighbours and recall of the HTTP benchmark (bench/neighbours.py: numpy only).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from neighbours import exact_top_k, recall  # noqa: E402
+from neighbours import exact_top_k, pct, recall  # noqa: E402
 
 os.environ["ANONYMIZED_TELEMETRY"] = "False"  # before chromadb is imported, here and in children
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -103,10 +103,6 @@ def load_records(path, n):
     if len(docs) != n:
         raise SystemExit(f"{path}: only {len(docs)} records, {n} wanted")
     return docs, metas
-
-
-def pct(latencies_s, p):
-    return float(np.percentile(np.asarray(latencies_s) * 1000.0, p))
 
 
 def dir_size(path):

@@ -12,7 +12,7 @@ differences left to a decision (xfail, strict). Messages that chromadb builds fr
 varies by process) are canonicalised first (`canonical_message`).
 
 OCHRE_PARITY_AGAINST=chromadb compares chromadb with itself (a check that the scenarios are
-deterministic). Run: /work/pyenv/bin/python -m pytest python/tests/test_parity.py -q
+deterministic). Run: scripts/python-test.sh -k parity (or pytest in a venv with ochre and chromadb 1.5.9)
 """
 import gc
 import importlib
