@@ -343,6 +343,12 @@ impl Ochre {
             )
         })?;
         let lock = DirLock::acquire(path)?;
+        let sending = path.join(crate::snapshot::SENDING_DIR);
+        if sending.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&sending) {
+                tracing::warn!(dir = %sending.display(), error = %e, "cannot remove snapshots left unsent");
+            }
+        }
         let mut store = Store::open(path)?;
         let mut catalog = Catalog {
             next_key: 1,

@@ -39,6 +39,7 @@ mod reclaim;
 mod request;
 pub mod search;
 mod seqlist;
+pub mod snapshot;
 mod sparse;
 mod validate;
 

@@ -9,6 +9,7 @@
 //! body `{"error", "message"}` and a `chroma-trace-id` header; a request rejected by auth touches
 //! no data.
 
+mod admin;
 mod auth;
 mod config;
 mod embed;
@@ -139,7 +140,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v2/pre-flight-checks", get(preflight))
         .route("/api/v2/auth/identity", get(identity))
         .route("/api/v2/reset", post(reset))
-        .route("/api/v2/tenants", post(create_tenant))
+        .route(
+            "/api/v2/tenants",
+            post(create_tenant).get(admin::list_tenants),
+        )
+        .route("/api/v2/admin/snapshot", post(admin::snapshot))
         .route(
             "/api/v2/tenants/{tenant}",
             get(get_tenant).patch(update_tenant),

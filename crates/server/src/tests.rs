@@ -918,6 +918,11 @@ async fn scoped_tokens_reach_only_their_tenant_and_identity_names_the_caller() {
     assert_eq!(v["error"], "AuthorizationError");
     let (s, _) = call_with(&app, "POST", "/api/v2/reset", team).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // The operator routes act on the whole server: never for a scoped credential.
+    let (s, _) = call_with(&app, "POST", "/api/v2/admin/snapshot", team).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call_with(&app, "GET", "/api/v2/tenants", team).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     // Inside its scope the request reaches the handler (which finds no such tenant).
     let (s, v) = call_with(&app, "GET", "/api/v2/tenants/acme", team).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
@@ -1934,4 +1939,91 @@ async fn bm25_vectors_are_filled_in_from_documents_without_a_model() {
         .await;
         assert_eq!(s, StatusCode::OK);
     }
+}
+
+#[tokio::test]
+async fn tenants_are_listed_and_a_snapshot_streams_as_tar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Ochre::open(dir.path().join("data")).expect("open");
+    let app = app(AppState::new(db, ServerConfig::default()).expect("state"));
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/api/v2/tenants",
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v, _) = call(&app, "GET", "/api/v2/tenants", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!([{"name": "acme", "resource_name": null}, {"name": "default_tenant", "resource_name": null}])
+    );
+    let (_, c, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections"),
+        Some(json!({"name": "docs"})),
+    )
+    .await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/collections/{id}/add"),
+        Some(json!({
+            "ids": ["a", "b"], "embeddings": [[1.0, 0.0], [0.0, 1.0]], "documents": ["x", "y"]
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v2/admin/snapshot")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/x-tar");
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let snap = dir.path().join("snap");
+    let manifest = ochre::snapshot::receive_snapshot(&bytes[..], &snap).expect("a whole snapshot");
+    assert!(manifest.files.iter().any(|f| f.path == "ochre.sqlite3"));
+    let restored = dir.path().join("restored");
+    ochre::snapshot::restore(&snap, &restored).expect("restores");
+    let db = Ochre::open(&restored).expect("opens");
+    let info = db
+        .get_collection("default_tenant", "default_database", "docs")
+        .expect("collection");
+    assert_eq!(
+        db.collection(info.id)
+            .expect("handle")
+            .count()
+            .expect("count"),
+        2
+    );
+    assert!(db.get_tenant("acme").is_ok());
+    // The server's own copy is gone once sent.
+    let sending = dir.path().join("data").join(ochre::snapshot::SENDING_DIR);
+    let left = std::fs::read_dir(&sending).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+
+    // An ephemeral server has nothing to snapshot: a JSON error.
+    let app = app_ephemeral();
+    let (s, v, _) = call(&app, "POST", "/api/v2/admin/snapshot", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "InvalidArgumentError");
+}
+
+fn app_ephemeral() -> Router {
+    app(state(ServerConfig::default()))
 }

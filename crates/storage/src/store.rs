@@ -848,6 +848,36 @@ impl Reader {
         Error::sqlite(&self.path, e)
     }
 
+    /// Writes a consistent copy of the whole store, as of one moment, to the new file `dest`
+    /// (SQLite's `VACUUM INTO`: one read transaction, so writers go on meanwhile; the copy has no
+    /// free pages, the same page size, identity and format version). The copy is fsynced before
+    /// this returns. `dest` must not exist.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] (for instance when `dest` exists or the disk is full); the caller
+    /// removes a partial `dest`.
+    pub fn copy_to(&self, dest: &Path) -> Result<()> {
+        let Some(target) = dest.to_str() else {
+            return Err(Error::Io {
+                path: dest.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the path is not valid UTF-8",
+                ),
+            });
+        };
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(|e| Error::sqlite(dest, e))?;
+        // SQLite does not sync the file VACUUM INTO writes.
+        std::fs::File::open(dest)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::Io {
+                path: dest.to_owned(),
+                source: e,
+            })
+    }
+
     /// The document of record `seq` of collection `key`: `None` when the record is absent,
     /// `Some(None)` when it has no document.
     ///
