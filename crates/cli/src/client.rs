@@ -166,7 +166,41 @@ impl Client {
         .into())
     }
 
-    fn db_path(&self) -> String {
+    /// Points the client at another tenant and database.
+    pub fn set_scope(&mut self, tenant: &str, database: &str) {
+        tenant.clone_into(&mut self.tenant);
+        database.clone_into(&mut self.database);
+    }
+
+    /// Calls a route of a running server whose answer is a byte stream (not JSON): the body to
+    /// read, or the server's error.
+    pub fn download(&self, method: &str, path: &str) -> anyhow::Result<Box<dyn std::io::Read>> {
+        let Transport::Remote { agent, base, token } = &self.transport else {
+            anyhow::bail!("{path} is a server route; pass --url");
+        };
+        let mut request = agent.request(method, &format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.set("Authorization", &format!("Bearer {t}"));
+        }
+        match request.call() {
+            Ok(r) => Ok(Box::new(r.into_reader())),
+            Err(ureq::Error::Status(status, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+                Err(ApiFailure {
+                    status,
+                    name: field("error").unwrap_or_else(|| format!("HTTP {status}")),
+                    message: field("message").unwrap_or_else(|| value.to_string()),
+                }
+                .into())
+            }
+            Err(e) => Err(e).with_context(|| format!("{method} {base}{path}")),
+        }
+    }
+
+    /// `/api/v2/tenants/{tenant}/databases/{database}` of the current scope.
+    pub fn db_path(&self) -> String {
         format!(
             "/api/v2/tenants/{}/databases/{}",
             self.tenant, self.database

@@ -6,9 +6,12 @@
     reason = "the command-line interface talks to its user on stdout and stderr"
 )]
 
+mod chroma;
 mod client;
 mod ingest;
+mod operations;
 mod query;
+mod transfer;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -86,6 +89,28 @@ enum Command {
         #[arg(long)]
         path: PathBuf,
     },
+    /// Export collections and their records to a JSON Lines file (docs/format/export.md):
+    /// lossless (embeddings bit for bit), streamed, readable by `ochre import`.
+    ///
+    /// Example: ochre export --path ./data --out backup.jsonl
+    Export(transfer::ExportArgs),
+    /// Import an export file, or a Chroma data directory (--from-chroma), into a data directory
+    /// or a running server. Everything is checked before anything is written; a name taken in
+    /// the target fails the import unless --on-conflict skip.
+    ///
+    /// Examples: ochre import backup.jsonl --path ./data;
+    /// ochre import --from-chroma ./chroma-data --path ./data
+    Import(operations::ImportArgs),
+    /// Take a consistent point-in-time snapshot of a data directory or, online, of a running
+    /// server (writes go on meanwhile), into a new directory.
+    ///
+    /// Examples: ochre snapshot --url http://localhost:8000 --out ./snap-monday;
+    /// ochre snapshot --path ./data --out ./snap
+    Snapshot(operations::SnapshotArgs),
+    /// Restore a snapshot as a new data directory (checked against its manifest first).
+    ///
+    /// Example: ochre restore ./snap-monday --path ./data-restored
+    Restore(operations::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -187,6 +212,22 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Query(args) => {
             query::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            transfer::export(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => {
+            operations::import(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Snapshot(args) => {
+            operations::snapshot(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            operations::restore(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

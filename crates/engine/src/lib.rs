@@ -48,7 +48,8 @@ pub use db::Ochre;
 pub use error::{Error, ErrorKind, Result};
 pub use ochre_types::{
     validate_collection_name, CollectionConfiguration, CollectionId, ConfigError, DatabaseId,
-    HnswConfig, HnswPatch, Metadata, MetadataValue, Space, UpdateMetadata, Where, WhereDocument,
+    HnswConfig, HnswPatch, Metadata, MetadataValue, Space, SparseVector, UpdateMetadata, Where,
+    WhereDocument,
 };
 pub use request::{
     CollectionInfo, CreateCollection, DatabaseInfo, DeleteRequest, GetRequest, GetResult, Include,

@@ -134,11 +134,11 @@ fn upsert_and_update_merge_metadata_and_keep_nulls() {
             ("y", MetadataValue::Str("q".into()))
         ]))])
     );
-    // Deleting every key leaves no metadata.
+    // Deleting every key leaves an empty map, since the record has a uri (as Chroma reads it).
     let mut b = RecordBatch::new(ids(&["a"]), vec![vec![0.0, 1.0]]);
     b.metadatas = Some(vec![Some(upd(&[("w", None), ("y", None)]))]);
     c.upsert(b).expect("upsert");
-    assert_eq!(all(&c).metadatas, Some(vec![None]));
+    assert_eq!(all(&c).metadatas, Some(vec![Some(Metadata::new())]));
 }
 
 #[test]
@@ -1115,4 +1115,35 @@ fn a_collection_left_without_its_database_is_removed_on_open() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_record_with_a_uri_and_no_metadata_reads_back_an_empty_map() {
+    // Chroma 1.5.9 keeps the uri among a record's metadata: such a record's metadata is `{}`;
+    // without a uri it is none.
+    let db = Ochre::ephemeral();
+    let c = collection(&db, "uris");
+    c.add(
+        RecordBatch::new(ids(&["u", "n", "m"]), vec![vec![1.0, 0.0]; 3])
+            .uris(vec![
+                Some("s3://b/k".into()),
+                None,
+                Some("file:///x".into()),
+            ])
+            .metadatas(vec![
+                None,
+                None,
+                Some(meta(&[("k", MetadataValue::Int(1))])),
+            ]),
+    )
+    .unwrap();
+    let got = all(&c);
+    assert_eq!(
+        got.metadatas.unwrap(),
+        vec![
+            Some(Metadata::new()),
+            None,
+            Some(meta(&[("k", MetadataValue::Int(1))]))
+        ]
+    );
 }

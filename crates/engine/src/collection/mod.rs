@@ -622,9 +622,14 @@ impl CollectionState {
             uris: include
                 .uris
                 .then(|| recs.iter().map(|(_, r)| r.uri.clone()).collect()),
+            // Chroma keeps a record's uri among its metadata, so a record with a uri and no
+            // metadata reads back with an empty map, not none.
             metadatas: include.metadatas.then(|| {
                 recs.iter()
-                    .map(|(_, r)| r.metadata.as_ref().map(PackedMetadata::unpack))
+                    .map(|(_, r)| match &r.metadata {
+                        Some(m) => Some(m.unpack()),
+                        None => r.uri.as_ref().map(|_| Metadata::new()),
+                    })
                     .collect()
             }),
         })
