@@ -421,10 +421,21 @@ struct HnswFiles {
 
 /// hnswlib's `header.bin` as Chroma's fork persists it: 100 bytes, little-endian.
 const HEADER_BYTES: usize = 100;
+/// The largest layer-0 degree (`maxM0` = 2M) accepted; Chroma caps M far below.
+const MAX_DEGREE: u64 = 8192;
+/// The largest dimension accepted (Ochre's own limit is lower).
+const MAX_DIMENSION: i64 = 1 << 16;
 const DELETE_MARK: u8 = 0x01;
 
 impl HnswFiles {
-    fn open(folder: &Path, dimension: usize, cosine: bool) -> anyhow::Result<HnswFiles> {
+    /// Opens the files of an index of `dimension`-float vectors expected to hold `expected`
+    /// live ones.
+    fn open(
+        folder: &Path,
+        dimension: usize,
+        cosine: bool,
+        expected: usize,
+    ) -> anyhow::Result<HnswFiles> {
         let at = |n: &str| folder.join(n);
         let mut header = [0u8; HEADER_BYTES];
         File::open(at("header.bin"))
@@ -442,17 +453,31 @@ impl HnswFiles {
                 at("header.bin").display()
             );
         }
-        let (level0, count, size, label_offset, data_offset) =
-            (u64_at(4), u64_at(20), u64_at(28), u64_at(36), u64_at(44));
+        let (level0, max_elements, count, size, label_offset, data_offset, max_m0) = (
+            u64_at(4),
+            u64_at(12),
+            u64_at(20),
+            u64_at(28),
+            u64_at(36),
+            u64_at(44),
+            u64_at(68),
+        );
         let damaged =
             |what: &str| anyhow::anyhow!("{} is damaged: {what}", at("header.bin").display());
+        // Every size is checked against the others before anything is allocated from it.
+        if max_m0 == 0 || max_m0 > MAX_DEGREE || data_offset != 4 + 4 * max_m0 || level0 != 0 {
+            return Err(damaged("inconsistent element layout"));
+        }
         if label_offset.checked_sub(data_offset) != Some(4 * dimension as u64) {
             return Err(damaged(&format!(
                 "its vectors are not of the collection's dimension {dimension}"
             )));
         }
-        if size != label_offset + 8 || level0 != 0 || data_offset < 4 {
+        if size != label_offset + 8 {
             return Err(damaged("inconsistent element layout"));
+        }
+        if count > max_elements {
+            return Err(damaged("more elements than its capacity"));
         }
         let data = File::open(at("data_level0.bin"))
             .with_context(|| format!("cannot open {}", at("data_level0.bin").display()))?;
@@ -463,7 +488,7 @@ impl HnswFiles {
                 at("data_level0.bin").display()
             ));
         }
-        let mut elements = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut elements = HashMap::with_capacity(expected.min(usize::try_from(count)?));
         let mut reader = BufReader::with_capacity(1 << 20, &data);
         let mut element = vec![0u8; usize::try_from(size)?];
         let label_at = usize::try_from(label_offset)?;
@@ -481,7 +506,10 @@ impl HnswFiles {
         let lengths = if cosine {
             let f = File::open(at("length.bin"))
                 .with_context(|| format!("cannot open {}", at("length.bin").display()))?;
-            if f.metadata()?.len() < count * 4 {
+            if count
+                .checked_mul(4)
+                .is_none_or(|need| f.metadata().map_or(true, |m| m.len() < need))
+            {
                 bail!("{} is cut short", at("length.bin").display());
             }
             Some(f)
@@ -569,7 +597,8 @@ impl ChromaDir {
             ) {
                 (Some(bytes), Some(enc)) if enc == "FLOAT32" => {
                     if bytes.len() % 4 != 0
-                        || c.dimension.is_some_and(|d| bytes.len() as i64 != 4 * d)
+                        || c.dimension
+                            .is_some_and(|d| Some(bytes.len() as i64) != d.checked_mul(4))
                     {
                         bail!(
                             "log entry {seq} of collection {}: a vector of {} bytes for dimension {:?}",
@@ -710,10 +739,8 @@ impl ChromaDir {
         }))?;
         let cosine = space == "cosine";
         let dimension = match c.dimension {
-            Some(d) => Some(
-                usize::try_from(d)
-                    .with_context(|| format!("collection {} has dimension {d}", c.name))?,
-            ),
+            Some(d) if (1..=MAX_DIMENSION).contains(&d) => Some(usize::try_from(d)?),
+            Some(d) => bail!("collection {} has dimension {d}", c.name),
             None => None,
         };
 
@@ -725,7 +752,7 @@ impl ChromaDir {
         if let (Some(d), true) = (dimension, pickle.is_file()) {
             labels = load_labels(&pickle)?;
             if !labels.is_empty() {
-                files = Some(HnswFiles::open(&folder, d, cosine)?);
+                files = Some(HnswFiles::open(&folder, d, cosine, labels.len())?);
             } else {
                 labels.clear();
             }

@@ -22,6 +22,10 @@ pub struct ApiFailure {
     pub message: String,
 }
 
+/// The largest JSON answer the client reads (a page of 1,000 records with 4,096-float
+/// embeddings is ~80 MiB as JSON).
+const MAX_ANSWER: u64 = 1 << 30;
+
 enum Transport {
     /// The server's router over an open data directory, called in process.
     Local {
@@ -141,7 +145,18 @@ impl Client {
                     None => request.call(),
                 };
                 match result {
-                    Ok(r) => (r.status(), r.into_string().context("reading the answer")?),
+                    // Not `into_string`: it refuses answers over 10 MiB, and a page of
+                    // records with large embeddings is more.
+                    Ok(r) => {
+                        let status = r.status();
+                        let mut text = String::new();
+                        std::io::Read::read_to_string(
+                            &mut std::io::Read::take(r.into_reader(), MAX_ANSWER),
+                            &mut text,
+                        )
+                        .context("reading the answer")?;
+                        (status, text)
+                    }
                     Err(ureq::Error::Status(code, r)) => {
                         (code, r.into_string().unwrap_or_default())
                     }
@@ -175,9 +190,14 @@ impl Client {
     /// Calls a route of a running server whose answer is a byte stream (not JSON): the body to
     /// read, or the server's error.
     pub fn download(&self, method: &str, path: &str) -> anyhow::Result<Box<dyn std::io::Read>> {
-        let Transport::Remote { agent, base, token } = &self.transport else {
+        let Transport::Remote { base, token, .. } = &self.transport else {
             anyhow::bail!("{path} is a server route; pass --url");
         };
+        // No read timeout: the server answers once its copy is made, which takes as long as
+        // the data is large.
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .build();
         let mut request = agent.request(method, &format!("{base}{path}"));
         if let Some(t) = token {
             request = request.set("Authorization", &format!("Bearer {t}"));

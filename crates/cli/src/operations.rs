@@ -44,6 +44,19 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         (Some(file), None) => Box::new(transfer::ExportFile { path: file.clone() }),
         (None, None) => bail!("name an export file or pass --from-chroma DIR"),
     };
+    if args.path.is_none() && args.url.is_none() {
+        bail!("name the target: --path DATA_DIR or --url http://HOST:PORT");
+    }
+    if let (Some(src), Some(dst)) = (&args.from_chroma, &args.path) {
+        let (src, dst) = (std::path::absolute(src)?, std::path::absolute(dst)?);
+        if dst.starts_with(&src) {
+            bail!(
+                "the target {} is inside the Chroma directory {}; choose another place",
+                dst.display(),
+                src.display()
+            );
+        }
+    }
     let target = Target {
         path: args.path.clone(),
         url: args.url.clone(),

@@ -7,7 +7,8 @@
 //! get. An import reads its source twice: a first pass checks all of it (structure, totals, name
 //! clashes with the target) before anything is written; the second writes in batches. Should
 //! the target still refuse a batch, the collections and databases the import created are
-//! deleted again, so a failed import leaves the target as it was.
+//! deleted again, so a failed import leaves the target as it was, but for the tenants it
+//! created (the API cannot delete one), empty.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -377,11 +378,19 @@ fn tenants(client: &Client, fallback: &str) -> anyhow::Result<Vec<String>> {
             .into_iter()
             .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
             .collect()),
+        // A server without the route (Chroma's), or a credential scoped to one tenant: the
+        // caller's own tenant.
         Err(e)
             if e.downcast_ref::<ApiFailure>()
-                .is_some_and(|f| f.status == 404 || f.status == 405) =>
+                .is_some_and(|f| matches!(f.status, 403..=405)) =>
         {
-            Ok(vec![fallback.to_owned()])
+            let identity = client.call("GET", "/api/v2/auth/identity", None).ok();
+            let tenant = identity
+                .as_ref()
+                .and_then(|i| i.get("tenant"))
+                .and_then(Value::as_str)
+                .unwrap_or(fallback);
+            Ok(vec![tenant.to_owned()])
         }
         Err(e) => Err(e),
     }
@@ -539,6 +548,9 @@ impl Source for Live<'_> {
 
 /// `ochre export`.
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    if args.path.is_none() && args.url.is_none() {
+        bail!("name what to export: --path DATA_DIR or --url http://HOST:PORT");
+    }
     let target = Target {
         path: args.path.clone(),
         url: args.url.clone(),
@@ -565,8 +577,16 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
             );
         }
         Box::new(
-            std::fs::File::create(&partial)
-                .with_context(|| format!("cannot create {}", partial.display()))?,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&partial)
+                .with_context(|| {
+                    format!(
+                        "cannot create {} (another export to the same file running, or left by one that was stopped?)",
+                        partial.display()
+                    )
+                })?,
         )
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, sink);
@@ -612,9 +632,11 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     if !to_stdout {
+        // A hard link fails if the name was taken meanwhile: an export never replaces a file.
         std::fs::File::open(&partial)
             .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&partial, &args.out))
+            .and_then(|()| std::fs::hard_link(&partial, &args.out))
+            .and_then(|()| std::fs::remove_file(&partial))
             .with_context(|| format!("cannot finish {}", args.out.display()))?;
         eprintln!(
             "exported {} collections, {} records to {}",
@@ -717,6 +739,27 @@ fn plan(
         }
         Ok(())
     })?;
+    let declared: BTreeSet<(&str, &str)> = databases
+        .iter()
+        .map(|(t, d)| (t.as_str(), d.as_str()))
+        .collect();
+    for (c, _, _) in &collections {
+        ochre::validate_collection_name(&c.name)
+            .map_err(|e| anyhow::anyhow!("collection {:?}: {e}", c.name))?;
+        if !declared.contains(&(c.tenant.as_str(), c.database.as_str()))
+            && !exists(
+                client,
+                &format!("/api/v2/tenants/{}/databases/{}", c.tenant, c.database),
+            )?
+        {
+            bail!(
+                "collection {} belongs to database {}/{}, which neither the source declares nor the target has",
+                c.name,
+                c.tenant,
+                c.database
+            );
+        }
+    }
     let mut clashes = Vec::new();
     for (c, _, skip) in &mut collections {
         client.set_scope(&c.tenant, &c.database);
@@ -932,21 +975,27 @@ fn create_body(c: &CollectionSpec) -> Value {
     body
 }
 
+/// Deletes what an import created; tries every deletion, and reports the first failure.
 fn undo(client: &mut Client, created: &Created) -> anyhow::Result<()> {
+    let mut first_failure = None;
     for (t, d, name) in created.collections.iter().rev() {
         client.set_scope(t, d);
-        client.call(
-            "DELETE",
-            &format!("{}/collections/{name}", client.db_path()),
-            None,
-        )?;
+        let path = format!("{}/collections/{name}", client.db_path());
+        if let Err(e) = client.call("DELETE", &path, None) {
+            first_failure.get_or_insert(e.context(format!("deleting collection {t}/{d}/{name}")));
+        }
     }
     for (t, d) in created.databases.iter().rev() {
-        client.call(
+        if let Err(e) = client.call(
             "DELETE",
             &format!("/api/v2/tenants/{t}/databases/{d}"),
             None,
-        )?;
+        ) {
+            first_failure.get_or_insert(e.context(format!("deleting database {t}/{d}")));
+        }
     }
-    Ok(())
+    match first_failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

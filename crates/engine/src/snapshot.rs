@@ -188,19 +188,22 @@ fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((bytes, hasher.finalize().to_hex().to_string()))
 }
 
-/// A sibling of `dest` to build in, unique to this process and call.
+/// Creates a new, empty sibling of `dest` to build in (with its `index/` folder): a random name,
+/// so a directory left by an interrupted run is never reused.
 fn staging_dir(dest: &Path) -> Result<PathBuf> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = dest
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::invalid(format!("{} is not a directory name", dest.display())))?;
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    Ok(parent.join(format!(".{name}.partial-{}-{n}", std::process::id())))
+    let staging = parent.join(format!(".{name}.partial-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&staging)
+        .and_then(|()| std::fs::create_dir(staging.join("index")))
+        .map_err(|e| io(format!("cannot create {}", staging.display()), e))?;
+    Ok(staging)
 }
 
 /// Refuses a destination that exists and is not an empty directory.
@@ -272,8 +275,6 @@ impl Ochre {
         };
         check_destination(dest, "snapshot destination")?;
         let staging = staging_dir(dest)?;
-        std::fs::create_dir_all(staging.join("index"))
-            .map_err(|e| io(format!("cannot create {}", staging.display()), e))?;
         let mut guard = Staging(Some(staging.clone()));
         let created_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -366,6 +367,29 @@ pub fn verify_snapshot(dir: &Path) -> Result<Manifest> {
         Err(e) => return Err(io(format!("cannot read {}", manifest_path.display()), e)),
     };
     let manifest = Manifest::parse(&text, &manifest_path)?;
+    for (folder, prefix) in [(dir.to_owned(), ""), (dir.join("index"), "index/")] {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !prefix.is_empty() => continue,
+            Err(e) => return Err(io(format!("cannot read {}", folder.display()), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io(format!("cannot read {}", folder.display()), e))?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let listed = name == MANIFEST
+                || (prefix.is_empty() && name == "index")
+                || manifest.files.iter().any(|f| f.path == name);
+            if !listed {
+                return Err(Error::new(
+                    ErrorKind::Corrupted,
+                    format!(
+                        "snapshot {} holds {name}, which its manifest does not list",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+    }
     for f in &manifest.files {
         let path = dir.join(&f.path);
         let (bytes, hash) = match hash_file(&path) {
@@ -409,8 +433,6 @@ pub fn restore(snapshot: &Path, data: &Path) -> Result<Manifest> {
     let manifest = verify_snapshot(snapshot)?;
     check_destination(data, "data directory")?;
     let staging = staging_dir(data)?;
-    std::fs::create_dir_all(staging.join("index"))
-        .map_err(|e| io(format!("cannot create {}", staging.display()), e))?;
     let mut guard = Staging(Some(staging.clone()));
     for f in &manifest.files {
         let to = staging.join(&f.path);
@@ -426,14 +448,14 @@ pub fn restore(snapshot: &Path, data: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Writes the snapshot in `dir` (verified first) to `out` as a tar stream: the manifest first,
-/// then every listed file. [`receive_snapshot`] reads it back.
+/// Writes the snapshot in `dir`, described by `manifest` (as [`Ochre::snapshot`] or
+/// [`verify_snapshot`] returned it), to `out` as a tar stream: the manifest first, then every
+/// listed file. [`receive_snapshot`] reads it back and verifies it.
 ///
 /// # Errors
-/// As [`verify_snapshot`]; [`ErrorKind::Storage`] when writing to `out` fails (a closed
-/// connection, say).
-pub fn write_snapshot_tar(dir: &Path, out: impl std::io::Write) -> Result<Manifest> {
-    let manifest = verify_snapshot(dir)?;
+/// [`ErrorKind::Storage`] when reading a file or writing to `out` fails (a closed connection,
+/// say).
+pub fn write_snapshot_tar(dir: &Path, manifest: &Manifest, out: impl std::io::Write) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut names = vec![MANIFEST.to_owned()];
@@ -444,8 +466,7 @@ pub fn write_snapshot_tar(dir: &Path, out: impl std::io::Write) -> Result<Manife
     }
     tar.into_inner()
         .and_then(|mut w| w.flush())
-        .map_err(|e| io("cannot finish the snapshot stream".into(), e))?;
-    Ok(manifest)
+        .map_err(|e| io("cannot finish the snapshot stream".into(), e))
 }
 
 /// Reads a snapshot tar stream (as [`write_snapshot_tar`] writes it) into the new directory
@@ -459,8 +480,6 @@ pub fn write_snapshot_tar(dir: &Path, out: impl std::io::Write) -> Result<Manife
 pub fn receive_snapshot(input: impl Read, dest: &Path) -> Result<Manifest> {
     check_destination(dest, "snapshot destination")?;
     let staging = staging_dir(dest)?;
-    std::fs::create_dir_all(staging.join("index"))
-        .map_err(|e| io(format!("cannot create {}", staging.display()), e))?;
     let mut guard = Staging(Some(staging.clone()));
     let corrupt = |what: String| {
         Error::new(

@@ -223,6 +223,13 @@ fn a_damaged_snapshot_is_refused_and_nothing_is_restored() {
     assert!(e.to_string().contains("version 99"), "{e}");
     std::fs::write(&manifest_path, &text).unwrap();
 
+    // A file the manifest does not list.
+    std::fs::write(snap.join("index").join("stray.hnsw"), b"x").unwrap();
+    let e = restore(&snap, &target).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    assert!(e.to_string().contains("does not list"), "{e}");
+    std::fs::remove_file(snap.join("index").join("stray.hnsw")).unwrap();
+
     // Not a snapshot at all.
     let e = restore(root.path(), &target).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
@@ -268,7 +275,8 @@ fn a_snapshot_travels_as_a_tar_stream_and_a_cut_stream_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let snap = small_snapshot(root.path());
     let mut stream = Vec::new();
-    let sent = ochre::snapshot::write_snapshot_tar(&snap, &mut stream).unwrap();
+    let sent = verify_snapshot(&snap).unwrap();
+    ochre::snapshot::write_snapshot_tar(&snap, &sent, &mut stream).unwrap();
     let got = ochre::snapshot::receive_snapshot(&stream[..], &root.path().join("got")).unwrap();
     assert_eq!(sent, got);
     restore(&root.path().join("got"), &root.path().join("data2")).unwrap();
