@@ -361,31 +361,30 @@ fn resolve_configuration(
     (configuration, space)
 }
 
+/// The largest id map read (a map of 10 million ids is ~400 MiB).
+const MAX_PICKLE: u64 = 2 << 30;
+
 /// Chroma's id map (`index_metadata.pickle`): user id → HNSW label.
 fn load_labels(path: &Path) -> anyhow::Result<HashMap<String, u64>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let value = serde_pickle::value_from_reader(
-        BufReader::new(file),
-        serde_pickle::DeOptions::new().replace_unresolved_globals(),
-    )
-    .with_context(|| format!("{} is not a readable pickle", path.display()))?;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .len();
+    if size > MAX_PICKLE {
+        bail!(
+            "{} is larger than any id map ({size} bytes)",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value = crate::pickle::parse(&bytes)
+        .with_context(|| format!("{} is not Chroma's id map", path.display()))?;
     // 1.x writes a dict; 0.x a `PersistentData` object, whose state is the same dict.
-    let dict = match value {
-        serde_pickle::Value::Dict(d) => d,
-        other => bail!(
-            "{} does not hold Chroma's id map (found {})",
-            path.display(),
-            kind_of(&other)
-        ),
-    };
-    let key = serde_pickle::HashableValue::String("id_to_label".into());
-    let Some(serde_pickle::Value::Dict(map)) = dict.get(&key) else {
+    let Some(crate::pickle::Value::Dict(map)) = value.get("id_to_label") else {
         bail!("{} has no id_to_label map", path.display());
     };
     let mut out = HashMap::with_capacity(map.len());
     for (k, v) in map {
-        let (serde_pickle::HashableValue::String(id), serde_pickle::Value::I64(label)) = (k, v)
-        else {
+        let (crate::pickle::Value::Str(id), crate::pickle::Value::Int(label)) = (k, v) else {
             bail!(
                 "{} has an id_to_label entry that is not text → integer",
                 path.display()
@@ -396,15 +395,6 @@ fn load_labels(path: &Path) -> anyhow::Result<HashMap<String, u64>> {
         out.insert(id.clone(), label);
     }
     Ok(out)
-}
-
-fn kind_of(v: &serde_pickle::Value) -> &'static str {
-    match v {
-        serde_pickle::Value::Dict(_) => "a dict",
-        serde_pickle::Value::List(_) | serde_pickle::Value::Tuple(_) => "a list",
-        serde_pickle::Value::String(_) => "a string",
-        _ => "another value",
-    }
 }
 
 /// The HNSW segment's files: where each label's vector is.

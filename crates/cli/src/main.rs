@@ -10,6 +10,7 @@ mod chroma;
 mod client;
 mod ingest;
 mod operations;
+mod pickle;
 mod query;
 mod transfer;
 
