@@ -26,6 +26,19 @@ pub struct ApiFailure {
 /// embeddings is ~80 MiB as JSON).
 const MAX_ANSWER: u64 = 1 << 30;
 
+impl ApiFailure {
+    /// The failure an error answer describes: Chroma's `{"error", "message"}` body, or the
+    /// status and whatever else came.
+    fn from_answer(status: u16, value: &Value) -> ApiFailure {
+        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+        ApiFailure {
+            status,
+            name: field("error").unwrap_or_else(|| format!("HTTP {status}")),
+            message: field("message").unwrap_or_else(|| value.to_string()),
+        }
+    }
+}
+
 enum Transport {
     /// The server's router over an open data directory, called in process.
     Local {
@@ -172,13 +185,7 @@ impl Client {
         if StatusCode::from_u16(status).is_ok_and(|s| s.is_success()) {
             return Ok(value);
         }
-        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
-        Err(ApiFailure {
-            status,
-            name: field("error").unwrap_or_else(|| format!("HTTP {status}")),
-            message: field("message").unwrap_or_else(|| value.to_string()),
-        }
-        .into())
+        Err(ApiFailure::from_answer(status, &value).into())
     }
 
     /// Points the client at another tenant and database.
@@ -207,13 +214,7 @@ impl Client {
             Err(ureq::Error::Status(status, r)) => {
                 let text = r.into_string().unwrap_or_default();
                 let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
-                Err(ApiFailure {
-                    status,
-                    name: field("error").unwrap_or_else(|| format!("HTTP {status}")),
-                    message: field("message").unwrap_or_else(|| value.to_string()),
-                }
-                .into())
+                Err(ApiFailure::from_answer(status, &value).into())
             }
             Err(e) => Err(e).with_context(|| format!("{method} {base}{path}")),
         }

@@ -11,6 +11,9 @@
     reason = "test code: a failed expectation is a failing test; a skipped one says why"
 )]
 
+mod common;
+use common::serve;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -423,53 +426,6 @@ fn embed_writes_one_json_line_per_input_line() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let want = ochre_embed::bm25::Bm25::default().embed("The quick brown foxes");
     assert_eq!(v["indices"], serde_json::json!(want.indices));
-}
-
-/// A running `ochre run`, killed on drop.
-struct Server {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, token: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ochre"))
-        .args([
-            "run",
-            "--path",
-            data.to_str().unwrap(),
-            "--host",
-            "127.0.0.1",
-        ])
-        .args(["--port", &port.to_string()])
-        .env("OCHRE_AUTH_TOKENS", token)
-        .env_remove("OCHRE_MODEL_DIR")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("ochre run did not start");
 }
 
 #[test]

@@ -8,6 +8,9 @@
     reason = "test code: a failed expectation is a failing test"
 )]
 
+mod common;
+use common::serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -493,46 +496,6 @@ fn snapshot_and_restore_offline() {
         s(&root.path().join("s2")),
     ]));
     assert!(said.contains("not an Ochre data directory"), "{said}");
-}
-
-/// A running `ochre run`, killed on drop.
-struct Server {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, token: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ochre"))
-        .args(["run", "--path", s(data), "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string()])
-        .env("OCHRE_AUTH_TOKENS", token)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("ochre run did not start");
 }
 
 const BATCH: u64 = 20;
