@@ -209,31 +209,29 @@ def test_foreign_damaged_and_old_directories_are_refused_with_nothing_written(ch
     (garbage / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
     refused(garbage, "not an SQLite database")
 
-    truncated = tmp_path / "truncated"
-    shutil.copytree(chroma_dir, truncated)
+    def copy(name):
+        dst = tmp_path / name
+        shutil.copytree(chroma_dir, dst)
+        return dst
+
+    def with_sql(name, statement):
+        dst = copy(name)
+        con = sqlite3.connect(dst / "chroma.sqlite3")
+        con.execute(statement)
+        con.commit()
+        con.close()
+        return dst
+
+    truncated = copy("truncated")
     db = truncated / "chroma.sqlite3"
     db.write_bytes(db.read_bytes()[: 4096 * 3])
     refused(truncated, "chroma.sqlite3")
 
-    old = tmp_path / "old"
-    shutil.copytree(chroma_dir, old)
-    con = sqlite3.connect(old / "chroma.sqlite3")
-    con.execute("DELETE FROM migrations WHERE dir = 'metadb' AND version >= 5")
-    con.commit()
-    con.close()
-    refused(old, "chromadb 0.x")
-
-    newer = tmp_path / "newer"
-    shutil.copytree(chroma_dir, newer)
-    con = sqlite3.connect(newer / "chroma.sqlite3")
-    con.execute("INSERT INTO migrations VALUES ('sysdb', 99, 'x.sql', '', '')")
-    con.commit()
-    con.close()
-    refused(newer, "newer than 1.5")
+    refused(with_sql("old", "DELETE FROM migrations WHERE dir = 'metadb' AND version >= 5"), "chromadb 0.x")
+    refused(with_sql("newer", "INSERT INTO migrations VALUES ('sysdb', 99, 'x.sql', '', '')"), "newer than 1.5")
 
     # Index files cut short: the collection cannot be read, so nothing is imported.
-    cut = tmp_path / "cut"
-    shutil.copytree(chroma_dir, cut)
+    cut = copy("cut")
     for data_file in cut.glob("*/data_level0.bin"):
         if data_file.stat().st_size > 4096:
             data_file.write_bytes(data_file.read_bytes()[:1000])

@@ -296,38 +296,29 @@ fn resolve_configuration(
     config_json: Option<&str>,
     segment_meta: &Map<String, Value>,
 ) -> (Value, String) {
-    let mut hnsw = Map::new();
-    let mut space = None;
-    let mut embedding_function = Value::Null;
-    if let Some(schema) = schema {
-        let index = ["keys", "defaults"].iter().find_map(|part| {
-            let base = if *part == "keys" {
-                &schema["keys"]["#embedding"]
-            } else {
-                &schema["defaults"]
-            };
-            base["float_list"]["vector_index"]["config"].as_object()
-        });
-        if let Some(cfg) = index {
-            if let Some(h) = cfg.get("hnsw").and_then(Value::as_object) {
-                hnsw = h.clone();
-            }
-            space = cfg.get("space").and_then(Value::as_str).map(str::to_owned);
-            embedding_function = cfg
-                .get("embedding_function")
-                .cloned()
-                .unwrap_or(Value::Null);
-        }
-    } else if let Some(cfg) = config_json.and_then(|s| serde_json::from_str::<Value>(s).ok()) {
-        if let Some(h) = cfg.get("hnsw").and_then(Value::as_object) {
-            hnsw = h.clone();
-            space = h.get("space").and_then(Value::as_str).map(str::to_owned);
-        }
-        embedding_function = cfg
-            .get("embedding_function")
-            .cloned()
-            .unwrap_or(Value::Null);
-    }
+    // The vector index's configuration: in the schema (`space` beside `hnsw`), or for a
+    // collection from before schemas in the configuration column (`space` inside `hnsw`).
+    let column = config_json.and_then(|t| serde_json::from_str::<Value>(t).ok());
+    let config = match schema {
+        Some(schema) => [&schema["keys"]["#embedding"], &schema["defaults"]]
+            .into_iter()
+            .find_map(|base| base["float_list"]["vector_index"]["config"].as_object()),
+        None => column.as_ref().and_then(Value::as_object),
+    };
+    let mut hnsw = config
+        .and_then(|c| c.get("hnsw"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut space = config
+        .and_then(|c| c.get("space"))
+        .or_else(|| hnsw.get("space"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let embedding_function = config
+        .and_then(|c| c.get("embedding_function"))
+        .cloned()
+        .unwrap_or(Value::Null);
     let all_default = space.as_deref().is_none_or(|s| s == "l2")
         && DEFAULT_HNSW.iter().all(|(k, d)| {
             hnsw.get(*k)
@@ -563,6 +554,7 @@ const DELETE: i64 = 3;
 
 /// One log entry of a collection.
 struct LogEntry {
+    seq: i64,
     operation: i64,
     id: String,
     vector: Option<Vec<f32>>,
@@ -622,6 +614,7 @@ impl ChromaDir {
                 None => None,
             };
             out.push(LogEntry {
+                seq,
                 operation: r.get(1)?,
                 id,
                 vector,
@@ -743,8 +736,6 @@ impl ChromaDir {
             labels = load_labels(&pickle)?;
             if !labels.is_empty() {
                 files = Some(HnswFiles::open(&folder, d, cosine, labels.len())?);
-            } else {
-                labels.clear();
             }
         }
         let vector_seen = if files.is_some() {
@@ -752,8 +743,21 @@ impl ChromaDir {
         } else {
             0
         };
+        // The log is read once, from the older of the two segments' marks.
+        let metadata_seen = self.max_seq(&c.metadata_segment)?;
+        let log = self.log(c, vector_seen.min(metadata_seen))?;
+
+        // Log entries the metadata segment had not applied (a crash between the log write and
+        // the segment's): normally none.
+        let mut pending = log.iter().filter(|e| e.seq > metadata_seen).peekable();
+        let overlay = if pending.peek().is_none() {
+            None
+        } else {
+            Some(self.metadata_overlay(c, pending)?)
+        };
+
         let mut newer: HashMap<String, Option<Vec<f32>>> = HashMap::new();
-        for e in self.log(c, vector_seen)? {
+        for e in log.into_iter().filter(|e| e.seq > vector_seen) {
             let present = match newer.get(&e.id) {
                 Some(v) => v.is_some(),
                 None => labels.contains_key(&e.id),
@@ -780,16 +784,6 @@ impl ChromaDir {
                 _ => {}
             }
         }
-
-        // Log entries the metadata segment had not applied (a crash between the log write and
-        // the segment's): normally none.
-        let metadata_seen = self.max_seq(&c.metadata_segment)?;
-        let pending = self.log(c, metadata_seen)?;
-        let overlay = if pending.is_empty() {
-            None
-        } else {
-            Some(self.metadata_overlay(c, pending)?)
-        };
 
         let vector_of = |id: &str| -> anyhow::Result<Vec<f32>> {
             let found = match newer.get(id) {
@@ -855,10 +849,10 @@ impl ChromaDir {
     /// Applies log entries the metadata segment had not seen to its records: for existing ids
     /// their final metadata (`None`: deleted, or moved to the end by a delete and re-add), and
     /// the ids added, in the order Chroma would place them (after every existing record).
-    fn metadata_overlay(
+    fn metadata_overlay<'e>(
         &self,
         c: &ChromaCollection,
-        pending: Vec<LogEntry>,
+        pending: impl Iterator<Item = &'e LogEntry>,
     ) -> anyhow::Result<Overlay> {
         /// An id's state: still at its place among the existing records, and its metadata
         /// (`None` while deleted).
@@ -866,12 +860,12 @@ impl ChromaDir {
             in_place: bool,
             metadata: Option<Map<String, Value>>,
         }
-        let merge = |m: &mut Map<String, Value>, update: Option<Map<String, Value>>| {
-            for (k, v) in update.into_iter().flatten() {
+        let merge = |m: &mut Map<String, Value>, update: &Option<Map<String, Value>>| {
+            for (k, v) in update.iter().flatten() {
                 if v.is_null() {
-                    m.remove(&k);
+                    m.remove(k);
                 } else {
-                    m.insert(k, v);
+                    m.insert(k.clone(), v.clone());
                 }
             }
         };
@@ -910,13 +904,13 @@ impl ChromaDir {
                 (ADD | UPSERT, None) => {
                     // A new record (or one deleted before): it goes to the end.
                     let mut m = Map::new();
-                    merge(&mut m, e.metadata);
+                    merge(&mut m, &e.metadata);
                     state.metadata = Some(m);
                     state.in_place = false;
                     order.retain(|i| *i != e.id);
-                    order.push(e.id);
+                    order.push(e.id.clone());
                 }
-                (UPDATE | UPSERT, Some(m)) => merge(m, e.metadata),
+                (UPDATE | UPSERT, Some(m)) => merge(m, &e.metadata),
                 (DELETE, _) => state.metadata = None,
                 _ => {}
             }

@@ -89,6 +89,37 @@ pub struct Target {
     pub database: String,
 }
 
+/// Where an operator command works: a data directory or a running server, one of them named.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Endpoint {
+    /// Data directory to work on directly (the server must not be running on it).
+    #[arg(long, conflicts_with = "url")]
+    pub path: Option<std::path::PathBuf>,
+    /// URL of a running Ochre server, e.g. http://localhost:8000.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Bearer token for a server with token auth.
+    #[arg(long, env = "OCHRE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Endpoint {
+    /// The target in `tenant`/`database`; an error when neither --path nor --url was given
+    /// (these commands never fall back to `./chroma`, Chroma's own default directory).
+    pub fn target(&self, tenant: &str, database: &str) -> anyhow::Result<Target> {
+        if self.path.is_none() && self.url.is_none() {
+            anyhow::bail!("name the database: --path DATA_DIR or --url http://HOST:PORT");
+        }
+        Ok(Target {
+            path: self.path.clone(),
+            url: self.url.clone(),
+            token: self.token.clone(),
+            tenant: tenant.to_owned(),
+            database: database.to_owned(),
+        })
+    }
+}
+
 impl Client {
     /// Connects to `target`: opens the data directory (default `./chroma`, as `ochre run`) or
     /// checks that the server answers.

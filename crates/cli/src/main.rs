@@ -297,24 +297,17 @@ fn embed(model: Option<&Path>, bm25: bool) -> anyhow::Result<()> {
 
 /// `ochre vacuum`: compacts the store and reports the directory's size before and after.
 fn vacuum(path: &std::path::Path) -> anyhow::Result<()> {
-    if !path.join("ochre.sqlite3").exists() {
-        anyhow::bail!(
-            "{} is not an Ochre data directory (no ochre.sqlite3)",
-            path.display()
-        );
-    }
-    let db = ochre::Ochre::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let db = operations::open_data_dir(path, "")?;
     let before = dir_size(path);
     db.vacuum()
         .with_context(|| format!("compacting {}", path.display()))?;
     drop(db);
     let after = dir_size(path);
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
-        "compacted {}: {:.1} MiB -> {:.1} MiB",
+        "compacted {}: {} -> {}",
         path.display(),
-        mib(before),
-        mib(after)
+        operations::mib(before),
+        operations::mib(after)
     );
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! `ochre import`, `ochre snapshot` and `ochre restore`: the operator's commands over a data
 //! directory (`--path`, server stopped) or a running server (`--url`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::client::{Client, Target};
+use crate::client::{Client, Endpoint};
 use crate::transfer::{self, OnConflict};
 
 /// Arguments of `ochre import`.
@@ -25,16 +25,9 @@ pub struct ImportArgs {
     /// What to do when a collection's name is taken in the target.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_conflict: OnConflict,
-    /// Data directory to import into (created if missing; the server must not be running on
-    /// it).
-    #[arg(long, conflicts_with = "url")]
-    pub path: Option<PathBuf>,
-    /// URL of a running server to import into.
-    #[arg(long)]
-    pub url: Option<String>,
-    /// Bearer token for a server with token auth.
-    #[arg(long, env = "OCHRE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The database to import into (a data directory is created if missing).
+    #[command(flatten)]
+    pub into: Endpoint,
 }
 
 /// `ochre import`.
@@ -44,10 +37,8 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         (Some(file), None) => Box::new(transfer::ExportFile { path: file.clone() }),
         (None, None) => bail!("name an export file or pass --from-chroma DIR"),
     };
-    if args.path.is_none() && args.url.is_none() {
-        bail!("name the target: --path DATA_DIR or --url http://HOST:PORT");
-    }
-    if let (Some(src), Some(dst)) = (&args.from_chroma, &args.path) {
+    let target = args.into.target("default_tenant", "default_database")?;
+    if let (Some(src), Some(dst)) = (&args.from_chroma, &target.path) {
         let (src, dst) = (std::path::absolute(src)?, std::path::absolute(dst)?);
         if dst.starts_with(&src) {
             bail!(
@@ -57,15 +48,8 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let target = Target {
-        path: args.path.clone(),
-        url: args.url.clone(),
-        token: args.token.clone(),
-        tenant: "default_tenant".into(),
-        database: "default_database".into(),
-    };
     // A data directory this import creates is removed again if the import fails.
-    let fresh_dir = match (&args.url, &args.path) {
+    let fresh_dir = match (&target.url, &target.path) {
         (None, Some(p)) if !p.exists() => Some(p.clone()),
         _ => None,
     };
@@ -98,53 +82,44 @@ pub struct SnapshotArgs {
     /// The new directory to write the snapshot to (must not exist, or be empty).
     #[arg(long)]
     pub out: PathBuf,
-    /// Data directory to snapshot (the server must not be running on it; for a running server
-    /// use --url).
-    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
-    pub path: Option<PathBuf>,
-    /// URL of a running server to snapshot online.
-    #[arg(long)]
-    pub url: Option<String>,
-    /// Bearer token for a server with token auth (an unscoped one).
-    #[arg(long, env = "OCHRE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The database to snapshot: a data directory, or online a running server (with an
+    /// unscoped token when auth is on).
+    #[command(flatten)]
+    pub of: Endpoint,
 }
 
-fn mib(bytes: u64) -> String {
+/// Mebibytes, for messages.
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// Opens an existing data directory for an offline command (refusing a directory that holds no
+/// Ochre store, rather than creating one); `hint` follows the path in an open error.
+pub(crate) fn open_data_dir(path: &Path, hint: &str) -> anyhow::Result<ochre::Ochre> {
+    if !path.join("ochre.sqlite3").exists() {
+        bail!(
+            "{} is not an Ochre data directory (no ochre.sqlite3)",
+            path.display()
+        );
+    }
+    ochre::Ochre::open(path).with_context(|| format!("opening {}{hint}", path.display()))
 }
 
 /// `ochre snapshot`.
 pub fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let manifest = match (&args.path, &args.url) {
-        (Some(path), None) => {
-            if !path.join("ochre.sqlite3").exists() {
-                bail!(
-                    "{} is not an Ochre data directory (no ochre.sqlite3)",
-                    path.display()
-                );
-            }
-            let db = ochre::Ochre::open(path).with_context(|| {
-                format!(
-                    "opening {} (if `ochre run` serves it, pass --url instead of --path)",
-                    path.display()
-                )
-            })?;
-            db.snapshot(&args.out)?
-        }
-        (None, Some(_)) => {
-            let client = Client::connect(&Target {
-                path: None,
-                url: args.url.clone(),
-                token: args.token.clone(),
-                tenant: "default_tenant".into(),
-                database: "default_database".into(),
-            })?;
+    let target = args.of.target("default_tenant", "default_database")?;
+    let manifest = match &target.path {
+        Some(path) => open_data_dir(
+            path,
+            " (if `ochre run` serves it, pass --url instead of --path)",
+        )?
+        .snapshot(&args.out)?,
+        None => {
+            let client = Client::connect(&target)?;
             let body = client.download("POST", "/api/v2/admin/snapshot")?;
             ochre::snapshot::receive_snapshot(body, &args.out).context("receiving the snapshot")?
         }
-        _ => bail!("pass --path DIR or --url URL"),
     };
     eprintln!(
         "snapshot of {} files ({}) written to {} in {:.1} s",

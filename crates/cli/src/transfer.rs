@@ -19,7 +19,7 @@ use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
-use crate::client::{ApiFailure, Client, CollectionRef, Target};
+use crate::client::{ApiFailure, Client, CollectionRef};
 
 /// The header key and version of the export format.
 pub const FORMAT: &str = "ochre_export";
@@ -337,15 +337,9 @@ pub struct ExportArgs {
     /// Only this database (default: all of them).
     #[arg(long)]
     pub database: Option<String>,
-    /// Data directory to read (the server must not be running on it).
-    #[arg(long, conflicts_with = "url")]
-    pub path: Option<PathBuf>,
-    /// URL of a running server, e.g. http://localhost:8000.
-    #[arg(long)]
-    pub url: Option<String>,
-    /// Bearer token for a server with token auth.
-    #[arg(long, env = "OCHRE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The database to export.
+    #[command(flatten)]
+    pub from: crate::client::Endpoint,
 }
 
 fn progress(len: u64, unit: &str) -> ProgressBar {
@@ -548,22 +542,10 @@ impl Source for Live<'_> {
 
 /// `ochre export`.
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    if args.path.is_none() && args.url.is_none() {
-        bail!("name what to export: --path DATA_DIR or --url http://HOST:PORT");
-    }
-    let target = Target {
-        path: args.path.clone(),
-        url: args.url.clone(),
-        token: args.token.clone(),
-        tenant: args
-            .tenant
-            .clone()
-            .unwrap_or_else(|| "default_tenant".into()),
-        database: args
-            .database
-            .clone()
-            .unwrap_or_else(|| "default_database".into()),
-    };
+    let target = args.from.target(
+        args.tenant.as_deref().unwrap_or("default_tenant"),
+        args.database.as_deref().unwrap_or("default_database"),
+    )?;
     let mut client = Client::connect(&target)?;
     let to_stdout = args.out.as_os_str() == "-";
     let partial = partial_path(&args.out);

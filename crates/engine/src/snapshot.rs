@@ -188,24 +188,6 @@ fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((bytes, hasher.finalize().to_hex().to_string()))
 }
 
-/// Creates a new, empty sibling of `dest` to build in (with its `index/` folder): a random name,
-/// so a directory left by an interrupted run is never reused.
-fn staging_dir(dest: &Path) -> Result<PathBuf> {
-    let name = dest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::invalid(format!("{} is not a directory name", dest.display())))?;
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let staging = parent.join(format!(".{name}.partial-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir(&staging)
-        .and_then(|()| std::fs::create_dir(staging.join("index")))
-        .map_err(|e| io(format!("cannot create {}", staging.display()), e))?;
-    Ok(staging)
-}
-
 /// Refuses a destination that exists and is not an empty directory.
 fn check_destination(dest: &Path, what: &str) -> Result<()> {
     match std::fs::read_dir(dest) {
@@ -246,14 +228,51 @@ fn move_into_place(staging: &Path, dest: &Path) -> Result<()> {
     )
 }
 
-/// Removes a staging directory when dropped (unless disarmed): a failed snapshot or restore
-/// leaves nothing behind.
-struct Staging(Option<PathBuf>);
+/// A new, empty sibling directory of a destination (with its `index/` folder) that a snapshot
+/// or restore is built in, under a random name so a directory left by an interrupted run is
+/// never reused. Removed when dropped, unless [`Staging::finish`] moved it into place: a failed
+/// snapshot or restore leaves nothing behind.
+struct Staging {
+    dir: PathBuf,
+    /// Set once moved into place.
+    kept: bool,
+}
+
+impl Staging {
+    fn beside(dest: &Path) -> Result<Staging> {
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::invalid(format!("{} is not a directory name", dest.display())))?;
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let dir = parent.join(format!(".{name}.partial-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir)
+            .and_then(|()| std::fs::create_dir(dir.join("index")))
+            .map_err(|e| io(format!("cannot create {}", dir.display()), e))?;
+        Ok(Staging { dir, kept: false })
+    }
+
+    fn join(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Syncs the finished directory and renames it onto `dest`.
+    fn finish(mut self, dest: &Path) -> Result<()> {
+        sync_dir(&self.dir.join("index"))?;
+        sync_dir(&self.dir)?;
+        move_into_place(&self.dir, dest)?;
+        self.kept = true;
+        Ok(())
+    }
+}
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_dir_all(p);
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -274,8 +293,7 @@ impl Ochre {
             ));
         };
         check_destination(dest, "snapshot destination")?;
-        let staging = staging_dir(dest)?;
-        let mut guard = Staging(Some(staging.clone()));
+        let staging = Staging::beside(dest)?;
         let created_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -329,10 +347,7 @@ impl Ochre {
             &staging.join(MANIFEST),
             format!("{:#}\n", manifest.to_json()).as_bytes(),
         )?;
-        sync_dir(&staging.join("index"))?;
-        sync_dir(&staging)?;
-        move_into_place(&staging, dest)?;
-        guard.0 = None;
+        staging.finish(dest)?;
         tracing::info!(dest = %dest.display(), bytes = manifest.bytes(), "snapshot written");
         Ok(manifest)
     }
@@ -348,13 +363,13 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| io(format!("cannot write {}", path.display()), e))
 }
 
-/// Checks a snapshot directory: its manifest, and every listed file present with its size and
-/// hash (nothing else but the manifest and listed files in it).
+/// Reads the manifest of the snapshot in `dir` and checks that the directory holds nothing it
+/// does not list.
 ///
 /// # Errors
-/// [`ErrorKind::NotFound`] when `dir` has no manifest; [`ErrorKind::Corrupted`] naming the
-/// first file that is missing, extra, or differs.
-pub fn verify_snapshot(dir: &Path) -> Result<Manifest> {
+/// [`ErrorKind::NotFound`] when `dir` has no manifest; [`ErrorKind::Corrupted`] for a bad
+/// manifest or an unlisted file.
+fn read_manifest(dir: &Path) -> Result<Manifest> {
     let manifest_path = dir.join(MANIFEST);
     let text = match std::fs::read_to_string(&manifest_path) {
         Ok(t) => t,
@@ -390,34 +405,106 @@ pub fn verify_snapshot(dir: &Path) -> Result<Manifest> {
             }
         }
     }
+    Ok(manifest)
+}
+
+/// Checks one file's size and hash, as read from the snapshot in `dir` (`None`: missing),
+/// against its manifest entry.
+fn check_file(dir: &Path, f: &SnapshotFile, found: Option<(u64, String)>) -> Result<()> {
+    let Some((bytes, hash)) = found else {
+        return Err(Error::new(
+            ErrorKind::Corrupted,
+            format!(
+                "snapshot {} is incomplete: {} is missing",
+                dir.display(),
+                f.path
+            ),
+        ));
+    };
+    if bytes != f.bytes || hash != f.blake3 {
+        return Err(Error::new(
+            ErrorKind::Corrupted,
+            format!(
+                "snapshot {} is damaged: {} has {bytes} bytes and hash {hash}, the manifest says {} bytes and {}",
+                dir.display(),
+                f.path,
+                f.bytes,
+                f.blake3
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` (synced) and returns the size and BLAKE3 of what was copied, `None`
+/// when `from` does not exist: one read of the file both checks and copies it.
+fn copy_hashed(from: &Path, to: &Path) -> Result<Option<(u64, String)>> {
+    let mut input = match std::fs::File::open(from) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(format!("cannot read {}", from.display()), e)),
+    };
+    let mut out = HashingWriter {
+        inner: std::fs::File::create(to)
+            .map_err(|e| io(format!("cannot create {}", to.display()), e))?,
+        hasher: blake3::Hasher::new(),
+        bytes: 0,
+    };
+    std::io::copy(&mut input, &mut out).map_err(|e| {
+        io(
+            format!("cannot copy {} to {}", from.display(), to.display()),
+            e,
+        )
+    })?;
+    out.finish(to).map(Some)
+}
+
+/// A file being written, hashed on the way.
+struct HashingWriter {
+    inner: std::fs::File,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl HashingWriter {
+    /// Syncs the file; its size and hash.
+    fn finish(self, path: &Path) -> Result<(u64, String)> {
+        self.inner
+            .sync_all()
+            .map_err(|e| io(format!("cannot sync {}", path.display()), e))?;
+        Ok((self.bytes, self.hasher.finalize().to_hex().to_string()))
+    }
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Checks a snapshot directory: its manifest, and every listed file present with its size and
+/// hash (nothing else but the manifest and listed files in it).
+///
+/// # Errors
+/// [`ErrorKind::NotFound`] when `dir` has no manifest; [`ErrorKind::Corrupted`] naming the
+/// first file that is missing, extra, or differs.
+pub fn verify_snapshot(dir: &Path) -> Result<Manifest> {
+    let manifest = read_manifest(dir)?;
     for f in &manifest.files {
         let path = dir.join(&f.path);
-        let (bytes, hash) = match hash_file(&path) {
-            Ok(h) => h,
-            Err(_) if !path.exists() => {
-                return Err(Error::new(
-                    ErrorKind::Corrupted,
-                    format!(
-                        "snapshot {} is incomplete: {} is missing",
-                        dir.display(),
-                        f.path
-                    ),
-                ))
-            }
+        let found = match hash_file(&path) {
+            Ok(h) => Some(h),
+            Err(_) if !path.exists() => None,
             Err(e) => return Err(e),
         };
-        if bytes != f.bytes || hash != f.blake3 {
-            return Err(Error::new(
-                ErrorKind::Corrupted,
-                format!(
-                    "snapshot {} is damaged: {} has {bytes} bytes and hash {hash}, the manifest says {} bytes and {}",
-                    dir.display(),
-                    f.path,
-                    f.bytes,
-                    f.blake3
-                ),
-            ));
-        }
+        check_file(dir, f, found)?;
     }
     Ok(manifest)
 }
@@ -430,21 +517,16 @@ pub fn verify_snapshot(dir: &Path) -> Result<Manifest> {
 /// As [`verify_snapshot`]; [`ErrorKind::InvalidArgument`] when `data` is in use; the errors of
 /// [`Ochre::open`] for a store that does not open. Nothing is left at `data` on error.
 pub fn restore(snapshot: &Path, data: &Path) -> Result<Manifest> {
-    let manifest = verify_snapshot(snapshot)?;
+    let manifest = read_manifest(snapshot)?;
     check_destination(data, "data directory")?;
-    let staging = staging_dir(data)?;
-    let mut guard = Staging(Some(staging.clone()));
+    let staging = Staging::beside(data)?;
+    // Each file is checked as it is copied: what is restored is what was verified.
     for f in &manifest.files {
-        let to = staging.join(&f.path);
-        std::fs::copy(snapshot.join(&f.path), &to)
-            .and_then(|_| std::fs::File::open(&to)?.sync_all())
-            .map_err(|e| io(format!("cannot copy {} to {}", f.path, to.display()), e))?;
+        let found = copy_hashed(&snapshot.join(&f.path), &staging.join(&f.path))?;
+        check_file(snapshot, f, found)?;
     }
-    sync_dir(&staging.join("index"))?;
-    drop(Ochre::open(&staging)?);
-    sync_dir(&staging)?;
-    move_into_place(&staging, data)?;
-    guard.0 = None;
+    drop(Ochre::open(&staging.dir)?);
+    staging.finish(data)?;
     Ok(manifest)
 }
 
@@ -479,14 +561,14 @@ pub fn write_snapshot_tar(dir: &Path, manifest: &Manifest, out: impl std::io::Wr
 /// `dest` on error.
 pub fn receive_snapshot(input: impl Read, dest: &Path) -> Result<Manifest> {
     check_destination(dest, "snapshot destination")?;
-    let staging = staging_dir(dest)?;
-    let mut guard = Staging(Some(staging.clone()));
+    let staging = Staging::beside(dest)?;
     let corrupt = |what: String| {
         Error::new(
             ErrorKind::Corrupted,
             format!("the snapshot stream is not a whole snapshot: {what}"),
         )
     };
+    let mut received = std::collections::HashMap::new();
     let mut archive = tar::Archive::new(input);
     let entries = archive
         .entries()
@@ -505,20 +587,24 @@ pub fn receive_snapshot(input: impl Read, dest: &Path) -> Result<Manifest> {
             return Err(corrupt(format!("{name} is not a regular file")));
         }
         let to = staging.join(&name);
-        let mut file = std::fs::File::create(&to)
-            .map_err(|e| io(format!("cannot create {}", to.display()), e))?;
+        let mut file = HashingWriter {
+            inner: std::fs::File::create(&to)
+                .map_err(|e| io(format!("cannot create {}", to.display()), e))?,
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        };
         std::io::copy(&mut entry, &mut file)
             .map_err(|e| corrupt(format!("{name} is cut short ({e})")))?;
-        file.sync_all()
-            .map_err(|e| io(format!("cannot sync {}", to.display()), e))?;
+        received.insert(name, file.finish(&to)?);
     }
-    let manifest = verify_snapshot(&staging).map_err(|e| match e.kind() {
+    // Checked against the manifest with the hashes taken while writing: each file is read once.
+    let manifest = read_manifest(&staging.dir).map_err(|e| match e.kind() {
         ErrorKind::NotFound => corrupt(format!("it has no {MANIFEST}")),
         _ => e,
     })?;
-    sync_dir(&staging.join("index"))?;
-    sync_dir(&staging)?;
-    move_into_place(&staging, dest)?;
-    guard.0 = None;
+    for f in &manifest.files {
+        check_file(&staging.dir, f, received.remove(&f.path))?;
+    }
+    staging.finish(dest)?;
     Ok(manifest)
 }

@@ -10,14 +10,12 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::routes::{blocking, ApiResult};
 use crate::AppState;
 
 /// `GET /api/v2/tenants`: every tenant, `[{"name", "resource_name"}]`, by name.
-pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let db = state.db.clone();
-    let tenants = tokio::task::spawn_blocking(move || db.list_tenants())
-        .await
-        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?;
+pub async fn list_tenants(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let tenants = blocking(&state, |db| Ok(db.list_tenants())).await?;
     Ok(Json(Value::Array(
         tenants
             .into_iter()
@@ -87,7 +85,8 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-/// One snapshot at a time per server: each is a full copy of the data on disk.
+/// One snapshot at a time in this process (one server per process): each is a full copy of
+/// the data on disk.
 static SNAPSHOTTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// How long the stream waits for a client that stopped reading before it gives up.
@@ -113,7 +112,7 @@ impl Drop for Sending {
 /// snapshot directory (docs/format/snapshot.md). Errors before the first byte are JSON errors;
 /// one snapshot runs at a time (409 while another does); the server's copy is removed once
 /// sent, when the client goes away, or when it stops reading for a minute.
-pub async fn snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn snapshot(State(state): State<AppState>) -> ApiResult<Response> {
     let db = state.db.clone();
     let Some(data) = db.path().map(std::path::Path::to_owned) else {
         return Err(ApiError::invalid(

@@ -18,10 +18,10 @@ use crate::schema::{self, Schema};
 use crate::wire::*;
 use crate::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs engine work off the async runtime.
-async fn blocking<T, F>(state: &AppState, f: F) -> ApiResult<T>
+pub(crate) async fn blocking<T, F>(state: &AppState, f: F) -> ApiResult<T>
 where
     F: FnOnce(&Ochre) -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
