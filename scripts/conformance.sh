@@ -76,7 +76,8 @@ fi
 if [ $# -gt 0 ]; then files+=("$@"); fi
 if [ ${#files[@]} -eq 0 ]; then files=("${ALL[@]}"); fi
 
-cargo build --release -p ochre-cli >&2
+# The binary is $OCHRE_BIN when set, otherwise a release build of this checkout.
+if [ -z "${OCHRE_BIN:-}" ]; then cargo build --release -p ochre-cli >&2; fi
 bin=${OCHRE_BIN:-target/release/ochre}
 venv=$(scripts/python-env.sh)
 suite=$("$venv/bin/python" -c 'import chromadb, os; print(os.path.join(os.path.dirname(chromadb.__file__), "test"))')

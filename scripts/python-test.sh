@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Python package's tests: builds the wheel of python/ from this checkout (maturin, release),
-# installs it into a fresh venv beside chromadb 1.5.9 and the integrations (LangChain,
+# The Python package's tests: builds the wheel of python/ from this checkout (maturin, release by
+# default), installs it into a fresh venv beside chromadb 1.5.9 and the integrations (LangChain,
 # LlamaIndex), and runs python/tests with pytest. Extra arguments go to pytest.
 #
 #   scripts/python-test.sh                    # everything
@@ -18,9 +18,12 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "chromadb==1.5.9" "pytest<8.4" numpy \
   "maturin>=1.7,<2" "langchain-chroma==1.1.0" "langchain-core==1.8.3" "llama-index-core==0.14.25" \
   "llama-index-vector-stores-chroma==0.6.0"
-# The wheel, built as a user's `pip install ./python` builds it (abi3, release), into target/wheels.
+# The wheel, built as a user's `pip install ./python` builds it (abi3, release), into target/wheels;
+# OCHRE_WHEEL_PROFILE names another Cargo profile (the test command uses `test`, whose
+# dependencies `cargo test` has already built).
 rm -rf target/wheels
-"$venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out target/wheels
+"$venv/bin/maturin" build --profile "${OCHRE_WHEEL_PROFILE:-release}" --quiet -m python/Cargo.toml \
+  --out target/wheels
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps target/wheels/ochre-*.whl
 export ANONYMIZED_TELEMETRY=False HF_HUB_OFFLINE=1
 cd python/tests

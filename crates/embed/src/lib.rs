@@ -11,15 +11,33 @@
 //!   Hugging Face cache, or one download into that cache).
 //!
 //! Nothing here touches the network except [`resolve_model_dir`] when asked to download.
+//!
+//! The encoder and the download are the `minilm` feature (on by default). Without it, the crate
+//! is BM25 alone and [`MiniLm`] is a type with no values, so code that holds an
+//! `Option<MiniLm>` compiles unchanged and never has one: the fuzz targets build the server so.
 
 pub mod bm25;
+#[cfg(feature = "minilm")]
 mod minilm;
+#[cfg(not(feature = "minilm"))]
+mod minilm_absent;
+#[cfg(feature = "minilm")]
 mod model_dir;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "minilm")]
 pub use minilm::{chunk_spans, MiniLm};
-pub use model_dir::{resolve_model_dir, ModelOrigin, DEFAULT_MODEL_REPO, MODEL_DIR_ENV};
+#[cfg(not(feature = "minilm"))]
+pub use minilm_absent::MiniLm;
+#[cfg(feature = "minilm")]
+pub use model_dir::{resolve_model_dir, ModelOrigin};
+
+/// The Hugging Face repository of Chroma's default embedding model.
+pub const DEFAULT_MODEL_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// The environment variable naming a model directory.
+pub const MODEL_DIR_ENV: &str = "OCHRE_MODEL_DIR";
 
 /// Why a model could not be found, loaded or run.
 #[derive(Debug, thiserror::Error)]

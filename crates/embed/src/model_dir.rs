@@ -4,13 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::EmbedError;
-
-/// The Hugging Face repository of Chroma's default embedding model.
-pub const DEFAULT_MODEL_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
-
-/// The environment variable naming a model directory.
-pub const MODEL_DIR_ENV: &str = "OCHRE_MODEL_DIR";
+use crate::{EmbedError, DEFAULT_MODEL_REPO, MODEL_DIR_ENV};
 
 /// Files a model directory must hold, and the optional ones fetched with them.
 const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
