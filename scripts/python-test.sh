@@ -19,8 +19,8 @@ python3 -m venv "$venv"
   "maturin>=1.7,<2" "langchain-chroma==1.1.0" "langchain-core==1.8.3" "llama-index-core==0.14.25" \
   "llama-index-vector-stores-chroma==0.6.0"
 # The wheel, built as a user's `pip install ./python` builds it (abi3, release), into target/wheels;
-# OCHRE_WHEEL_PROFILE names another Cargo profile (the test command uses `test`, whose
-# dependencies `cargo test` has already built).
+# OCHRE_WHEEL_PROFILE names another Cargo profile (the test command uses `dev`, whose settings
+# and dependencies `cargo test` shares; not `test`, which maturin would build as a test harness).
 rm -rf target/wheels
 "$venv/bin/maturin" build --profile "${OCHRE_WHEEL_PROFILE:-release}" --quiet -m python/Cargo.toml \
   --out target/wheels

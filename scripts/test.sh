@@ -26,8 +26,9 @@ step "fuzz"
 scripts/fuzz.sh 30
 # The suites below run the `ochre` binary `cargo test` built (the test profile: optimised, with
 # debug assertions, so an overflow panics instead of wrapping) rather than building it a second
-# time in release, and the Python wheel is built in the same profile, reusing its dependencies.
-export OCHRE_BIN=$PWD/target/debug/ochre OCHRE_WHEEL_PROFILE=test
+# time in release, and the Python wheel is built in `dev` (whose settings `test` inherits),
+# reusing its dependencies.
+export OCHRE_BIN=$PWD/target/debug/ochre OCHRE_WHEEL_PROFILE=dev
 # End to end with the official Python client, a bounded schemathesis run against /openapi.json
 # (0 server errors), and a fast subset of Chroma's own test suite.
 step "e2e"

@@ -12,6 +12,7 @@ mod ingest;
 mod operations;
 mod pickle;
 mod query;
+mod telemetry;
 mod transfer;
 
 use std::io::{BufRead, Write};
@@ -164,13 +165,10 @@ fn run() -> anyhow::Result<ExitCode> {
         keep_freed_memory();
         batch_parallel_embedding();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OCHRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ochre=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `ochre run` sets up its logging once its configuration is read (it may export traces).
+    if !matches!(cli.command, Command::Run { .. }) {
+        telemetry::init_logs();
+    }
     match cli.command {
         Command::Run {
             path,
@@ -328,13 +326,25 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 }
 
 fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
-    let db = ochre::Ochre::open(&cfg.persist_path)
-        .with_context(|| format!("opening {}", cfg.persist_path.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ochre-http")
         .build()
         .context("starting the async runtime")?;
+    // Before the data directory opens, so its recovery is logged (and traced).
+    let telemetry = {
+        let _in_runtime = runtime.enter();
+        telemetry::init(cfg.open_telemetry.as_ref())?
+    };
+    let served = serve_on(&runtime, cfg);
+    // While the runtime still runs: the exporter's channel lives on it.
+    telemetry.shutdown();
+    served
+}
+
+fn serve_on(runtime: &tokio::runtime::Runtime, cfg: ServerConfig) -> anyhow::Result<()> {
+    let db = ochre::Ochre::open(&cfg.persist_path)
+        .with_context(|| format!("opening {}", cfg.persist_path.display()))?;
     let addr = format!("{}:{}", cfg.listen_address, cfg.port);
     let data = std::fs::canonicalize(&cfg.persist_path).unwrap_or(cfg.persist_path.clone());
     let model = cfg

@@ -42,6 +42,26 @@ pub struct ServerConfig {
     /// none: such writes and queries are refused as before. (`ochre run` loads it and hands it to
     /// [`crate::AppState::with_embedder`].)
     pub embedding_model: Option<PathBuf>,
+    /// Chroma: `open_telemetry` (env `CHROMA_OPEN_TELEMETRY__ENDPOINT`,
+    /// `CHROMA_OPEN_TELEMETRY__SERVICE_NAME`). With it, `ochre run` exports a span for each
+    /// request and its stages over OTLP/gRPC. Default none: no traces leave the process.
+    pub open_telemetry: Option<OpenTelemetryConfig>,
+}
+
+/// Where traces go (Chroma's `open_telemetry` keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OpenTelemetryConfig {
+    /// An OTLP/gRPC endpoint, `http://HOST:PORT` (a collector's is usually port 4317). It may
+    /// come from the environment instead; `ochre run` refuses to start with none.
+    #[serde(default)]
+    pub endpoint: String,
+    /// The `service.name` of the exported spans. Default `ochre`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_service_name() -> String {
+    "ochre".to_owned()
 }
 
 /// Optional authentication (Ochre's keys; Chroma 1.x has none).
@@ -115,6 +135,7 @@ impl Default for ServerConfig {
             http_body_timeout_seconds: 60,
             auth: AuthConfig::default(),
             embedding_model: None,
+            open_telemetry: None,
         }
     }
 }
@@ -211,6 +232,21 @@ impl ServerConfig {
         if let Some(v) = get(ochre_embed::MODEL_DIR_ENV).filter(|v| !v.is_empty()) {
             self.embedding_model = Some(PathBuf::from(v));
         }
+        if let Some(endpoint) = get("CHROMA_OPEN_TELEMETRY__ENDPOINT").filter(|v| !v.is_empty()) {
+            let service_name = self
+                .open_telemetry
+                .take()
+                .map_or_else(default_service_name, |o| o.service_name);
+            self.open_telemetry = Some(OpenTelemetryConfig {
+                endpoint,
+                service_name,
+            });
+        }
+        if let Some(name) = get("CHROMA_OPEN_TELEMETRY__SERVICE_NAME").filter(|v| !v.is_empty()) {
+            if let Some(o) = self.open_telemetry.as_mut() {
+                o.service_name = name;
+            }
+        }
         if let Some(v) = get("OCHRE_MAX_PAYLOAD_SIZE_BYTES") {
             self.max_payload_size_bytes = v.parse().map_err(|source| ConfigError::Env {
                 var: "OCHRE_MAX_PAYLOAD_SIZE_BYTES",
@@ -250,5 +286,36 @@ mod tests {
             Some(PathBuf::from("/elsewhere")),
             "empty is unset"
         );
+    }
+
+    #[test]
+    fn open_telemetry_is_off_unless_configured() {
+        let mut c = ServerConfig::default();
+        c.apply_env(|_| None).expect("env");
+        assert_eq!(c.open_telemetry, None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "open_telemetry:\n  endpoint: http://collector:4317\n").expect("write");
+        let mut c = ServerConfig::from_file(&p).expect("parses");
+        let otel = |c: &ServerConfig| c.open_telemetry.clone().expect("configured");
+        assert_eq!(otel(&c).endpoint, "http://collector:4317");
+        assert_eq!(otel(&c).service_name, "ochre");
+        c.apply_env(|k| (k == "CHROMA_OPEN_TELEMETRY__SERVICE_NAME").then(|| "rag".to_owned()))
+            .expect("env");
+        assert_eq!(otel(&c).service_name, "rag");
+        c.apply_env(|k| {
+            (k == "CHROMA_OPEN_TELEMETRY__ENDPOINT").then(|| "http://127.0.0.1:4317".to_owned())
+        })
+        .expect("env");
+        assert_eq!(otel(&c).endpoint, "http://127.0.0.1:4317");
+        assert_eq!(otel(&c).service_name, "rag", "kept from the file");
+        let mut c = ServerConfig::default();
+        c.apply_env(|k| match k {
+            "CHROMA_OPEN_TELEMETRY__ENDPOINT" => Some("http://127.0.0.1:4317".to_owned()),
+            "CHROMA_OPEN_TELEMETRY__SERVICE_NAME" => Some("chromadb".to_owned()),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(otel(&c).service_name, "chromadb");
     }
 }

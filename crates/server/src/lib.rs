@@ -20,6 +20,7 @@ mod openapi;
 mod routes;
 mod schema;
 mod search;
+mod spans;
 mod wire;
 
 use std::sync::Arc;
@@ -33,7 +34,9 @@ use ochre::Ochre;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 pub use auth::{Credentials, HtpasswdError, Identity};
-pub use config::{AuthConfig, ConfigError, ScopedToken, ServerConfig, TokenConfig};
+pub use config::{
+    AuthConfig, ConfigError, OpenTelemetryConfig, ScopedToken, ServerConfig, TokenConfig,
+};
 pub use error::{ApiError, ErrorName};
 pub use openapi::document as openapi_document;
 
@@ -219,6 +222,8 @@ pub fn app(state: AppState) -> Router {
                 .allow_headers(Any),
         );
     }
+    // Outermost: a request's span covers everything, authentication and CORS included.
+    router = router.layer(axum::middleware::from_fn(spans::request));
     router.with_state(state)
 }
 

@@ -27,7 +27,9 @@ where
     T: Send + 'static,
 {
     let db = state.db.clone();
-    tokio::task::spawn_blocking(move || f(&db))
+    // The engine's stage spans open under the request's.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| f(&db)))
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
 }

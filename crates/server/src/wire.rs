@@ -133,15 +133,17 @@ where
         })?;
         // Large bodies are parsed on the blocking pool: a 30 MB batch takes the CPU for long
         // enough to hold up every other request on an async worker.
+        let parse = tracing::debug_span!("parse", bytes = bytes.len());
         if bytes.len() >= BLOCKING_PARSE_BYTES {
-            return tokio::task::spawn_blocking(move || decode_body(&bytes))
+            return tokio::task::spawn_blocking(move || parse.in_scope(|| decode_body(&bytes)))
                 .await
                 .map_err(|e| ApiError::internal(format!("request parsing failed: {e}")))
                 .and_then(|parsed| parsed)
                 .map(ChromaJson)
                 .map_err(IntoResponse::into_response);
         }
-        decode_body(&bytes)
+        parse
+            .in_scope(|| decode_body(&bytes))
             .map(ChromaJson)
             .map_err(IntoResponse::into_response)
     }
@@ -160,6 +162,7 @@ impl JsonBytes {
     /// # Errors
     /// Internal when `v` does not serialise (a bug).
     pub fn of<T: serde::Serialize>(v: &T) -> Result<JsonBytes, ApiError> {
+        let _serialise = tracing::debug_span!("serialise").entered();
         serde_json::to_vec(v)
             .map(JsonBytes)
             .map_err(|e| ApiError::internal(format!("cannot serialise the response: {e}")))

@@ -260,6 +260,20 @@ impl CollectionState {
     }
 
     /// Checkpoint bytes of the vector index.
+    /// Replaces an index whose every node is a tombstone with an empty one, freeing them (the
+    /// next checkpoint records it). Only the write path with no rebuild running, or the
+    /// rebuild itself, may call it: a rebuild walks the index by node number.
+    fn empty_a_hollow_index(&mut self) {
+        if let Some(ix) = self
+            .index
+            .as_mut()
+            .filter(|ix| ix.is_empty() && ix.nodes() > 0)
+        {
+            *ix = ix.empty_like();
+            self.dirty = self.dirty.max(1);
+        }
+    }
+
     pub(crate) fn checkpoint_bytes(&self) -> Option<Vec<u8>> {
         Some(self.index.as_ref()?.to_checkpoint())
     }
@@ -864,7 +878,9 @@ impl Collection {
             if muts.is_empty() {
                 return Ok(());
             }
-            self.inner.commit(&muts)?;
+            // The store transaction, made durable (WAL, fsync) before the write is applied.
+            tracing::debug_span!("commit", records = staged.len())
+                .in_scope(|| self.inner.commit(&muts))?;
         }
         // Committed: apply to memory. Nothing below can fail.
         if let Some(r) = row {
@@ -891,7 +907,8 @@ impl Collection {
                 .filter(|s| index.get(s.seq) != Some(s.embedding.as_slice()))
                 .map(|s| (s.seq, s.embedding.as_slice()))
                 .collect();
-            insert_all(index, &items);
+            tracing::debug_span!("index_insert", vectors = items.len())
+                .in_scope(|| insert_all(index, &items));
             st.dirty += items.len();
         }
         for s in staged {
@@ -931,6 +948,12 @@ impl Collection {
     /// degraded the index, and writes a checkpoint when one is due, under a read lock only (the
     /// file itself with no lock held).
     fn finish_write(&self, mut st: RwLockWriteGuard<'_, CollectionState>) {
+        // Every vector deleted: nothing to rebuild; an empty graph lets them go at once. While
+        // a rebuild runs, the index is its to replace (it walks the graph by node number): it
+        // gives up on an empty index and empties it itself.
+        if !st.rebuilding {
+            st.empty_a_hollow_index();
+        }
         if st.index.as_ref().is_some_and(HnswIndex::needs_rebuild) && !st.rebuilding {
             st.rebuilding = true;
             let handle = self.handle.clone();
@@ -1008,7 +1031,8 @@ impl Collection {
                 key: self.handle.key,
                 n: ops,
             });
-            self.inner.commit(&muts)?;
+            tracing::debug_span!("commit", records = seqs.len())
+                .in_scope(|| self.inner.commit(&muts))?;
             st.row.total_ops += ops;
         }
         for s in seqs {
@@ -1033,6 +1057,7 @@ impl Collection {
         }
         let offset = req.offset.unwrap_or(0) as usize;
         let limit = req.limit.map_or(usize::MAX, |l| l as usize);
+        let filter = tracing::debug_span!("filter", records = tracing::field::Empty).entered();
         let seqs: Vec<SeqNo> =
             if req.ids.is_none() && req.where_.is_none() && req.where_document.is_none() {
                 st.records
@@ -1051,6 +1076,9 @@ impl Collection {
                 )?;
                 all.into_iter().skip(offset).collect()
             };
+        filter.record("records", seqs.len());
+        drop(filter);
+        let _hydrate = tracing::debug_span!("hydrate", records = seqs.len()).entered();
         st.project(&self.inner, &seqs, req.include)
     }
 
@@ -1138,6 +1166,7 @@ impl Collection {
         }
         let has_filter = req.where_.is_some() || req.where_document.is_some();
         let mut unchecked = false;
+        let filter = tracing::debug_span!("filter", candidates = tracing::field::Empty).entered();
         // None = every record; Some(list) = exactly these (or, when `unchecked`, a superset
         // whose documents are still to be checked).
         let candidates: Option<Vec<SeqNo>> = match (&req.ids, has_filter) {
@@ -1173,13 +1202,31 @@ impl Collection {
                 Some(seqs)
             }
         };
+        if let Some(c) = &candidates {
+            filter.record("candidates", c.len());
+        }
+        drop(filter);
         let k = req.n_results as usize;
+        // How the index is searched: the whole graph, a traversal limited to the candidates, or
+        // an exact scan of them (small sets).
+        let plan = tracing::debug_span!("plan", strategy = tracing::field::Empty).entered();
         let prepared = candidates.as_deref().map(|c| index.candidates(c));
+        plan.record(
+            "strategy",
+            match &prepared {
+                None => "graph",
+                Some(c) if c.is_exact() => "exact_scan",
+                Some(_) => "filtered_graph",
+            },
+        );
+        drop(plan);
         if let (true, Some(c)) = (unchecked, &prepared) {
             // Candidates whose documents are yet to be checked: rank first, then read the
             // documents of the nearest only, widening the search until k of them pass.
             for q in &req.embeddings {
-                let hits = st.nearest_passing(&self.inner, index, q, k, c, &req)?;
+                let hits = tracing::debug_span!("index_search", documents_checked = true)
+                    .in_scope(|| st.nearest_passing(&self.inner, index, q, k, c, &req))?;
+                let _hydrate = tracing::debug_span!("hydrate", records = hits.len()).entered();
                 push_hits(&mut out, &self.inner, &st, &hits, inc)?;
             }
             return Ok(out);
@@ -1190,7 +1237,13 @@ impl Collection {
                 Some(c) => index.search_candidates(q, k, c),
             }
         };
-        let hits: Vec<Vec<Neighbor>> = parallel_map(&req.embeddings, index.len(), &search);
+        let hits: Vec<Vec<Neighbor>> = tracing::debug_span!("index_search", queries = nq)
+            .in_scope(|| parallel_map(&req.embeddings, index.len(), &search));
+        let _hydrate = tracing::debug_span!(
+            "hydrate",
+            records = hits.iter().map(Vec::len).sum::<usize>()
+        )
+        .entered();
         for h in &hits {
             push_hits(&mut out, &self.inner, &st, h, inc)?;
         }
@@ -1222,12 +1275,12 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
     let mut fresh: Option<HnswIndex> = None;
     let mut next = 0;
     let mut copied = 0;
-    let started_with = handle
+    let (started_with, live_at_start) = handle
         .state
         .read()
         .index
         .as_ref()
-        .map_or(0, HnswIndex::nodes);
+        .map_or((0, 0), |ix| (ix.nodes(), ix.len()));
     loop {
         if closing.load(Ordering::SeqCst) {
             return;
@@ -1237,6 +1290,19 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
             let Some(ix) = st.index.as_ref().filter(|_| !st.dropped) else {
                 return;
             };
+            if ix.is_empty() {
+                drop(st);
+                handle.state.write().empty_a_hollow_index();
+                return;
+            }
+            // Deletes have outrun the rebuild: most of what it holds (or of what was live when
+            // it started, should replaced vectors have made it copy more) is gone already. Give
+            // up rather than hold a second graph of dead vectors; the next write starts over
+            // from what is live then.
+            let held = fresh.as_ref().map_or(0, HnswIndex::nodes);
+            if held >= REBUILD_SLICE && ix.len() * 2 < held.min(live_at_start) {
+                return;
+            }
             if fresh.is_none() {
                 fresh = Some(ix.empty_like());
             }
@@ -1251,7 +1317,7 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
         // A short slice means the walk caught up with the writes: the rest is done under the
         // write lock. So is everything past twice the nodes the walk started with, should
         // writes outpace it.
-        let caught_up = end - next < REBUILD_SLICE;
+        let caught_up = end.saturating_sub(next) < REBUILD_SLICE;
         next = end;
         copied += seqs.len();
         if caught_up || copied > 2 * started_with {
@@ -1266,6 +1332,10 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
     let Some(old) = st.index.as_ref() else {
         return;
     };
+    if old.is_empty() {
+        st.empty_a_hollow_index();
+        return;
+    }
     // Nodes added since the last slice, then records removed since they were copied.
     let (seqs, data, _) = old.live_from(next, usize::MAX);
     let dim = fresh.dimension().max(1);

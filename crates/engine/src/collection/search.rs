@@ -116,6 +116,7 @@ impl CollectionState {
         let limit = plan.limit.map_or(usize::MAX, |l| l as usize);
         let ranked: Vec<(SeqNo, f32)> = match &plan.rank {
             None => {
+                let _filter = tracing::debug_span!("filter").entered();
                 let seqs: Vec<SeqNo> = match &plan.filter {
                     None => self
                         .records
@@ -146,6 +147,7 @@ impl CollectionState {
                 let seqs = match &plan.filter {
                     None => None,
                     Some(w) => {
+                        let _filter = tracing::debug_span!("filter").entered();
                         let (w, wd) = super::text::split_document(w);
                         Some(self.select(inner, None, w.as_ref(), wd.as_ref(), usize::MAX)?)
                     }
@@ -154,7 +156,8 @@ impl CollectionState {
                     seqs,
                     prepared: None,
                 };
-                let domain = self.rank(rank, &mut allowed, 0)?;
+                let domain = tracing::debug_span!("index_search")
+                    .in_scope(|| self.rank(rank, &mut allowed, 0))?;
                 // A record outside the filter never ranks, even through a default.
                 let mut ranked = search::ranking(Domain {
                     support: domain
@@ -173,7 +176,8 @@ impl CollectionState {
             }
         };
         let seqs: Vec<SeqNo> = ranked.iter().map(|(s, _)| *s).collect();
-        let g = self.project(inner, &seqs, plan.select.include())?;
+        let g = tracing::debug_span!("hydrate", records = seqs.len())
+            .in_scope(|| self.project(inner, &seqs, plan.select.include()))?;
         let embeddings = g.embeddings.map(|v| v.into_iter().map(Some).collect());
         Ok(SearchResult {
             ids: g.ids,

@@ -155,6 +155,77 @@ fn tombstones_from_replaced_vectors_are_compacted_on_write() {
     }
 }
 
+#[test]
+fn deleting_every_record_empties_the_index_at_once() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db);
+    let mut rng = StdRng::seed_from_u64(4);
+    let centers = centers(&mut rng);
+    let n = 6000;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| clustered(&mut rng, &centers)).collect();
+    c.add(RecordBatch::new(ids(0..n), vectors.clone()))
+        .expect("add");
+    // Deleting in batches, as a client empties a collection: rebuilds start on the way (past
+    // a sixth of tombstones) and give up once the deletes outrun them.
+    for chunk in ids(0..n).chunks(500) {
+        c.delete(DeleteRequest {
+            ids: Some(chunk.to_vec()),
+            ..Default::default()
+        })
+        .expect("delete");
+    }
+    // The last delete empties the graph, or the rebuild still running then does.
+    c.wait_for_index_maintenance();
+    assert_eq!(index_shape(&c), (0, 0), "no tombstones are kept");
+    // The collection goes on as before, dimension and all.
+    c.add(RecordBatch::new(ids(0..10), vectors[..10].to_vec()))
+        .expect("add again");
+    assert_eq!(index_shape(&c), (10, 10));
+    let got = c
+        .query(QueryRequest::new(vec![vectors[3].clone()]))
+        .expect("query");
+    assert_eq!(got.ids[0][0], "r3");
+}
+
+#[test]
+fn emptying_and_refilling_while_a_rebuild_runs_keeps_every_vector() {
+    let db = Ochre::ephemeral();
+    let c = collection(&db);
+    let mut rng = StdRng::seed_from_u64(5);
+    let centers = centers(&mut rng);
+    let n = 12_000;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| clustered(&mut rng, &centers)).collect();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
+        let (a, b) = (chunk[0], chunk[chunk.len() - 1] + 1);
+        c.add(RecordBatch::new(ids(a..b), vectors[a..b].to_vec()))
+            .expect("add");
+    }
+    let delete = |range: std::ops::Range<usize>| {
+        c.delete(DeleteRequest {
+            ids: Some(ids(range)),
+            ..Default::default()
+        })
+        .expect("delete");
+    };
+    // Past a sixth of tombstones: a rebuild starts. Then, while it copies, everything goes
+    // and new records come.
+    delete(0..n / 5);
+    delete(n / 5..n);
+    let again: Vec<Vec<f32>> = (0..300).map(|_| clustered(&mut rng, &centers)).collect();
+    c.add(RecordBatch::new(
+        (0..300).map(|i| format!("new{i}")).collect(),
+        again.clone(),
+    ))
+    .expect("refill");
+    c.wait_for_index_maintenance();
+    let (_, live) = index_shape(&c);
+    assert_eq!(live, 300, "the index holds every record");
+    for (i, v) in again.iter().enumerate().step_by(37) {
+        let got = c.query(QueryRequest::new(vec![v.clone()])).expect("query");
+        assert_eq!(got.ids[0][0], format!("new{i}"));
+    }
+}
+
 /// Recall@10 of the collection's queries against brute force over `model`.
 fn recall(c: &Collection, model: &[(String, Vec<f32>)], queries: &[Vec<f32>]) -> f64 {
     let mut hits = 0;
