@@ -2,23 +2,32 @@
 //! streaming an online snapshot. Both act on the whole server, so a credential scoped to a
 //! tenant never reaches them (auth.rs).
 
+use std::collections::HashMap;
+
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::routes::{blocking, ApiResult};
+use crate::routes::{blocking, paging, ApiResult};
 use crate::AppState;
 
-/// `GET /api/v2/tenants`: every tenant, `[{"name", "resource_name"}]`, by name.
-pub async fn list_tenants(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// `GET /api/v2/tenants[?limit=N&offset=M]`: the tenants, `[{"name", "resource_name"}]`, by
+/// name, a page at a time when asked (as databases are listed).
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let (limit, offset) = paging(&q)?;
     let tenants = blocking(&state, |db| Ok(db.list_tenants())).await?;
     Ok(Json(Value::Array(
         tenants
             .into_iter()
+            .skip(offset as usize)
+            .take(limit.map_or(usize::MAX, |l| l as usize))
             .map(|t| json!({"name": t.name, "resource_name": t.resource_name}))
             .collect(),
     )))

@@ -70,7 +70,7 @@ fn collection_id(s: &str) -> ApiResult<CollectionId> {
         .map_err(|_| ApiError::invalid("Collection ID is not a valid UUIDv4"))
 }
 
-fn paging(q: &HashMap<String, String>) -> ApiResult<(Option<u32>, u32)> {
+pub(crate) fn paging(q: &HashMap<String, String>) -> ApiResult<(Option<u32>, u32)> {
     let parse = |k: &str| -> ApiResult<Option<u32>> {
         q.get(k)
             .map(|v| {

@@ -1960,6 +1960,16 @@ async fn tenants_are_listed_and_a_snapshot_streams_as_tar() {
         v,
         json!([{"name": "acme", "resource_name": null}, {"name": "default_tenant", "resource_name": null}])
     );
+    let (s, v, _) = call(&app, "GET", "/api/v2/tenants?limit=1&offset=1", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!([{"name": "default_tenant", "resource_name": null}])
+    );
+    let (s, v, _) = call(&app, "GET", "/api/v2/tenants?offset=2", None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!([])));
+    let (s, _, _) = call(&app, "GET", "/api/v2/tenants?limit=-1", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, c, _) = call(
         &app,
         "POST",
