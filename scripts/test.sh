@@ -33,6 +33,10 @@ export OCHRE_BIN=$PWD/target/debug/ochre OCHRE_WHEEL_PROFILE=dev
 # (0 server errors), and a fast subset of Chroma's own test suite.
 step "e2e"
 tests/e2e/run.sh
+# The dashboard in headless Chromium (Debian's chromium, playwright-core from npm; both installed
+# on first use): paging, filters, search, create/rename/delete, health, auth, no foreign requests.
+step "dashboard"
+scripts/dashboard-test.sh
 # The Python package: wheel built from this checkout, installed into a fresh venv, pytest.
 step "python"
 scripts/python-test.sh

@@ -365,7 +365,8 @@ fn serve_on(runtime: &tokio::runtime::Runtime, cfg: ServerConfig) -> anyhow::Res
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr().context("local address")?;
         println!(
-            "Ochre {} serving http://{local}/api/v2 with data in {}",
+            "Ochre {} serving http://{local}/api/v2 with data in {}\n\
+             Dashboard: http://{local}/dashboard",
             env!("CARGO_PKG_VERSION"),
             data.display()
         );

@@ -1,6 +1,6 @@
-//! Ochre's operator routes, beyond Chroma's API (docs/operations.md): listing tenants and
-//! streaming an online snapshot. Both act on the whole server, so a credential scoped to a
-//! tenant never reaches them (auth.rs).
+//! Ochre's operator routes, beyond Chroma's API (docs/operations.md): listing tenants, the
+//! server's status and streaming an online snapshot. They act on the whole server, so a
+//! credential scoped to a tenant never reaches them (auth.rs).
 
 use std::collections::HashMap;
 
@@ -31,6 +31,33 @@ pub async fn list_tenants(
             .map(|t| json!({"name": t.name, "resource_name": t.resource_name}))
             .collect(),
     )))
+}
+
+/// `GET /api/v2/admin/status`: what the dashboard's health view shows beside `/metrics` —
+/// `{"version", "data_dir", "uptime_seconds", "embedding_model", "collections", "records"}`
+/// (`data_dir` is null for an in-memory database; `embedding_model` tells whether text queries
+/// are embedded on the server).
+pub async fn status(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let uptime = state.started.elapsed().as_secs_f64();
+    let embedding_model = state.embedder.is_some();
+    let (data_dir, (collections, records)) = blocking(&state, |db| {
+        let dir = db.path().map(|p| {
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.to_owned())
+                .display()
+                .to_string()
+        });
+        Ok((dir, db.stats()))
+    })
+    .await?;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "data_dir": data_dir,
+        "uptime_seconds": uptime,
+        "embedding_model": embedding_model,
+        "collections": collections,
+        "records": records,
+    })))
 }
 
 /// Chunks of the tar stream in flight between the writer thread and the connection.

@@ -295,7 +295,8 @@ fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
     }
 }
 
-/// Routes that stay open without credentials (liveness and capability probes).
+/// Routes that stay open without credentials: liveness and capability probes, and static pages
+/// that hold no data (the API docs, the dashboard's files).
 fn is_public(path: &str) -> bool {
     matches!(
         path,
@@ -306,6 +307,7 @@ fn is_public(path: &str) -> bool {
             | "/api/v2/pre-flight-checks"
     ) || path == "/openapi.json"
         || path.starts_with("/docs")
+        || crate::dashboard::is_dashboard(path)
 }
 
 /// Middleware: rejects requests without valid credentials (401), with wrong ones or outside

@@ -12,6 +12,7 @@
 mod admin;
 mod auth;
 mod config;
+mod dashboard;
 mod embed;
 mod error;
 mod framing;
@@ -68,6 +69,9 @@ pub struct AppState {
     /// embeds the documents of writes sent without embeddings, and text `$knn` queries, for
     /// collections whose embedding function is Chroma's default MiniLM one.
     pub embedder: Option<Arc<ochre_embed::MiniLm>>,
+    /// When this state was made (the server's start), for the uptime `/api/v2/admin/status`
+    /// reports.
+    pub started: std::time::Instant,
 }
 
 impl AppState {
@@ -115,6 +119,7 @@ impl AppState {
             credentials: Arc::new(credentials),
             metrics: Arc::new(metrics::Metrics::default()),
             embedder: None,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -148,6 +153,7 @@ pub fn app(state: AppState) -> Router {
             post(create_tenant).get(admin::list_tenants),
         )
         .route("/api/v2/admin/snapshot", post(admin::snapshot))
+        .route("/api/v2/admin/status", get(admin::status))
         .route(
             "/api/v2/tenants/{tenant}",
             get(get_tenant).patch(update_tenant),
@@ -187,6 +193,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1", any(v1_gone))
         .route("/api/v1/{*rest}", any(v1_gone))
         .route("/metrics", get(metrics::render))
+        .merge(dashboard::routes())
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

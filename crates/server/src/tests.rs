@@ -2037,3 +2037,102 @@ async fn tenants_are_listed_and_a_snapshot_streams_as_tar() {
 fn app_ephemeral() -> Router {
     app(state(ServerConfig::default()))
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_without_credentials_and_its_data_only_with_them() {
+    let mut config = ServerConfig::default();
+    config.auth.tokens = vec!["secret".into()];
+    let app = app(state(config));
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            app.oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+                .await
+                .expect("response")
+        }
+    };
+    let resp = get("/dashboard").await;
+    assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(resp.headers()["location"], "/dashboard/");
+    for (uri, kind) in [
+        ("/dashboard/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+        ("/dashboard/favicon.svg", "image/svg+xml"),
+    ] {
+        let resp = get(uri).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        let h = resp.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{uri}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    let resp = get("/dashboard/secrets.txt").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v: Value = serde_json::from_slice(&bytes).expect("a JSON error");
+    assert_eq!(v["error"], "NotFoundError");
+    // What the page shows comes from the API, which still wants the token.
+    let (s, _) = call_with(&app, "GET", "/api/v2/admin/status", ("x", "y")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call_with(&app, "GET", "/metrics", ("x", "y")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn admin_status_reports_version_uptime_and_counts_to_unscoped_callers() {
+    let mut config = ServerConfig::default();
+    let yaml = "auth:\n  tokens:\n    - open\n    - {token: team, user_id: alice, tenant: acme}\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    config.auth = ServerConfig::from_file(&path).expect("parses").auth;
+    let app = app(
+        AppState::new(Ochre::open(dir.path().join("data")).expect("open"), config).expect("state"),
+    );
+    let token = ("x-chroma-token", "open");
+    let req = Request::post(format!("{BASE}/collections"))
+        .header(token.0, token.1)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"name": "docs"}).to_string()))
+        .expect("request");
+    let c = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(c.status(), StatusCode::OK);
+    let (s, v) = call_with(&app, "GET", "/api/v2/admin/status", token).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        (v["collections"].clone(), v["records"].clone()),
+        (json!(1), json!(0))
+    );
+    assert_eq!(v["embedding_model"], false);
+    assert!(
+        v["uptime_seconds"].as_f64().is_some_and(|u| u >= 0.0),
+        "{v}"
+    );
+    let data = std::fs::canonicalize(dir.path().join("data")).expect("canonical");
+    assert_eq!(v["data_dir"], json!(data.display().to_string()));
+    // A token scoped to a tenant does not learn about the whole server.
+    let (s, _) = call_with(
+        &app,
+        "GET",
+        "/api/v2/admin/status",
+        ("x-chroma-token", "team"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // In memory: no data directory.
+    let app = app_in_memory();
+    let (s, v) = call_with(&app, "GET", "/api/v2/admin/status", ("x", "y")).await;
+    assert_eq!((s, v["data_dir"].clone()), (StatusCode::OK, Value::Null));
+}
+
+fn app_in_memory() -> Router {
+    app(state(ServerConfig::default()))
+}
