@@ -7,17 +7,18 @@
 #   SCREENSHOTS=docs/dashboard scripts/dashboard-test.sh   # refreshes the docs' screenshots
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium > /dev/null; then
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium > /dev/null; then
   echo "installing Debian's chromium" >&2
   sudo_=""
   [ "$(id -u)" -eq 0 ] || sudo_=sudo
   $sudo_ apt-get update -qq > /dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium > /dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends chromium > /dev/null
 fi
 if [ -z "${OCHRE_BIN:-}" ]; then
   cargo build --release -p ochre-cli
-  OCHRE_BIN=$PWD/target/release/ochre
+  OCHRE_BIN=target/release/ochre
 fi
+OCHRE_BIN=$(realpath "$OCHRE_BIN")
 # With the model the server embeds the test's documents and text queries (the dense text search
 # is then tested too); scripts/test.sh always provides it.
 OCHRE_TEST_MODEL_DIR=${OCHRE_TEST_MODEL_DIR:-}
@@ -28,5 +29,5 @@ if [ -n "${SCREENSHOTS:-}" ]; then
   export SCREENSHOTS
 fi
 cd tests/dashboard
-npm ci --no-audit --no-fund --silent
+npm ci --no-audit --no-fund
 exec npm test --silent

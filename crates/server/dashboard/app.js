@@ -4,7 +4,11 @@
 // that comes from the database is put on the page as text (textContent), never as markup.
 'use strict';
 
-const API = '/api/v2';
+// The server's root, relative to this page (/dashboard/), so the dashboard also works behind a
+// proxy that serves Ochre under a path prefix.
+const ROOT = new URL('../', location.origin + location.pathname).pathname;
+const API = ROOT + 'api/v2';
+const METRICS = ROOT + 'metrics';
 const PAGE_SIZES = [25, 50, 100];
 const COLLECTIONS_PER_PAGE = 20;
 const HEALTH_EVERY_MS = 2000;
@@ -113,9 +117,18 @@ function errorBox(err) {
   return box;
 }
 
-function every(ms, fn) {
-  const id = setInterval(fn, ms);
-  state.timers.push(id);
+/** Runs `fn` every `ms` after the previous run finished (never two at once), until the view
+ * changes or `fn` returns false. */
+function every(ms, fn, gen) {
+  const next = () => {
+    const id = setTimeout(async () => {
+      if (!current(gen)) return;
+      const more = await fn();
+      if (more !== false && current(gen)) next();
+    }, ms);
+    state.timers.push(id);
+  };
+  next();
 }
 
 // ----- credentials and the API -----
@@ -135,15 +148,17 @@ class ApiError extends Error {
 
 function loadCred() {
   try {
-    return JSON.parse(sessionStorage.getItem('ochre.cred') || 'null');
+    const cred = JSON.parse(sessionStorage.getItem('ochre.cred') || 'null');
+    return cred && cred.kind === 'token' && typeof cred.token === 'string' ? cred : null;
   } catch {
     return null;
   }
 }
 
+/** A token is kept for the tab's life (sessionStorage); a password only in memory. */
 function saveCred(cred) {
   state.cred = cred;
-  if (cred) sessionStorage.setItem('ochre.cred', JSON.stringify(cred));
+  if (cred && cred.kind === 'token') sessionStorage.setItem('ochre.cred', JSON.stringify(cred));
   else sessionStorage.removeItem('ochre.cred');
 }
 
@@ -208,6 +223,7 @@ function collPath(c) {
 function showLogin(err) {
   state.generation++;
   clearTimers();
+  closeModal();
   view().replaceChildren();
   $('identity').textContent = '';
   $('logout').hidden = true;
@@ -273,8 +289,27 @@ function logout() {
 
 function parseHash() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
-  const parts = path ? path.split('/').map(decodeURIComponent) : [];
+  const decode = (p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p; // a malformed escape: taken as it is (the API then says what is missing)
+    }
+  };
+  const parts = path ? path.split('/').map(decode) : [];
   return { parts, params: new URLSearchParams(query || '') };
+}
+
+/** A whole number from the URL, at least 1 (1 for anything else). */
+function pageParam(params) {
+  const n = Math.floor(Number(params.get('page')));
+  return Number.isFinite(n) && n >= 1 ? n : 1;
+}
+
+/** Rows per page: one of PAGE_SIZES (25 for anything else). */
+function sizeParam(params) {
+  const n = Number(params.get('size'));
+  return PAGE_SIZES.includes(n) ? n : PAGE_SIZES[0];
 }
 
 function href(tenant, database, name, tab, params) {
@@ -288,13 +323,14 @@ function href(tenant, database, name, tab, params) {
 }
 
 function clearTimers() {
-  for (const id of state.timers) clearInterval(id);
+  for (const id of state.timers) clearTimeout(id);
   state.timers = [];
 }
 
 function route() {
   if (!state.identity) return;
   clearTimers();
+  closeModal();
   const gen = ++state.generation;
   const { parts, params } = parseHash();
   for (const a of document.querySelectorAll('[data-nav]')) {
@@ -307,7 +343,7 @@ function route() {
       if (parts[4] === 'c' && parts[5] !== undefined) {
         return collectionView(gen, tenant, database, parts[5], parts[6] || 'records', params);
       }
-      return databaseView(gen, tenant, database, Number(params.get('page') || 1));
+      return databaseView(gen, tenant, database, pageParam(params));
     }
     if (parts[0] === 't' && parts[1] !== undefined) return tenantView(gen, parts[1]);
     const id = state.identity;
@@ -608,7 +644,7 @@ function recordsTab(gen, c, count, body, params) {
   const size = el(
     'select',
     { id: 'page-size', 'aria-label': 'Rows per page' },
-    PAGE_SIZES.map((n) => el('option', { value: n, text: `${n} per page`, selected: n === Number(params.get('size') || 25) })),
+    PAGE_SIZES.map((n) => el('option', { value: n, text: `${n} per page`, selected: n === sizeParam(params) })),
   );
   const results = el('div', { id: 'records' });
   const apply = (page) => {
@@ -656,13 +692,14 @@ function recordsTab(gen, c, count, body, params) {
   );
   size.addEventListener('change', () => apply(1));
   loadRecords(gen, c, count, results, params).catch((err) => {
+    if (err instanceof ApiError && err.needsLogin) return;
     if (current(gen)) results.replaceChildren(errorBox(err));
   });
 }
 
 async function loadRecords(gen, c, count, results, params) {
-  const limit = Number(params.get('size') || 25);
-  const page = Math.max(1, Number(params.get('page') || 1));
+  const limit = sizeParam(params);
+  const page = pageParam(params);
   const request = { limit: limit + 1, offset: (page - 1) * limit, include: ['documents', 'metadatas'] };
   const filtered = params.has('where') || params.has('where_document');
   if (params.has('where')) request.where = parseJsonField(params.get('where'), 'where');
@@ -747,6 +784,7 @@ function embeddingStrip(v) {
 }
 
 async function showRecord(c, id) {
+  const gen = state.generation;
   const got = await api('POST', `${collPath(c)}/get`, {
     ids: [id],
     include: ['documents', 'metadatas', 'embeddings', 'uris'],
@@ -754,7 +792,7 @@ async function showRecord(c, id) {
     toast(err.message);
     return null;
   });
-  if (!got) return;
+  if (!got || !current(gen)) return;
   if (!got.ids.length) {
     toast(`Record ${id} is gone`);
     return;
@@ -891,6 +929,9 @@ function buildSearch(key, mode, dense, sparse, n, filter) {
 }
 
 async function runSearch(gen, c, key, form, results) {
+  // Only the latest search of this view shows its answer.
+  const seq = (runSearch.seq = (runSearch.seq || 0) + 1);
+  const latest = () => current(gen) && seq === runSearch.seq;
   results.replaceChildren(el('p', { class: 'muted', text: 'Searching…' }));
   try {
     if (!form.query.trim()) throw new Error('Enter a query.');
@@ -917,7 +958,7 @@ async function runSearch(gen, c, key, form, results) {
     const started = performance.now();
     const answer = await api('POST', `${collPath(c)}/search`, buildSearch(key, form.mode, dense, sparse, n, filter));
     const ms = performance.now() - started;
-    if (!current(gen)) return;
+    if (!latest()) return;
     const ids = answer.ids[0] || [];
     const scoreLabel = form.mode === 'dense' ? 'Distance' : form.mode === 'bm25' ? 'Score' : 'Fused score';
     const rows = ids.map((id, i) =>
@@ -947,7 +988,7 @@ async function runSearch(gen, c, key, form, results) {
         : el('p', { class: 'empty', text: 'Nothing found.' }),
     );
   } catch (err) {
-    if (current(gen)) results.replaceChildren(errorBox(err));
+    if (latest()) results.replaceChildren(errorBox(err));
   }
 }
 
@@ -1023,11 +1064,20 @@ function deleteCollection(c, count) {
 
 // ----- modal -----
 
+function closeModal() {
+  const dialog = $('modal');
+  openModal.token = (openModal.token || 0) + 1;
+  if (dialog.open) dialog.close();
+}
+
 function openModal({ title, content, okText = 'OK', danger = false, wide = false, onOk }) {
   const dialog = $('modal');
+  // Each opening has its token: an answer for a dialog closed (or replaced) since is dropped.
+  const token = (openModal.token = (openModal.token || 0) + 1);
   $('modal-title').textContent = title;
   $('modal-content').replaceChildren(...content);
   const ok = $('modal-ok');
+  ok.disabled = false;
   ok.textContent = okText;
   ok.className = danger ? 'danger' : 'primary';
   dialog.classList.toggle('wide', wide);
@@ -1038,12 +1088,13 @@ function openModal({ title, content, okText = 'OK', danger = false, wide = false
     ok.disabled = true;
     try {
       await onOk();
-      dialog.close();
+      if (token === openModal.token) closeModal();
     } catch (err) {
+      if (token !== openModal.token) return;
       error.textContent = err instanceof ApiError ? `${err.name}: ${err.message}` : err.message;
       error.hidden = false;
     } finally {
-      ok.disabled = false;
+      if (token === openModal.token) ok.disabled = false;
     }
   };
   if (!dialog.open) dialog.showModal();
@@ -1140,6 +1191,7 @@ async function healthView(gen) {
     records: chartCard('chart-records', 'Records'),
   };
   const routeTable = el('tbody');
+  const metricsError = el('div', { id: 'metrics-error' });
   const collectionsFact = el('span', { id: 'health-collections' });
   view().replaceChildren(
     el(
@@ -1147,6 +1199,7 @@ async function healthView(gen) {
       { class: 'content wide' },
       el('div', { class: 'heading' }, el('h1', { text: 'Health' }), el('span', { class: 'muted' }, collectionsFact)),
       el('div', { class: 'card' }, facts),
+      metricsError,
       el('div', { class: 'charts' }, Object.values(charts).map((c) => c.card)),
       el('h3', { text: 'Requests by route (since start)' }),
       el(
@@ -1171,12 +1224,15 @@ async function healthView(gen) {
   const tick = async () => {
     let text;
     try {
-      text = await api('GET', '/metrics', undefined, { raw: true });
+      text = await api('GET', METRICS, undefined, { raw: true });
     } catch (err) {
-      if (!err.needsLogin && current(gen)) toast(err.message);
-      return;
+      if (err.needsLogin || !current(gen)) return false;
+      metricsError.replaceChildren(errorBox(err));
+      // Not allowed (a scoped token): asking again will not change that.
+      return err.status !== 403;
     }
-    if (!current(gen)) return;
+    if (!current(gen)) return false;
+    metricsError.replaceChildren();
     const now = summarise(parseMetrics(text));
     collectionsFact.textContent = `${fmtNumber(now.collections)} collections, ${fmtNumber(now.records)} records`;
     const uptime = status ? status.uptime_seconds + (performance.now() - startedAt) / 1000 : null;
@@ -1199,7 +1255,8 @@ async function healthView(gen) {
       }
       push('rate', count / dt);
       push('errors', errors / dt);
-      push('latency', count ? (seconds / count) * 1000 : 0);
+      // No request in the interval: the last mean stands (a gap, not a fall to zero).
+      push('latency', count ? (seconds / count) * 1000 : (series.latency.at(-1) ?? 0));
     }
     push('records', now.records);
     charts.rate.draw(series.rate, (v) => v.toFixed(1));
@@ -1222,9 +1279,9 @@ async function healthView(gen) {
       ),
     );
     previous = now;
+    return true;
   };
-  await tick();
-  every(HEALTH_EVERY_MS, tick);
+  if ((await tick()) && current(gen)) every(HEALTH_EVERY_MS, tick, gen);
 }
 
 // ----- start -----
@@ -1232,7 +1289,11 @@ async function healthView(gen) {
 document.addEventListener('DOMContentLoaded', () => {
   $('login-form').addEventListener('submit', signIn);
   $('logout').addEventListener('click', logout);
-  $('modal-cancel').addEventListener('click', () => $('modal').close());
+  $('modal-cancel').addEventListener('click', closeModal);
+  // Escape closes the dialog too: its pending answer is then dropped.
+  $('modal').addEventListener('cancel', () => {
+    openModal.token = (openModal.token || 0) + 1;
+  });
   window.addEventListener('hashchange', route);
   state.cred = loadCred();
   start();

@@ -6,7 +6,8 @@
 //! async workers; a user name that is not in the file is verified against a real hash all the
 //! same, so known and unknown names take equally long; and a verified `user:password` pair is
 //! remembered (as a digest) for [`VERIFIED_FOR`], so a client sending Basic auth on every request
-//! pays bcrypt once, not per request.
+//! pays bcrypt once, not per request; such requests need no bcrypt slot, and one that does waits
+//! for a slot at most [`BCRYPT_WAIT`] before a 429.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +30,10 @@ use crate::AppState;
 pub const VERIFIED_FOR: Duration = Duration::from_secs(300);
 /// Verified pairs remembered at most (the oldest are forgotten first).
 const VERIFIED_MAX: usize = 1024;
+/// How long a request waits for one of the bcrypt slots before it is refused with 429: a burst
+/// of requests from one client (a page loading its parts at once) queues briefly, a flood of
+/// guesses does not pile up.
+const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 
 /// A malformed htpasswd line (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,17 +218,36 @@ impl Credentials {
         found
     }
 
+    /// Whether `user:password` was verified less than [`VERIFIED_FOR`] ago (a digest and a map
+    /// lookup: no bcrypt).
+    fn recently_verified(&self, user: &str, password: &str) -> bool {
+        let key = digest(&[&self.salt, user.as_bytes(), password.as_bytes()]);
+        let now = Instant::now();
+        self.verified.lock().is_ok_and(|verified| {
+            verified
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < VERIFIED_FOR)
+        })
+    }
+
+    /// The identity of `Authorization: Basic <encoded>` when its pair was verified recently;
+    /// `None` when bcrypt must decide.
+    fn cached_basic(&self, encoded: &str) -> Option<Identity> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())?;
+        let (user, pass) = decoded.split_once(':')?;
+        self.recently_verified(user, pass)
+            .then(|| Identity::unscoped(user))
+    }
+
     /// Verifies `user:password` (bcrypt, or a recent verification of the same pair).
     fn basic(&self, user: &str, password: &str) -> bool {
         let key = digest(&[&self.salt, user.as_bytes(), password.as_bytes()]);
         let now = Instant::now();
-        if let Ok(verified) = self.verified.lock() {
-            if verified
-                .get(&key)
-                .is_some_and(|at| now.duration_since(*at) < VERIFIED_FOR)
-            {
-                return true;
-            }
+        if self.recently_verified(user, password) {
+            return true;
         }
         // An unknown user is checked against a real hash too, so it takes as long as a known one.
         let (hash, known) = match self.users.get(user) {
@@ -324,31 +348,38 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
         // Tokens: a few digests, no need to leave the async worker.
         Presented::Token(t) => state.credentials.token(t).ok_or(Refusal::Invalid),
         Presented::Missing => Err(Refusal::Missing),
-        Presented::Basic(encoded) => {
-            let Ok(permit) = state.credentials.bcrypt_slots.clone().try_acquire_owned() else {
-                return closing(
-                    ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        ErrorName::Auth,
-                        "Too many password checks in progress; try again",
-                    )
-                    .into_response(),
-                );
-            };
-            let credentials = state.credentials.clone();
-            let encoded = encoded.to_owned();
-            let checked = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                credentials.identify_basic(&encoded)
-            })
-            .await;
-            match checked {
-                Ok(identity) => identity,
-                Err(e) => {
-                    return ApiError::internal(format!("auth task failed: {e}")).into_response()
+        // A pair verified recently needs no bcrypt, so no slot: a page sending many requests
+        // at once with the same credentials is not refused.
+        Presented::Basic(encoded) => match state.credentials.cached_basic(encoded) {
+            Some(identity) => Ok(identity),
+            None => {
+                let slots = state.credentials.bcrypt_slots.clone();
+                let Ok(Ok(permit)) = tokio::time::timeout(BCRYPT_WAIT, slots.acquire_owned()).await
+                else {
+                    return closing(
+                        ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            ErrorName::Auth,
+                            "Too many password checks in progress; try again",
+                        )
+                        .into_response(),
+                    );
+                };
+                let credentials = state.credentials.clone();
+                let encoded = encoded.to_owned();
+                let checked = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    credentials.identify_basic(&encoded)
+                })
+                .await;
+                match checked {
+                    Ok(identity) => identity,
+                    Err(e) => {
+                        return ApiError::internal(format!("auth task failed: {e}")).into_response()
+                    }
                 }
             }
-        }
+        },
     };
     let identity = match identity {
         Ok(i) => i,

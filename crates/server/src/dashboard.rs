@@ -47,9 +47,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The dashboard's routes (merged into the app before the auth layer, which lets them through).
 pub fn routes() -> Router<AppState> {
     Router::new()
+        // Relative, so it also holds behind a proxy that serves Ochre under a path prefix.
         .route(
             "/dashboard",
-            get(|| async { Redirect::permanent("/dashboard/") }),
+            get(|| async { Redirect::permanent("dashboard/") }),
         )
         .route("/dashboard/", get(|| async { asset("index.html") }))
         .route(
@@ -58,9 +59,16 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Whether `path` is one of the dashboard's static pages (served without credentials).
+/// Whether `path` is one of the dashboard's static files (served without credentials): exactly
+/// those, so no other path can ever pass for one.
 pub fn is_dashboard(path: &str) -> bool {
-    path == "/dashboard" || path.starts_with("/dashboard/")
+    match path.strip_prefix("/dashboard") {
+        Some("" | "/") => true,
+        Some(rest) => rest
+            .strip_prefix('/')
+            .is_some_and(|name| ASSETS.iter().any(|(n, _, _)| *n == name)),
+        None => false,
+    }
 }
 
 fn asset(name: &str) -> Response {
@@ -95,6 +103,28 @@ fn asset(name: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_dashboards_own_files_are_public() {
+        for p in [
+            "/dashboard",
+            "/dashboard/",
+            "/dashboard/app.js",
+            "/dashboard/style.css",
+        ] {
+            assert!(is_dashboard(p), "{p}");
+        }
+        for p in [
+            "/dashboard/../api/v2/tenants",
+            "/dashboard/%2e%2e/metrics",
+            "/dashboard/app.js/x",
+            "/dashboardx",
+            "/dashboard//app.js",
+            "/api/v2/dashboard/",
+        ] {
+            assert!(!is_dashboard(p), "{p}");
+        }
+    }
 
     #[test]
     fn every_file_the_page_names_is_served() {

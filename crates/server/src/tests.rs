@@ -2053,7 +2053,7 @@ async fn the_dashboard_is_served_without_credentials_and_its_data_only_with_them
     };
     let resp = get("/dashboard").await;
     assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(resp.headers()["location"], "/dashboard/");
+    assert_eq!(resp.headers()["location"], "dashboard/");
     for (uri, kind) in [
         ("/dashboard/", "text/html"),
         ("/dashboard/app.js", "text/javascript"),
@@ -2071,13 +2071,20 @@ async fn the_dashboard_is_served_without_credentials_and_its_data_only_with_them
         assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
         assert_eq!(h["x-content-type-options"], "nosniff");
     }
+    // Only the dashboard's own files are public.
     let resp = get("/dashboard/secrets.txt").await;
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let v: Value = serde_json::from_slice(&bytes).expect("a JSON error");
-    assert_eq!(v["error"], "NotFoundError");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (s, v) = call_with(
+        &app,
+        "GET",
+        "/dashboard/secrets.txt",
+        ("x-chroma-token", "secret"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].clone()),
+        (StatusCode::NOT_FOUND, json!("NotFoundError"))
+    );
     // What the page shows comes from the API, which still wants the token.
     let (s, _) = call_with(&app, "GET", "/api/v2/admin/status", ("x", "y")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -2128,11 +2135,7 @@ async fn admin_status_reports_version_uptime_and_counts_to_unscoped_callers() {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // In memory: no data directory.
-    let app = app_in_memory();
+    let app = super::app(state(ServerConfig::default()));
     let (s, v) = call_with(&app, "GET", "/api/v2/admin/status", ("x", "y")).await;
     assert_eq!((s, v["data_dir"].clone()), (StatusCode::OK, Value::Null));
-}
-
-fn app_in_memory() -> Router {
-    app(state(ServerConfig::default()))
 }
