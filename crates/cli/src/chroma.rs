@@ -398,6 +398,16 @@ struct HnswFiles {
     data_offset: u64,
     dimension: usize,
     path: PathBuf,
+    folder: PathBuf,
+    /// Elements in the files, deleted ones included.
+    count: u64,
+    label_offset: u64,
+    /// Upper layers' degree (`maxM`) and layer 0's (`maxM0`).
+    max_m: u64,
+    max_m0: u64,
+    /// Where searches enter, and its level (`-1` for an empty index).
+    entry: u32,
+    max_level: i32,
 }
 
 /// hnswlib's `header.bin` as Chroma's fork persists it: 100 bytes, little-endian.
@@ -443,6 +453,9 @@ impl HnswFiles {
             u64_at(44),
             u64_at(68),
         );
+        let max_level = i32::from_le_bytes([header[52], header[53], header[54], header[55]]);
+        let entry = u32::from_le_bytes([header[56], header[57], header[58], header[59]]);
+        let max_m = u64_at(60);
         let damaged =
             |what: &str| anyhow::anyhow!("{} is damaged: {what}", at("header.bin").display());
         // Every size is checked against the others before anything is allocated from it.
@@ -505,7 +518,115 @@ impl HnswFiles {
             data_offset,
             dimension,
             path: at("data_level0.bin"),
+            folder: folder.to_owned(),
+            count,
+            label_offset,
+            max_m,
+            max_m0,
+            entry,
+            max_level,
         })
+    }
+
+    /// The index's graph, for Ochre to adopt instead of building its own: node `i` is element
+    /// `i`, standing for the record `id_of(label)` returns (`None`: deleted in the files, or
+    /// changed since by the log; Ochre links such records itself). `Ok(None)` when the graph
+    /// cannot be taken as it is (a layout Ochre's index does not have: upper degree not half the
+    /// lower one); damage is an error, as for the vectors.
+    fn graph(
+        &self,
+        id_of: &dyn Fn(u64) -> Option<String>,
+    ) -> anyhow::Result<Option<ochre::ImportedGraph>> {
+        let (m, m0) = (self.max_m, self.max_m0);
+        if m == 0 || m0 != 2 * m {
+            return Ok(None);
+        }
+        let n = usize::try_from(self.count)?;
+        let damaged = |file: &str, what: &str| {
+            anyhow::anyhow!("{} is damaged: {what}", self.folder.join(file).display())
+        };
+        let mut graph = ochre::ImportedGraph {
+            m: usize::try_from(m)?,
+            nodes: Vec::with_capacity(n),
+            levels: Vec::with_capacity(n),
+            layer0: Vec::with_capacity(n),
+            upper: Vec::with_capacity(n),
+            entry: self.entry,
+            max_level: usize::try_from(self.max_level.max(0))?,
+        };
+        // Layer 0 and the labels: one pass over data_level0.bin (each element: a u16 count, a
+        // flags byte, a spare byte, maxM0 u32 slots, the vector, the u64 label).
+        let mut file = &self.data;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut element = vec![0u8; usize::try_from(self.size_per_element)?];
+        let label_at = usize::try_from(self.label_offset)?;
+        let slots = usize::try_from(m0)?;
+        let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        for _ in 0..n {
+            reader
+                .read_exact(&mut element)
+                .with_context(|| format!("reading {}", self.path.display()))?;
+            let count = usize::from(u16::from_le_bytes([element[0], element[1]]));
+            if count > slots {
+                return Err(damaged(
+                    "data_level0.bin",
+                    "a neighbour list longer than maxM0",
+                ));
+            }
+            graph
+                .layer0
+                .push((0..count).map(|j| u32_at(&element, 4 + 4 * j)).collect());
+            let deleted = element[2] & DELETE_MARK != 0;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&element[label_at..label_at + 8]);
+            graph.nodes.push(if deleted {
+                None
+            } else {
+                id_of(u64::from_le_bytes(b))
+            });
+        }
+        drop(reader);
+        // The upper layers: link_lists.bin holds, for each element, a u32 byte size (0 on
+        // layer 0 only) and then, per level, a u16 count, two spare bytes and maxM u32 slots.
+        let path = self.folder.join("link_lists.bin");
+        let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let per_level = 4 + 4 * usize::try_from(m)?;
+        let mut block = Vec::new();
+        for _ in 0..n {
+            let mut size = [0u8; 4];
+            reader
+                .read_exact(&mut size)
+                .with_context(|| format!("{} is cut short", path.display()))?;
+            let size = u32::from_le_bytes(size) as usize;
+            if !size.is_multiple_of(per_level) || size / per_level > 31 {
+                return Err(damaged(
+                    "link_lists.bin",
+                    "an element's lists have an odd size",
+                ));
+            }
+            block.resize(size, 0);
+            reader
+                .read_exact(&mut block)
+                .with_context(|| format!("{} is cut short", path.display()))?;
+            let mut lists = Vec::with_capacity(size / per_level);
+            for level in block.chunks_exact(per_level) {
+                let count = usize::from(u16::from_le_bytes([level[0], level[1]]));
+                if count * 4 + 4 > per_level {
+                    return Err(damaged(
+                        "link_lists.bin",
+                        "a neighbour list longer than maxM",
+                    ));
+                }
+                lists.push((0..count).map(|j| u32_at(level, 4 + 4 * j)).collect());
+            }
+            // Fits: at most 31 levels.
+            graph.levels.push(lists.len() as u8);
+            graph.upper.push(lists);
+        }
+        Ok(Some(graph))
     }
 
     /// The vector of `label` as Chroma returns it (for cosine: the unit vector times its norm).
@@ -782,6 +903,22 @@ impl ChromaDir {
                     newer.insert(e.id, None);
                 }
                 _ => {}
+            }
+        }
+
+        // The index's graph, for a local import to adopt: its nodes stand for the records whose
+        // vector is the one in the files (not changed or deleted by the log since).
+        if let Some(files) = &files {
+            let id_of_label: HashMap<u64, &str> =
+                labels.iter().map(|(id, l)| (*l, id.as_str())).collect();
+            let id_of = |label: u64| {
+                id_of_label
+                    .get(&label)
+                    .filter(|id| !newer.contains_key(**id))
+                    .map(|id| (*id).to_owned())
+            };
+            if let Some(graph) = files.graph(&id_of)? {
+                f(Item::Graph(Box::new(graph)))?;
             }
         }
 

@@ -44,6 +44,8 @@ enum Transport {
     Local {
         runtime: tokio::runtime::Runtime,
         app: axum::Router,
+        /// The database the router serves, for what only the engine offers (bulk loads).
+        db: ochre::Ochre,
     },
     /// A running server.
     Remote {
@@ -153,7 +155,7 @@ impl Client {
     /// Calls the API: `path` from `/api/v2`, a JSON body or none; the JSON answer.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let (status, text) = match &self.transport {
-            Transport::Local { runtime, app } => {
+            Transport::Local { runtime, app, .. } => {
                 let request = Request::builder()
                     .method(method)
                     .uri(path)
@@ -220,6 +222,16 @@ impl Client {
     }
 
     /// Points the client at another tenant and database.
+    /// The engine's handle of a collection, when this client works on a data directory (not a
+    /// server): for bulk loads, which only the engine offers.
+    pub fn local_collection(&self, id: &str) -> anyhow::Result<Option<ochre::Collection>> {
+        let Transport::Local { db, .. } = &self.transport else {
+            return Ok(None);
+        };
+        let uuid = uuid::Uuid::parse_str(id).with_context(|| format!("collection id {id:?}"))?;
+        Ok(Some(db.collection(ochre::CollectionId(uuid))?))
+    }
+
     pub fn set_scope(&mut self, tenant: &str, database: &str) {
         tenant.clone_into(&mut self.tenant);
         database.clone_into(&mut self.database);
@@ -361,7 +373,7 @@ fn open_local(path: &Path) -> anyhow::Result<Transport> {
         persist_path: path.to_path_buf(),
         ..Default::default()
     };
-    let state = ochre_server::AppState::new(db, config)?;
+    let state = ochre_server::AppState::new(db.clone(), config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -370,5 +382,6 @@ fn open_local(path: &Path) -> anyhow::Result<Transport> {
     Ok(Transport::Local {
         runtime,
         app: ochre_server::app(state),
+        db,
     })
 }

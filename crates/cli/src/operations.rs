@@ -59,8 +59,13 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
     })();
     match result {
         Ok(totals) => {
+            let adopted = match totals.adopted_graphs {
+                0 => String::new(),
+                1 => " (one collection's HNSW graph adopted as it was)".to_owned(),
+                n => format!(" ({n} collections' HNSW graphs adopted as they were)"),
+            };
             eprintln!(
-                "imported {} collections, {} records from {}",
+                "imported {} collections, {} records from {}{adopted}",
                 totals.collections,
                 totals.records,
                 source.describe()

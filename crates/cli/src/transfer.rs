@@ -56,8 +56,15 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Tenant(String),
-    Database { tenant: String, name: String },
+    Database {
+        tenant: String,
+        name: String,
+    },
     Collection(CollectionSpec),
+    /// The vector-index graph of the collection just named, built by the source's own index
+    /// (Chroma's HNSW files), for a local import to adopt instead of building one; before the
+    /// collection's records. Not part of the export format.
+    Graph(Box<ochre::ImportedGraph>),
     Record(Record),
 }
 
@@ -107,6 +114,8 @@ pub fn item_line(item: &Item) -> Value {
             "id": r.id, "embedding": b64(&r.embedding), "document": r.document,
             "uri": r.uri, "metadata": r.metadata,
         }}),
+        // Not in the format: an export never writes one (see `export`).
+        Item::Graph(_) => Value::Null,
     }
 }
 
@@ -117,6 +126,8 @@ pub struct Totals {
     pub databases: u64,
     pub collections: u64,
     pub records: u64,
+    /// Collections whose source index graph an import adopted (not part of the format).
+    pub adopted_graphs: u64,
 }
 
 impl Totals {
@@ -126,6 +137,7 @@ impl Totals {
             Item::Database { .. } => self.databases += 1,
             Item::Collection(_) => self.collections += 1,
             Item::Record(_) => self.records += 1,
+            Item::Graph(_) => {}
         }
     }
 
@@ -202,6 +214,7 @@ fn parse_line(line: &str) -> anyhow::Result<Result<Item, Totals>> {
                 databases: n("databases")?,
                 collections: n("collections")?,
                 records: n("records")?,
+                adopted_graphs: 0,
             }));
         }
         other => bail!("unknown line type {other:?}"),
@@ -289,7 +302,7 @@ impl Source for ExportFile {
                         Item::Record(_) if !in_collection => {
                             bail!("{}: a record before any collection", at(number))
                         }
-                        Item::Record(_) => {}
+                        Item::Record(_) | Item::Graph(_) => {}
                         Item::Tenant(_) | Item::Database { .. } => in_collection = false,
                     }
                     totals.count(&item);
@@ -592,6 +605,9 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
             collections: args.collections.clone(),
         };
         source.items(&mut |item| {
+            if let Item::Graph(_) = item {
+                return Ok(());
+            }
             totals.count(&item);
             if let Item::Collection(c) = &item {
                 bar.set_message(c.name.clone());
@@ -684,6 +700,7 @@ fn plan(
         match item {
             Item::Tenant(t) => tenants.push(t),
             Item::Database { tenant, name } => databases.push((tenant, name)),
+            Item::Graph(_) => {}
             Item::Collection(c) => {
                 if collections.iter().any(|(o, _, _)| {
                     (&o.tenant, &o.database, &o.name) == (&c.tenant, &c.database, &c.name)
@@ -784,12 +801,44 @@ struct Writer<'a> {
     batch: Vec<Record>,
     batch_bytes: usize,
     batch_limit: usize,
+    /// On a data directory, the engine's handle of the current collection, which is bulk
+    /// loaded: its vectors are linked into the index once, at its end, or indexed by the
+    /// source's own graph.
+    bulk: Option<ochre::Collection>,
+    graph: Option<Box<ochre::ImportedGraph>>,
+    /// Collections whose source graph was adopted, and those whose graph did not fit.
+    adopted: u64,
+    refused: Vec<(String, String)>,
 }
 
 /// Bytes of records sent in one request at most (well inside the server's 40 MiB default).
 const BATCH_BYTES: usize = 8 << 20;
 
 impl Writer<'_> {
+    /// Ends the current collection: writes what is batched and, for a bulk load, indexes it.
+    fn finish_collection(&mut self, bar: &ProgressBar) -> anyhow::Result<()> {
+        self.flush(bar)?;
+        let graph = self.graph.take();
+        if let Some(c) = self.bulk.take() {
+            let name = c.info().name;
+            if graph.is_some() {
+                bar.set_message(format!("{name}: adopting the source's index"));
+            } else {
+                bar.set_message(format!("{name}: indexing"));
+            }
+            let report = c
+                .finish_bulk_load(graph.map(|g| *g))
+                .with_context(|| format!("indexing collection {name}"))?;
+            if report.adopted {
+                self.adopted += 1;
+            }
+            if let Some(why) = report.refused {
+                self.refused.push((name, why));
+            }
+        }
+        Ok(())
+    }
+
     fn flush(&mut self, bar: &ProgressBar) -> anyhow::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
@@ -876,16 +925,25 @@ fn write(
         batch: Vec::new(),
         batch_bytes: 0,
         batch_limit,
+        bulk: None,
+        graph: None,
+        adopted: 0,
+        refused: Vec::new(),
     };
     let mut totals = Totals::default();
     source.items(&mut |item| {
         match item {
             Item::Tenant(_) | Item::Database { .. } => {
-                w.flush(bar)?;
+                w.finish_collection(bar)?;
                 totals.count(&item);
             }
+            Item::Graph(g) => {
+                if w.bulk.is_some() {
+                    w.graph = Some(g);
+                }
+            }
             Item::Collection(c) => {
-                w.flush(bar)?;
+                w.finish_collection(bar)?;
                 let key = (c.tenant.clone(), c.database.clone(), c.name.clone());
                 if skip.get(&key).copied().unwrap_or(false) {
                     w.current = None;
@@ -903,13 +961,15 @@ fn write(
                     )
                     .with_context(|| format!("creating collection {}", c.name))?;
                 created.collections.push(key);
-                w.current = Some(CollectionRef {
-                    id: made["id"]
-                        .as_str()
-                        .context("the new collection has no id")?
-                        .to_owned(),
-                    json: made,
-                });
+                let id = made["id"]
+                    .as_str()
+                    .context("the new collection has no id")?
+                    .to_owned();
+                w.bulk = w.client.local_collection(&id)?;
+                if let Some(b) = &w.bulk {
+                    b.defer_indexing()?;
+                }
+                w.current = Some(CollectionRef { id, json: made });
                 bar.set_message(c.name);
             }
             Item::Record(r) => {
@@ -932,7 +992,13 @@ fn write(
         }
         Ok(())
     })?;
-    w.flush(bar)?;
+    w.finish_collection(bar)?;
+    totals.adopted_graphs = w.adopted;
+    for (name, why) in &w.refused {
+        bar.suspend(|| {
+            eprintln!("collection {name}: the source's index could not be used ({why}); Ochre built its own")
+        });
+    }
     Ok(totals)
 }
 

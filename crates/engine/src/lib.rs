@@ -43,7 +43,7 @@ pub mod snapshot;
 mod sparse;
 mod validate;
 
-pub use collection::Collection;
+pub use collection::{BulkLoadReport, Collection, ImportedGraph};
 pub use db::Ochre;
 pub use error::{Error, ErrorKind, Result};
 pub use ochre_types::{

@@ -287,3 +287,132 @@ fn index_checkpoints_survive_reopen_staleness_and_corruption() {
     }
     assert!(!file.exists());
 }
+
+fn recall_at_10(c: &ochre::Collection, base: &[(String, Vec<f32>)], queries: &[Vec<f32>]) -> f64 {
+    let mut hits = 0;
+    for q in queries {
+        let got = c.query(QueryRequest::new(vec![q.clone()])).expect("query");
+        let want = exact(base, q, 10);
+        hits += got.ids[0].iter().filter(|id| want.contains(id)).count();
+    }
+    hits as f64 / (10 * queries.len()) as f64
+}
+
+#[test]
+fn a_bulk_load_answers_exactly_until_it_links_or_adopts_a_graph() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 3000;
+    let vs = vectors(n, 11);
+    let ids: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+    let queries = vectors(30, 12);
+    let load = |name: &str, graph: Option<ochre::ImportedGraph>| {
+        let db = Ochre::open(dir.path()).expect("open");
+        let info = db
+            .create_collection(
+                "default_tenant",
+                "default_database",
+                CreateCollection {
+                    name: name.into(),
+                    ..Default::default()
+                },
+            )
+            .expect("create");
+        let c = db.collection(info.id).expect("handle");
+        c.defer_indexing().expect("defer");
+        for start in (0..n).step_by(1000) {
+            c.add(RecordBatch::new(
+                ids[start..start + 1000].to_vec(),
+                vs[start..start + 1000].to_vec(),
+            ))
+            .expect("add");
+        }
+        // Meanwhile: exact answers, and every record reachable for updates and deletes.
+        let base: Vec<(String, Vec<f32>)> = ids.iter().cloned().zip(vs.iter().cloned()).collect();
+        assert_eq!(recall_at_10(&c, &base, &queries), 1.0);
+        c.delete(DeleteRequest {
+            ids: Some(vec!["r0".into()]),
+            ..Default::default()
+        })
+        .expect("delete");
+        c.upsert(RecordBatch::new(vec!["r1".into()], vec![vs[2].clone()]))
+            .expect("upsert");
+        let report = c.finish_bulk_load(graph).expect("finish");
+        let mut base = base;
+        base.remove(0);
+        base[0].1 = vs[2].clone();
+        (db, info.id, report, base)
+    };
+
+    // Without a graph: linked here, once.
+    let (db, id, report, base) = load("linked", None);
+    assert!(!report.adopted && report.refused.is_none());
+    assert_eq!(report.linked, n + 1, "3000 adds and an upsert's new vector");
+    let c = db.collection(id).expect("handle");
+    assert!(recall_at_10(&c, &base, &queries) >= 0.9);
+    drop((c, db));
+
+    // A graph of another degree: refused, the index built here instead.
+    let wrong = ochre::ImportedGraph {
+        m: 3,
+        nodes: vec![Some("r5".into())],
+        levels: vec![0],
+        layer0: vec![vec![]],
+        upper: vec![vec![]],
+        entry: 0,
+        max_level: 0,
+    };
+    let (db, id, report, base) = load("refused", Some(wrong));
+    assert!(!report.adopted);
+    assert!(
+        report
+            .refused
+            .as_deref()
+            .is_some_and(|r| r.contains("max_neighbors")),
+        "{report:?}"
+    );
+    let c = db.collection(id).expect("handle");
+    assert!(recall_at_10(&c, &base, &queries) >= 0.9);
+    drop((c, db));
+
+    // A consistent graph over the first 2,500 ids (each node linked to its ring neighbours; r0,
+    // deleted meanwhile, and r7, a tombstone in the graph already, route only): adopted; the
+    // records it lacks (r7 and r2500..) are linked in.
+    let m = 16;
+    let k = 2500u32;
+    let ring = ochre::ImportedGraph {
+        m,
+        nodes: (0..k).map(|i| (i != 7).then(|| format!("r{i}"))).collect(),
+        levels: vec![0; k as usize],
+        layer0: (0..k)
+            .map(|i| (1..=m as u32).map(|d| (i + d) % k).collect())
+            .collect(),
+        upper: vec![vec![]; k as usize],
+        entry: 0,
+        max_level: 0,
+    };
+    let (db, id, report, _) = load("adopted", Some(ring));
+    assert!(report.adopted, "{report:?}");
+    assert_eq!(
+        report.stale, 0,
+        "r0 is no record any more: a tombstone, not a stale node"
+    );
+    assert_eq!(report.linked, 1 + 500);
+    let c = db.collection(id).expect("handle");
+    assert_eq!(c.count().expect("count"), n - 1);
+    let r1 = c
+        .get(ochre::GetRequest {
+            ids: Some(vec!["r1".into(), "r7".into(), "r2999".into()]),
+            include: Include::all(),
+            ..Default::default()
+        })
+        .expect("get");
+    assert_eq!(r1.ids.len(), 3);
+    assert_eq!(r1.embeddings.expect("embeddings")[0], vs[2]);
+    drop((c, db));
+    // The adopted graph was checkpointed: reopening loads it and every record is there.
+    let db = Ochre::open(dir.path()).expect("reopen");
+    assert_eq!(
+        db.collection(id).expect("handle").count().expect("count"),
+        n - 1
+    );
+}

@@ -52,6 +52,36 @@ fn maintain(index: &mut HnswIndex) -> bool {
     true
 }
 
+/// A vector-index graph built elsewhere, for [`Collection::finish_bulk_load`]: node `i` stands
+/// for the record with id `nodes[i]` (`None`: a deleted node, kept only to route through), lives
+/// on layers `0..=levels[i]`, and links to `layer0[i]` on layer 0 (at most `2m` nodes) and to
+/// `upper[i][l - 1]` on layer `l` (at most `m`); searches enter at `entry`, on layer `max_level`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportedGraph {
+    /// The upper layers' degree: the collection's `max_neighbors`.
+    pub m: usize,
+    pub nodes: Vec<Option<String>>,
+    pub levels: Vec<u8>,
+    pub layer0: Vec<Vec<u32>>,
+    pub upper: Vec<Vec<Vec<u32>>>,
+    pub entry: u32,
+    pub max_level: usize,
+}
+
+/// What [`Collection::finish_bulk_load`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkLoadReport {
+    /// The graph given was adopted.
+    pub adopted: bool,
+    /// Why it was not, when one was given.
+    pub refused: Option<String>,
+    /// Vectors linked into the graph here (all of them without an adopted graph; those it
+    /// lacked with one).
+    pub linked: usize,
+    /// Nodes of the adopted graph whose record was not there (now tombstones).
+    pub stale: usize,
+}
+
 /// A record's non-vector fields; the embedding lives in the vector index.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredRecord {
@@ -97,6 +127,9 @@ pub(crate) struct CollectionState {
     /// While the trigram index is built in the background: the records whose document writes
     /// changed since, to re-read before it is installed.
     pub(crate) text_pending: Option<Vec<SeqNo>>,
+    /// A bulk load is under way ([`Collection::defer_indexing`]): the vector index stores new
+    /// vectors without linking them into its graph.
+    defer_links: bool,
 }
 
 /// A collection in the catalog: its store key, id and state.
@@ -194,6 +227,7 @@ impl CollectionState {
             sparse,
             text,
             text_pending: None,
+            defer_links: false,
         }
     }
 
@@ -251,7 +285,11 @@ impl CollectionState {
         let threshold = (self.row.configuration.hnsw.sync_threshold as usize)
             .max(self.records.len() / 4)
             .max(1);
-        if self.dirty == 0 || (!force && self.dirty < threshold) || self.index.is_none() {
+        // A graph with unlinked nodes is never written: loaded back, nothing would reach them.
+        if self.dirty == 0
+            || (!force && self.dirty < threshold)
+            || self.index.as_ref().is_none_or(HnswIndex::has_unlinked)
+        {
             return None;
         }
         self.dirty = 0;
@@ -259,7 +297,6 @@ impl CollectionState {
         Some(self.checkpoints)
     }
 
-    /// Checkpoint bytes of the vector index.
     /// Replaces an index whose every node is a tombstone with an empty one, freeing them (the
     /// next checkpoint records it). Only the write path with no rebuild running, or the
     /// rebuild itself, may call it: a rebuild walks the index by node number.
@@ -274,8 +311,10 @@ impl CollectionState {
         }
     }
 
+    /// Checkpoint bytes of the vector index (none while some of its nodes wait to be linked).
     pub(crate) fn checkpoint_bytes(&self) -> Option<Vec<u8>> {
-        Some(self.index.as_ref()?.to_checkpoint())
+        let index = self.index.as_ref().filter(|ix| !ix.has_unlinked())?;
+        Some(index.to_checkpoint())
     }
 
     pub(crate) fn info(&self, id: CollectionId) -> CollectionInfo {
@@ -375,6 +414,7 @@ impl CollectionState {
             // A fork made while the source's index is still being built scans instead.
             text: self.text.clone(),
             text_pending: None,
+            defer_links: false,
         }
     }
 
@@ -686,6 +726,82 @@ impl Collection {
         self.handle.state.read().info(self.handle.id)
     }
 
+    /// Starts a bulk load (an import into a new collection): from now on writes store their
+    /// vectors in the index without linking them into its graph, which
+    /// [`Collection::finish_bulk_load`] does once, for all of them, or replaces by a graph built
+    /// elsewhere. Meanwhile every answer stays right (vector searches scan exactly, so they are
+    /// slower) and no checkpoint is written (a database closed before the load finishes builds
+    /// the graph when it is next opened).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] for a deleted collection.
+    pub fn defer_indexing(&self) -> Result<()> {
+        let mut st = self.handle.state.write();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        st.defer_links = true;
+        if let Some(ix) = st.index.as_mut() {
+            ix.defer_links(true);
+        }
+        Ok(())
+    }
+
+    /// Ends a bulk load ([`Collection::defer_indexing`]): adopts `graph`, built elsewhere over
+    /// the records written since (Chroma's HNSW files, on an import), when it has the index's
+    /// degree and is consistent, and links into the graph whatever it lacks; without a graph,
+    /// or when it does not fit, links every deferred vector. A checkpoint is then written as
+    /// after any write of that size.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] for a deleted collection.
+    pub fn finish_bulk_load(&self, graph: Option<ImportedGraph>) -> Result<BulkLoadReport> {
+        let mut st = self.handle.state.write();
+        if st.dropped {
+            return Err(self.gone());
+        }
+        st.defer_links = false;
+        let nodes = graph.as_ref().map(|g| {
+            g.nodes
+                .iter()
+                .map(|id| id.as_ref().and_then(|id| st.by_id.get(id).copied()))
+                .collect::<Vec<_>>()
+        });
+        let st_rebuilding = st.rebuilding;
+        let Some(ix) = st.index.as_mut() else {
+            return Ok(BulkLoadReport::default());
+        };
+        let mut report = BulkLoadReport::default();
+        if let (Some(_), true) = (&graph, st_rebuilding) {
+            report.refused = Some("a rebuild of the index is running".to_owned());
+        } else if let (Some(g), Some(nodes)) = (graph, nodes) {
+            let prebuilt = ochre_index::hnsw::format::PrebuiltGraph {
+                m: g.m,
+                nodes,
+                levels: g.levels,
+                layer0: g.layer0,
+                upper: g.upper,
+                entry: g.entry,
+                max_level: g.max_level,
+            };
+            match ix.adopt(prebuilt) {
+                Ok(r) => {
+                    report.adopted = true;
+                    report.linked = r.missing.len();
+                    report.stale = r.stale;
+                }
+                Err(e) => report.refused = Some(e.to_string()),
+            }
+        }
+        report.linked += ix.unlinked();
+        ix.link_deferred();
+        let len = ix.len();
+        tracing::info!(collection = %self.handle.id, adopted = report.adopted, linked = report.linked, refused = report.refused.as_deref(), "bulk load finished");
+        st.dirty = st.dirty.max(len);
+        self.finish_write(st);
+        Ok(report)
+    }
+
     /// Waits until no background rebuild of the collection's vector index is under way (one
     /// starts when deletes and replaced vectors have left tombstones in a sixth of the graph;
     /// queries are answered meanwhile by the old graph), and until its full-text index, built in
@@ -885,7 +1001,9 @@ impl Collection {
         // Committed: apply to memory. Nothing below can fail.
         if let Some(r) = row {
             if new_dim.is_some() {
-                st.index = Some(new_index(&r, r.dimension.unwrap_or(0)));
+                let mut index = new_index(&r, r.dimension.unwrap_or(0));
+                index.defer_links(st.defer_links);
+                st.index = Some(index);
             }
             st.row = r;
             st.refresh_indexes();

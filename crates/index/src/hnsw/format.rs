@@ -306,27 +306,7 @@ impl ParsedCheckpoint {
         if r.at != body.len() {
             return Err(FormatError::Malformed("trailing bytes"));
         }
-        // Structural checks: every id in range, counts within bounds, entry valid.
-        for list in layer0.chunks_exact(m0 + 1) {
-            let c = list[0] as usize;
-            if c > m0 || list[1..1 + c].iter().any(|&x| x as usize >= n) {
-                return Err(FormatError::Malformed("layer-0 list"));
-            }
-        }
-        if upper.iter().flatten().flatten().any(|&x| x as usize >= n) {
-            return Err(FormatError::Malformed("upper list id"));
-        }
-        if n > 0 && (entry as usize >= n || levels[entry as usize] as usize != max_level) {
-            return Err(FormatError::Malformed("entry point"));
-        }
-        for lists in &upper {
-            for (li, list) in lists.iter().enumerate() {
-                if list.iter().any(|&x| (levels[x as usize] as usize) < li + 1) {
-                    return Err(FormatError::Malformed("upper list level"));
-                }
-            }
-        }
-        Ok(ParsedCheckpoint {
+        let parsed = ParsedCheckpoint {
             config: config.clone(),
             dim,
             m: fm,
@@ -340,7 +320,141 @@ impl ParsedCheckpoint {
             upper,
             entry,
             max_level,
-        })
+        };
+        parsed.check_structure()?;
+        Ok(parsed)
+    }
+
+    /// The graph's own consistency: every id in range, counts within bounds, upper-layer
+    /// neighbours present on their layer, the entry node on the top level.
+    fn check_structure(&self) -> Result<(), FormatError> {
+        let (n, m0) = (self.node_seq.len(), 2 * self.m);
+        let levels = &self.levels;
+        if self.fps.len() != n
+            || self.deleted.len() != n
+            || levels.len() != n
+            || self.upper.len() != n
+        {
+            return Err(FormatError::Malformed("node count"));
+        }
+        if self.layer0.len() != n * (m0 + 1) {
+            return Err(FormatError::Malformed("layer-0 list"));
+        }
+        for list in self.layer0.chunks_exact(m0 + 1) {
+            let c = list[0] as usize;
+            if c > m0 || list[1..1 + c].iter().any(|&x| x as usize >= n) {
+                return Err(FormatError::Malformed("layer-0 list"));
+            }
+        }
+        for (lists, &level) in self.upper.iter().zip(levels) {
+            if level > 31 || lists.len() != level as usize {
+                return Err(FormatError::Malformed("level"));
+            }
+            for (li, list) in lists.iter().enumerate() {
+                if list.len() > self.m {
+                    return Err(FormatError::Malformed("upper list length"));
+                }
+                if list.iter().any(|&x| x as usize >= n) {
+                    return Err(FormatError::Malformed("upper list id"));
+                }
+                if list.iter().any(|&x| (levels[x as usize] as usize) < li + 1) {
+                    return Err(FormatError::Malformed("upper list level"));
+                }
+            }
+        }
+        let (entry, max_level) = (self.entry, self.max_level);
+        if n > 0 && (entry as usize >= n || levels[entry as usize] as usize != max_level) {
+            return Err(FormatError::Malformed("entry point"));
+        }
+        Ok(())
+    }
+}
+
+/// A graph built by another HNSW implementation (Chroma's hnswlib files, say), to be adopted as
+/// it is rather than built again: node `i` stands for the record `nodes[i]` (`None`: a deleted
+/// node, kept to route through), lives on layers `0..=levels[i]`, and has the neighbours
+/// `layer0[i]` on layer 0 (at most `2m`) and `upper[i][l - 1]` on layer `l` (at most `m`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrebuiltGraph {
+    /// The upper layers' degree; layer 0 has twice it. Must be the index's `max_neighbors`.
+    pub m: usize,
+    pub nodes: Vec<Option<SeqNo>>,
+    pub levels: Vec<u8>,
+    pub layer0: Vec<Vec<u32>>,
+    pub upper: Vec<Vec<Vec<u32>>>,
+    /// The node searches start from (on the top layer).
+    pub entry: u32,
+    pub max_level: usize,
+}
+
+/// The level generator's state for an adopted graph (any non-zero value will do).
+const ADOPTED_RNG: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl PrebuiltGraph {
+    /// The graph as a checked [`ParsedCheckpoint`] for an index of dimension `dim` with `config`,
+    /// each live node's fingerprint taken from `vectors` (a node whose record is not there
+    /// will be a tombstone).
+    ///
+    /// # Errors
+    /// [`FormatError::Mismatch`] when `m` is not the configuration's graph degree;
+    /// [`FormatError::Malformed`] for an inconsistent graph (an id out of range, a list too long,
+    /// an upper-layer neighbour missing from that layer, an entry node not on the top level).
+    pub fn into_checkpoint(
+        self,
+        dim: usize,
+        config: &HnswConfig,
+        vectors: &std::collections::HashMap<SeqNo, &[f32]>,
+    ) -> Result<ParsedCheckpoint, FormatError> {
+        let PrebuiltGraph {
+            m,
+            nodes,
+            levels,
+            layer0,
+            upper,
+            entry,
+            max_level,
+        } = self;
+        if m != config.graph_degree() {
+            return Err(FormatError::Mismatch("max_neighbors"));
+        }
+        let n = nodes.len();
+        if layer0.len() != n {
+            return Err(FormatError::Malformed("layer-0 list"));
+        }
+        let m0 = 2 * m;
+        let mut slots = Vec::with_capacity(n * (m0 + 1));
+        for list in &layer0 {
+            if list.len() > m0 {
+                return Err(FormatError::Malformed("layer-0 list"));
+            }
+            slots.push(list.len() as u32);
+            slots.extend_from_slice(list);
+            slots.resize(slots.len() + m0 - list.len(), 0);
+        }
+        let fps = nodes
+            .iter()
+            .map(|s| {
+                s.and_then(|s| vectors.get(&s))
+                    .map_or(0, |v| fingerprint(v))
+            })
+            .collect();
+        let parsed = ParsedCheckpoint {
+            config: config.clone(),
+            dim,
+            m,
+            rng: ADOPTED_RNG,
+            fp: fingerprint,
+            deleted: nodes.iter().map(Option::is_none).collect(),
+            node_seq: nodes.into_iter().map(|s| s.unwrap_or(SeqNo(0))).collect(),
+            fps,
+            levels,
+            layer0: slots,
+            upper,
+            entry,
+            max_level,
+        };
+        parsed.check_structure()?;
+        Ok(parsed)
     }
 }
 

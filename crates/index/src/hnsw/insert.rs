@@ -61,7 +61,11 @@ impl HnswIndex {
     /// When `vector` does not have the index dimension (callers validate first).
     pub fn insert(&mut self, seq: SeqNo, vector: &[f32]) {
         let node = self.push_node(seq, vector);
-        self.connect(node);
+        if self.defer {
+            self.unlinked_from.get_or_insert(node);
+        } else {
+            self.connect(node);
+        }
     }
 
     /// Stores many vectors, linking them into the graph on `threads` threads.
@@ -77,6 +81,48 @@ impl HnswIndex {
         for (seq, v) in items {
             self.push_node(*seq, v);
         }
+        if self.defer {
+            if !items.is_empty() {
+                self.unlinked_from.get_or_insert(first);
+            }
+            return;
+        }
+        self.connect_from(first, threads);
+    }
+
+    /// From now on (`true`) insertions only store their vectors and leave linking them into the
+    /// graph for later ([`HnswIndex::link_deferred`], or [`HnswIndex::adopt`] of a graph built
+    /// elsewhere); searches meanwhile scan exactly, so answers stay right, only slower. For bulk
+    /// loads. `false` links what is pending first.
+    pub fn defer_links(&mut self, defer: bool) {
+        if !defer {
+            self.link_deferred();
+        }
+        self.defer = defer;
+    }
+
+    /// Whether some nodes wait to be linked into the graph.
+    pub fn has_unlinked(&self) -> bool {
+        self.unlinked_from.is_some()
+    }
+
+    /// How many nodes wait to be linked into the graph.
+    pub fn unlinked(&self) -> usize {
+        self.unlinked_from
+            .map_or(0, |first| self.nodes.len() - first as usize)
+    }
+
+    /// Links every node inserted while links were deferred, on the index's build threads, and
+    /// stops deferring.
+    pub fn link_deferred(&mut self) {
+        self.defer = false;
+        if let Some(first) = self.unlinked_from.take() {
+            self.connect_from(first, self.threads());
+        }
+    }
+
+    /// Links the appended nodes `first..` into the graph.
+    fn connect_from(&mut self, first: u32, threads: usize) {
         let last = self.nodes.len() as u32;
         let mut next = first;
         // Seed the graph sequentially so parallel inserters always have somewhere to start.

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 
 use ochre_types::{HnswConfig, SeqNo};
 
-use super::format::{FormatError, ParsedCheckpoint};
+use super::format::{FormatError, ParsedCheckpoint, PrebuiltGraph};
 use super::graph::Graph;
 use super::insert::Levels;
 use super::quantize::{quantize_to, Codes};
@@ -69,7 +69,42 @@ impl HnswIndex {
     }
 }
 
+impl HnswIndex {
+    /// Replaces the graph with `graph`, built elsewhere over the same records (an import's), in
+    /// place of linking them here: each live node takes its record's vector from this index,
+    /// records the graph lacks are linked in as usual, and nodes naming a record this index does
+    /// not hold become tombstones (the report counts both). Links stop being deferred.
+    ///
+    /// # Errors
+    /// As [`PrebuiltGraph::into_checkpoint`] (a graph of another degree, or inconsistent); the
+    /// index is then left as it was.
+    pub fn adopt(&mut self, graph: PrebuiltGraph) -> Result<LoadReport, FormatError> {
+        let map: HashMap<SeqNo, &[f32]> = (0..self.nodes.len() as u32)
+            .filter(|&n| !self.nodes.deleted[n as usize])
+            .map(|n| (self.nodes.seq[n as usize], self.rows.row(n)))
+            .collect();
+        let parsed = graph.into_checkpoint(self.dim, &self.shape(), &map)?;
+        let (mut fresh, report) = parsed.into_index_map(&map);
+        fresh.knobs = self.knobs;
+        let missing: Vec<(SeqNo, &[f32])> = report
+            .missing
+            .iter()
+            .filter_map(|s| map.get(s).map(|v| (*s, *v)))
+            .collect();
+        fresh.insert_batch(&missing, self.knobs.threads);
+        drop(missing);
+        drop(map);
+        *self = fresh;
+        Ok(report)
+    }
+}
+
 impl ParsedCheckpoint {
+    /// Joins the graph with the records' vectors, as [`HnswIndex::from_checkpoint`] does.
+    pub fn into_index_map(self, vectors: &HashMap<SeqNo, &[f32]>) -> (HnswIndex, LoadReport) {
+        self.attach(Source::Map(vectors))
+    }
+
     /// Joins the graph with the stored vectors, as [`HnswIndex::from_checkpoint_rows`] does.
     ///
     /// # Errors

@@ -104,6 +104,11 @@ pub struct HnswIndex {
     /// Nodes at the last orphan repair.
     repaired_at: usize,
     visited: VisitedPool,
+    /// Insertions append nodes without linking them ([`HnswIndex::defer_links`]).
+    defer: bool,
+    /// The first node not linked into the graph yet: every node from it on is unlinked, and
+    /// searches scan exactly until [`HnswIndex::link_deferred`] or [`HnswIndex::adopt`].
+    unlinked_from: Option<u32>,
 }
 
 impl Clone for HnswIndex {
@@ -120,6 +125,8 @@ impl Clone for HnswIndex {
             graph: self.graph.clone(),
             repaired_at: self.repaired_at,
             visited: VisitedPool::default(),
+            defer: self.defer,
+            unlinked_from: self.unlinked_from,
         }
     }
 }
@@ -158,6 +165,8 @@ impl HnswIndex {
             graph: Graph::new(m),
             repaired_at: 0,
             visited: VisitedPool::default(),
+            defer: false,
+            unlinked_from: None,
         }
     }
 

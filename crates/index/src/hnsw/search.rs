@@ -221,7 +221,8 @@ impl HnswIndex {
         let q_inv = self.inv_norm(q);
         let live = |n: u32| !self.nodes.deleted[n as usize];
         let all = || (0..self.nodes() as u32).filter(|&n| live(n));
-        if self.len() < EXACT_SCAN_BELOW {
+        // While links are deferred the graph does not reach every node: scan.
+        if self.len() < EXACT_SCAN_BELOW || self.has_unlinked() {
             return self.exact(q, q_inv, k, all());
         }
         let found = self.traverse(q, q_inv, k, &live);
@@ -241,7 +242,10 @@ impl HnswIndex {
             .iter()
             .filter_map(|s| self.nodes.by_seq.get(s).copied())
             .collect();
-        let bitmap = if nodes.len() < EXACT_SCAN_BELOW || nodes.len() * 4 < self.len() {
+        let bitmap = if nodes.len() < EXACT_SCAN_BELOW
+            || nodes.len() * 4 < self.len()
+            || self.has_unlinked()
+        {
             None
         } else {
             let mut bitmap = vec![0u64; self.nodes().div_ceil(64)];

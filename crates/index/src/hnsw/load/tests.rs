@@ -219,3 +219,154 @@ fn a_loaded_graph_is_walked_like_the_original() {
     }
     assert!(back.to_checkpoint() == bytes);
 }
+
+/// `h`'s graph as another implementation would hand it over.
+fn prebuilt(h: &HnswIndex) -> crate::hnsw::format::PrebuiltGraph {
+    let n = h.nodes.seq.len();
+    let (entry, max_level) = h.graph.top();
+    crate::hnsw::format::PrebuiltGraph {
+        m: h.graph.m,
+        nodes: (0..n)
+            .map(|i| (!h.nodes.deleted[i]).then_some(h.nodes.seq[i]))
+            .collect(),
+        levels: h.graph.levels().to_vec(),
+        layer0: (0..n as u32).map(|i| h.graph.list(i, 0)).collect(),
+        upper: (0..n as u32)
+            .map(|i| (1..=h.graph.level(i)).map(|l| h.graph.list(i, l)).collect())
+            .collect(),
+        entry: entry.unwrap_or(0),
+        max_level,
+    }
+}
+
+#[test]
+fn an_adopted_graph_answers_like_the_one_it_came_from() {
+    let (h, vs) = sample();
+    let map = vectors_except(&vs, &[5]);
+    let parsed = prebuilt(&h)
+        .into_checkpoint(3, &config(), &map)
+        .expect("a consistent graph");
+    let (back, report) = parsed.into_index_map(&map);
+    assert_eq!(report, LoadReport::default());
+    assert_eq!(back.len(), h.len());
+    for q in &vs[..40] {
+        assert_eq!(back.search(q, 5), h.search(q, 5));
+    }
+    // A record the graph does not know is reported for insertion; one it names but that is
+    // not there becomes a tombstone.
+    let mut fewer = map.clone();
+    fewer.remove(&SeqNo(7));
+    let extra = [9.0, 9.0, 9.0];
+    fewer.insert(SeqNo(1000), &extra);
+    let (_, report) = prebuilt(&h)
+        .into_checkpoint(3, &config(), &fewer)
+        .expect("consistent")
+        .into_index_map(&fewer);
+    assert_eq!((report.stale, report.missing), (1, vec![SeqNo(1000)]));
+}
+
+#[test]
+fn an_inconsistent_graph_is_refused_not_adopted() {
+    let (h, vs) = sample();
+    let map = vectors_except(&vs, &[5]);
+    let good = prebuilt(&h);
+    let n = good.nodes.len() as u32;
+    let mut cases: Vec<(&str, crate::hnsw::format::PrebuiltGraph)> = Vec::new();
+    let mut g = good.clone();
+    g.layer0[3].push(n);
+    cases.push(("a layer-0 id out of range", g));
+    let mut g = good.clone();
+    g.layer0[3] = (0..9).collect();
+    cases.push(("a layer-0 list longer than 2m", g));
+    let mut g = good.clone();
+    g.m = 5;
+    cases.push(("another degree", g));
+    let mut g = good.clone();
+    g.entry = n;
+    cases.push(("an entry out of range", g));
+    let mut g = good.clone();
+    g.max_level += 1;
+    cases.push(("an entry not on the top level", g));
+    let mut g = good.clone();
+    let low = (0..n as usize)
+        .find(|&i| g.levels[i] == 0)
+        .expect("a level-0 node");
+    let high = (0..n as usize)
+        .find(|&i| g.levels[i] > 0)
+        .expect("an upper node");
+    g.upper[high][0].push(low as u32);
+    cases.push(("an upper neighbour not on that layer", g));
+    let mut g = good.clone();
+    g.levels[high] += 1;
+    cases.push(("a level without its lists", g));
+    let mut g = good;
+    g.nodes.pop();
+    cases.push(("fewer nodes than lists", g));
+    for (what, g) in cases {
+        assert!(
+            g.into_checkpoint(3, &config(), &map).is_err(),
+            "{what} was adopted"
+        );
+    }
+}
+
+#[test]
+fn deferred_links_answer_exactly_then_link_as_an_ordinary_build() {
+    let (h, vs) = sample();
+    let items: Vec<(SeqNo, &[f32])> = vs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+        .collect();
+    let mut d = HnswIndex::new(3, &config());
+    d.defer_links(true);
+    d.insert_batch(&items[..150], 1);
+    for (s, v) in &items[150..] {
+        d.insert(*s, v);
+    }
+    d.remove(SeqNo(5));
+    assert!(d.has_unlinked());
+    assert_eq!(d.len(), h.len());
+    for q in &vs[..20] {
+        let exact = d.search(q, 5);
+        assert_eq!(exact.len(), 5);
+        assert!(exact.windows(2).all(|w| w[0].distance <= w[1].distance));
+        assert!(!exact.iter().any(|n| n.seq == SeqNo(5)));
+    }
+    d.link_deferred();
+    assert!(!d.has_unlinked());
+    // Linked in the same order on one thread: the same graph as inserting one by one.
+    assert!(d.to_checkpoint() == h.to_checkpoint());
+}
+
+#[test]
+fn a_deferred_index_adopts_a_graph_built_elsewhere() {
+    let (h, vs) = sample();
+    let mut d = HnswIndex::new(3, &config());
+    d.defer_links(true);
+    let items: Vec<(SeqNo, &[f32])> = vs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+        .collect();
+    d.insert_batch(&items, 1);
+    d.remove(SeqNo(5));
+    let extra = [0.5, 0.5, 9.0];
+    d.insert(SeqNo(500), &extra);
+    let report = d.adopt(prebuilt(&h)).expect("adopted");
+    assert_eq!((report.stale, report.missing), (0, vec![SeqNo(500)]));
+    assert!(!d.has_unlinked());
+    assert_eq!(d.len(), h.len() + 1);
+    for q in &vs[..40] {
+        let got: Vec<SeqNo> = d.search(q, 5).iter().map(|n| n.seq).collect();
+        let want: Vec<SeqNo> = h.search(q, 5).iter().map(|n| n.seq).collect();
+        assert_eq!(got, want);
+    }
+    assert_eq!(d.search(&extra, 1)[0].seq, SeqNo(500));
+    // A graph that does not fit leaves the index as it was.
+    let mut bad = prebuilt(&h);
+    bad.m = 7;
+    let before = d.to_checkpoint();
+    assert!(d.adopt(bad).is_err());
+    assert!(d.to_checkpoint() == before);
+}
