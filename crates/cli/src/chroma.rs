@@ -49,6 +49,8 @@ pub struct ChromaDir {
     /// Which releases wrote it, for messages: e.g. "chromadb 1.5".
     pub release: &'static str,
     arrays: bool,
+    /// The import's check pass: vectors are not read, only looked for ([`Source::skim`]).
+    skim: bool,
 }
 
 fn sqlite_context(dir: &Path) -> String {
@@ -100,6 +102,10 @@ impl ChromaDir {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| sqlite_context(dir))?;
+        // The import reads the whole file twice (check, then write), by index order rather than
+        // file order: a page cache that holds it (up to 256 MiB) reads each page once.
+        conn.pragma_update(None, "cache_size", -262_144)
+            .with_context(|| sqlite_context(dir))?;
         let tables: HashSet<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             .and_then(|mut s| {
@@ -165,6 +171,7 @@ impl ChromaDir {
             conn,
             release,
             arrays: tables.contains("embedding_metadata_array"),
+            skim: false,
         })
     }
 
@@ -408,6 +415,50 @@ struct HnswFiles {
     /// Where searches enter, and its level (`-1` for an empty index).
     entry: u32,
     max_level: i32,
+    /// Records come in about the order their vectors were added, so the vectors are read a
+    /// few MiB at a time rather than one `pread` each.
+    data_window: std::cell::RefCell<Window>,
+    length_window: std::cell::RefCell<Window>,
+}
+
+/// A piece of a file kept in memory for reads near each other.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+/// Bytes a [`Window`] reads at once.
+const WINDOW: usize = 4 << 20;
+
+impl Window {
+    /// Fills `out` from `file` at `offset`, from the window when it holds those bytes.
+    fn read(&mut self, file: &File, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let end = offset + out.len() as u64;
+        if offset < self.start || end > self.start + self.bytes.len() as u64 {
+            if out.len() > WINDOW {
+                return file.read_exact_at(out, offset);
+            }
+            self.bytes.resize(WINDOW, 0);
+            let mut filled = 0;
+            while filled < WINDOW {
+                match file.read_at(&mut self.bytes[filled..], offset + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.bytes.truncate(filled);
+            self.start = offset;
+            if filled < out.len() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let at = (offset - self.start) as usize;
+        out.copy_from_slice(&self.bytes[at..at + out.len()]);
+        Ok(())
+    }
 }
 
 /// hnswlib's `header.bin` as Chroma's fork persists it: 100 bytes, little-endian.
@@ -525,6 +576,8 @@ impl HnswFiles {
             max_m0,
             entry,
             max_level,
+            data_window: Default::default(),
+            length_window: Default::default(),
         })
     }
 
@@ -635,8 +688,13 @@ impl HnswFiles {
             return Ok(None);
         };
         let mut bytes = vec![0u8; self.dimension * 4];
-        self.data
-            .read_exact_at(&mut bytes, i * self.size_per_element + self.data_offset)
+        self.data_window
+            .borrow_mut()
+            .read(
+                &self.data,
+                i * self.size_per_element + self.data_offset,
+                &mut bytes,
+            )
             .with_context(|| format!("reading {}", self.path.display()))?;
         let mut v: Vec<f32> = bytes
             .chunks_exact(4)
@@ -644,7 +702,10 @@ impl HnswFiles {
             .collect();
         if let Some(lengths) = &self.lengths {
             let mut b = [0u8; 4];
-            lengths.read_exact_at(&mut b, i * 4)?;
+            self.length_window
+                .borrow_mut()
+                .read(lengths, i * 4, &mut b)
+                .with_context(|| format!("reading {}", self.folder.join("length.bin").display()))?;
             let norm = f32::from_le_bytes(b);
             for x in &mut v {
                 *x *= norm;
@@ -908,7 +969,7 @@ impl ChromaDir {
 
         // The index's graph, for a local import to adopt: its nodes stand for the records whose
         // vector is the one in the files (not changed or deleted by the log since).
-        if let Some(files) = &files {
+        if let (Some(files), false) = (&files, self.skim) {
             let id_of_label: HashMap<u64, &str> =
                 labels.iter().map(|(id, l)| (*l, id.as_str())).collect();
             let id_of = |label: u64| {
@@ -922,10 +983,16 @@ impl ChromaDir {
             }
         }
 
+        let skim = self.skim;
         let vector_of = |id: &str| -> anyhow::Result<Vec<f32>> {
             let found = match newer.get(id) {
                 Some(v) => v.clone(),
                 None => match (labels.get(id), &files) {
+                    // The check pass: the vector is there, and its length is the collection's.
+                    (Some(&label), Some(files)) if skim => files
+                        .elements
+                        .contains_key(&label)
+                        .then(|| vec![0.0; files.dimension]),
                     (Some(&label), Some(files)) => files.vector(label)?,
                     _ => None,
                 },
@@ -1078,6 +1145,10 @@ struct Overlay {
 impl Source for ChromaDir {
     fn describe(&self) -> String {
         format!("{} ({})", self.dir.display(), self.release)
+    }
+
+    fn skim(&mut self, skim: bool) {
+        self.skim = skim;
     }
 
     fn items(&mut self, f: &mut dyn FnMut(Item) -> anyhow::Result<()>) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
+use ochre::RecordBatch;
 use serde_json::{json, Map, Value};
 
 use crate::client::{ApiFailure, Client, CollectionRef};
@@ -75,6 +76,10 @@ pub trait Source {
     /// Calls `f` with every item in order. Each call reads the source anew (an import reads
     /// twice: to check, then to write).
     fn items(&mut self, f: &mut dyn FnMut(Item) -> anyhow::Result<()>) -> anyhow::Result<()>;
+    /// While set, `items` may give records zero vectors of the right length and leave out index
+    /// graphs, as long as every check the import makes still sees what it would see (the check
+    /// pass reads nothing it does not need).
+    fn skim(&mut self, _skim: bool) {}
 }
 
 fn b64(v: &[f32]) -> String {
@@ -849,6 +854,51 @@ impl Writer<'_> {
         };
         let batch = std::mem::take(&mut self.batch);
         let n = batch.len() as u64;
+        if let Some(bulk) = &self.bulk {
+            // On a data directory: straight into the engine, through the server's write path
+            // (metadata checks, BM25 vectors, schema keys) without a request's JSON and base64.
+            self.batch_bytes = 0;
+            let mut metadatas = Vec::with_capacity(batch.len());
+            let mut records = RecordBatch {
+                ids: Vec::with_capacity(batch.len()),
+                embeddings: Some(Vec::with_capacity(batch.len())),
+                documents: Some(Vec::with_capacity(batch.len())),
+                uris: Some(Vec::with_capacity(batch.len())),
+                metadatas: None,
+            };
+            for r in batch {
+                metadatas.push(match r.metadata {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(m)) => Some(m),
+                    Some(_) => bail!("record {:?}: its metadata is not an object", r.id),
+                });
+                records.ids.push(r.id);
+                if let Some(e) = records.embeddings.as_mut() {
+                    e.push(Some(r.embedding));
+                }
+                if let Some(d) = records.documents.as_mut() {
+                    d.push(r.document);
+                }
+                if let Some(u) = records.uris.as_mut() {
+                    u.push(r.uri);
+                }
+            }
+            ochre_server::write_records(
+                bulk,
+                ochre::WriteKind::Add,
+                records,
+                Some(&metadatas),
+                None,
+            )
+            .map_err(|e| ApiFailure {
+                status: e.status.as_u16(),
+                name: e.name.as_str().to_owned(),
+                message: e.message,
+            })
+            .with_context(|| format!("adding {n} records to {}", c.id))?;
+            bar.inc(n);
+            return Ok(());
+        }
         let body = json!({
             "ids": batch.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
             "embeddings": batch.iter().map(|r| b64(&r.embedding)).collect::<Vec<_>>(),
@@ -872,7 +922,10 @@ pub fn import(
     client: &mut Client,
     on_conflict: OnConflict,
 ) -> anyhow::Result<Totals> {
-    let plan = plan(source, client, on_conflict)?;
+    source.skim(true);
+    let plan = plan(source, client, on_conflict);
+    source.skim(false);
+    let plan = plan?;
     let mut created = Created::default();
     let bar = progress(plan.records, "records");
     let result = write(source, client, &plan, &mut created, &bar);

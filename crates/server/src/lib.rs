@@ -40,6 +40,7 @@ pub use config::{
 };
 pub use error::{ApiError, ErrorName};
 pub use openapi::document as openapi_document;
+pub use routes::write_records;
 
 /// The request decoders and the checks the routes run before the engine, for the fuzz targets
 /// (`fuzz/`) and their corpus replay; not an API.

@@ -597,6 +597,45 @@ pub fn write_batch(
     Ok((batch, keys))
 }
 
+/// Writes records to `collection` as the write routes do once a body is decoded, for callers in
+/// the same process that hold the engine (an import into a data directory): `metadatas` (JSON,
+/// as in a request) checked and converted into the batch's, BM25 vectors filled in, the schema's
+/// keys evolved, in one engine write — without the JSON and base64 of a request. `model` embeds
+/// documents sent without embeddings, as the server's own model does.
+///
+/// # Errors
+/// The route's errors for the same batch (Chroma's names and messages).
+pub fn write_records(
+    collection: &ochre::Collection,
+    kind: WriteKind,
+    mut batch: RecordBatch,
+    metadatas: Option<&[Option<serde_json::Map<String, Value>>]>,
+    model: Option<&ochre_embed::MiniLm>,
+) -> ApiResult<()> {
+    batch.metadatas = metadatas.map(decode_metadatas).transpose()?;
+    let mut keys = batch
+        .metadatas
+        .as_deref()
+        .map(schema::key_types)
+        .unwrap_or_default();
+    crate::embed::prepare_write(
+        &mut batch,
+        kind,
+        &collection.info().configuration,
+        model,
+        &mut keys,
+    )?;
+    collection
+        .write_evolving_schema(kind, batch, |config| {
+            if keys.is_empty() {
+                return None;
+            }
+            let mut s = Schema::of_collection(config);
+            s.ensure_keys(&keys).then(|| s.to_json())
+        })
+        .map_err(Into::into)
+}
+
 async fn write(
     state: AppState,
     (t, d, id): (String, String, String),
