@@ -47,6 +47,16 @@ function el(tag, attrs = {}, ...children) {
 
 const $ = (id) => document.getElementById(id);
 
+/** A scrolling table with `headers` over `body` (a tbody, or its rows); `attrs` go on the table. */
+function dataTable(attrs, headers, body) {
+  const tbody = body instanceof Node ? body : el('tbody', {}, body);
+  return el(
+    'div',
+    { class: 'table-wrap' },
+    el('table', attrs, el('thead', {}, el('tr', {}, headers.map((h) => el('th', { text: h })))), tbody),
+  );
+}
+
 function view() {
   return $('view');
 }
@@ -469,20 +479,7 @@ async function databaseView(gen, tenant, database, page) {
     ),
   );
   const table = rows.length
-    ? el(
-        'div',
-        { class: 'table-wrap' },
-        el(
-          'table',
-          { id: 'collections' },
-          el(
-            'thead',
-            {},
-            el('tr', {}, ['Name', 'Records', 'Dimension', 'Space', 'Metadata', 'ID'].map((h) => el('th', { text: h }))),
-          ),
-          el('tbody', {}, rows),
-        ),
-      )
+    ? dataTable({ id: 'collections' }, ['Name', 'Records', 'Dimension', 'Space', 'Metadata', 'ID'], rows)
     : el('p', { class: 'empty', text: 'No collections in this database yet.' });
   view().replaceChildren(
     el(
@@ -732,16 +729,7 @@ async function loadRecords(gen, c, count, results, params) {
   };
   results.replaceChildren(
     rows.length
-      ? el(
-          'div',
-          { class: 'table-wrap' },
-          el(
-            'table',
-            { class: 'records' },
-            el('thead', {}, el('tr', {}, ['ID', 'Document', 'Metadata'].map((h) => el('th', { text: h })))),
-            el('tbody', {}, rows),
-          ),
-        )
+      ? dataTable({ class: 'records' }, ['ID', 'Document', 'Metadata'], rows)
       : el('p', { class: 'empty', text: filtered ? 'No record matches the filter.' : 'This collection has no records yet.' }),
     el('p', { class: 'muted small', text: `${ids.length} rows in ${ms.toFixed(0)} ms` }),
     pager(page, pages, go, label),
@@ -975,16 +963,7 @@ async function runSearch(gen, c, key, form, results) {
     results.replaceChildren(
       el('p', { class: 'muted small', text: `${ids.length} result${ids.length === 1 ? '' : 's'} in ${ms.toFixed(0)} ms; lower scores rank first` }),
       rows.length
-        ? el(
-            'div',
-            { class: 'table-wrap' },
-            el(
-              'table',
-              { class: 'results' },
-              el('thead', {}, el('tr', {}, ['#', 'ID', scoreLabel, 'Document', 'Metadata'].map((h) => el('th', { text: h })))),
-              el('tbody', {}, rows),
-            ),
-          )
+        ? dataTable({ class: 'results' }, ['#', 'ID', scoreLabel, 'Document', 'Metadata'], rows)
         : el('p', { class: 'empty', text: 'Nothing found.' }),
     );
   } catch (err) {
@@ -1202,16 +1181,7 @@ async function healthView(gen) {
       metricsError,
       el('div', { class: 'charts' }, Object.values(charts).map((c) => c.card)),
       el('h3', { text: 'Requests by route (since start)' }),
-      el(
-        'div',
-        { class: 'table-wrap' },
-        el(
-          'table',
-          { id: 'routes' },
-          el('thead', {}, el('tr', {}, ['Method', 'Route', 'Requests', 'Errors', 'Mean ms', 'Now / s'].map((h) => el('th', { text: h })))),
-          routeTable,
-        ),
-      ),
+      dataTable({ id: 'routes' }, ['Method', 'Route', 'Requests', 'Errors', 'Mean ms', 'Now / s'], routeTable),
     ),
   );
   const series = { rate: [], latency: [], errors: [], records: [] };
