@@ -1181,10 +1181,12 @@ async function healthView(gen) {
       metricsError,
       el('div', { class: 'charts' }, Object.values(charts).map((c) => c.card)),
       el('h3', { text: 'Requests by route (since start)' }),
-      dataTable({ id: 'routes' }, ['Method', 'Route', 'Requests', 'Errors', 'Mean ms', 'Now / s'], routeTable),
+      dataTable({ id: 'routes' }, ['Method', 'Route', 'Requests', 'Errors', 'Mean ms', 'Now / s', 'Last 2 min'], routeTable),
     ),
   );
   const series = { rate: [], latency: [], errors: [], records: [] };
+  /** Each route's request rate, sample by sample. */
+  const routeRates = new Map();
   let previous = null;
   const startedAt = performance.now();
   const push = (k, v) => {
@@ -1218,6 +1220,10 @@ async function healthView(gen) {
         const p = previous.routes.get(k) || { count: 0, errors: 0, seconds: 0 };
         const dc = Math.max(0, r.count - p.count);
         rates.set(k, dc / dt);
+        const history = routeRates.get(k) || [];
+        history.push(dc / dt);
+        if (history.length > HEALTH_SAMPLES) history.shift();
+        routeRates.set(k, history);
         if (OWN_ROUTES.has(r.route)) continue;
         count += dc;
         errors += Math.max(0, r.errors - p.errors);
@@ -1245,6 +1251,7 @@ async function healthView(gen) {
           el('td', { class: 'num', text: fmtNumber(r.errors) }),
           el('td', { class: 'num', text: r.count ? ((r.seconds / r.count) * 1000).toFixed(2) : '–' }),
           el('td', { class: 'num', text: rates.has(`${r.method} ${r.route}`) ? rates.get(`${r.method} ${r.route}`).toFixed(1) : '–' }),
+          el('td', { class: 'spark-cell' }, sparkline(routeRates.get(`${r.method} ${r.route}`) || [])),
         ),
       ),
     );
