@@ -276,3 +276,26 @@ def test_chromas_hnsw_graph_is_adopted_and_answers_as_well(tmp_path):
     assert hits / 500 >= 0.95, hits / 500
     # The changed record is found where it is now.
     assert mine.query(query_embeddings=[moved[0]], n_results=1, include=[])["ids"] == [["w3"]]
+
+
+def test_a_damaged_graph_falls_back_to_building_one(tmp_path):
+    """A cut link_lists.bin does not fail the import: the graph is not adopted, Ochre builds its
+    own, and every record is there."""
+    rng = np.random.default_rng(12)
+    src = tmp_path / "chroma"
+    c = chromadb.PersistentClient(str(src))
+    col = c.create_collection("cut", configuration={"hnsw": {"space": "l2"}})
+    v = vectors(rng, 3000, 8)
+    for s in range(0, 3000, 1000):
+        col.add(ids=[f"x{i}" for i in range(s, s + 1000)], embeddings=v[s:s + 1000])
+    del c, col
+    chromadb.api.client.SharedSystemClient.clear_system_cache()
+    links = next(src.glob("*/link_lists.bin"))
+    links.write_bytes(links.read_bytes()[:-7])
+    data = tmp_path / "ochre"
+    r = run_ochre("import", "--from-chroma", str(src), "--path", str(data))
+    assert r.returncode == 0, r.stderr
+    assert "cannot be used" in r.stderr and "graph adopted" not in r.stderr, r.stderr
+    mine = ochre.PersistentClient(str(data)).get_collection("cut")
+    assert mine.count() == 3000
+    assert mine.query(query_embeddings=[v[17]], n_results=1, include=[])["ids"] == [["x17"]]

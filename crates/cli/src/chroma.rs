@@ -436,22 +436,30 @@ impl Window {
     fn read(&mut self, file: &File, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
         let end = offset + out.len() as u64;
         if offset < self.start || end > self.start + self.bytes.len() as u64 {
-            if out.len() > WINDOW {
+            if out.len() > WINDOW / 2 {
                 return file.read_exact_at(out, offset);
             }
+            // A quarter behind the miss as well: records come in about the order of their
+            // vectors, not exactly.
+            let from = offset.saturating_sub((WINDOW / 4) as u64);
+            self.bytes.clear();
             self.bytes.resize(WINDOW, 0);
             let mut filled = 0;
             while filled < WINDOW {
-                match file.read_at(&mut self.bytes[filled..], offset + filled as u64) {
+                match file.read_at(&mut self.bytes[filled..], from + filled as u64) {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        self.bytes.clear();
+                        return Err(e);
+                    }
                 }
             }
             self.bytes.truncate(filled);
-            self.start = offset;
-            if filled < out.len() {
+            self.start = from;
+            if (filled as u64) < end - from {
+                self.bytes.clear();
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
@@ -591,7 +599,7 @@ impl HnswFiles {
         id_of: &dyn Fn(u64) -> Option<String>,
     ) -> anyhow::Result<Option<ochre::ImportedGraph>> {
         let (m, m0) = (self.max_m, self.max_m0);
-        if m == 0 || m0 != 2 * m {
+        if m == 0 || m.checked_mul(2) != Some(m0) {
             return Ok(None);
         }
         let n = usize::try_from(self.count)?;
@@ -978,8 +986,14 @@ impl ChromaDir {
                     .filter(|id| !newer.contains_key(**id))
                     .map(|id| (*id).to_owned())
             };
-            if let Some(graph) = files.graph(&id_of)? {
-                f(Item::Graph(Box::new(graph)))?;
+            // A graph that cannot be read is no reason to fail: Ochre builds its own.
+            match files.graph(&id_of) {
+                Ok(Some(graph)) => f(Item::Graph(Box::new(graph)))?,
+                Ok(None) => {}
+                Err(e) => eprintln!(
+                    "collection {}: Chroma's HNSW graph cannot be used ({e:#}); Ochre builds its own",
+                    c.name
+                ),
             }
         }
 

@@ -221,7 +221,6 @@ impl Client {
         Err(ApiFailure::from_answer(status, &value).into())
     }
 
-    /// Points the client at another tenant and database.
     /// The engine's handle of a collection, when this client works on a data directory (not a
     /// server): for bulk loads, which only the engine offers.
     pub fn local_collection(&self, id: &str) -> anyhow::Result<Option<ochre::Collection>> {
@@ -232,6 +231,7 @@ impl Client {
         Ok(Some(db.collection(ochre::CollectionId(uuid))?))
     }
 
+    /// Points the client at another tenant and database.
     pub fn set_scope(&mut self, tenant: &str, database: &str) {
         tenant.clone_into(&mut self.tenant);
         database.clone_into(&mut self.database);

@@ -404,7 +404,11 @@ impl CollectionState {
             meta: self.meta.clone(),
             // A fresh set: keys shared with the source would never look unused to either sweep.
             keys: KeyInterner::default(),
-            index: self.index.clone(),
+            // A fork of a collection in a bulk load is not one: its vectors are linked now.
+            index: self.index.clone().map(|mut ix| {
+                ix.link_deferred();
+                ix
+            }),
             next_seq: self.next_seq,
             dirty: self.records.len().max(1),
             docs_held: self.docs_held,
@@ -751,7 +755,9 @@ impl Collection {
     /// the records written since (Chroma's HNSW files, on an import), when it has the index's
     /// degree and is consistent, and links into the graph whatever it lacks; without a graph,
     /// or when it does not fit, links every deferred vector. A checkpoint is then written as
-    /// after any write of that size.
+    /// after any write of that size. The graph's nodes must stand for the records' current
+    /// vectors: a record whose vector changed since the graph was built should be named by no
+    /// node (`None`), so that it is linked where it is now.
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] for a deleted collection.
@@ -761,10 +767,17 @@ impl Collection {
             return Err(self.gone());
         }
         st.defer_links = false;
+        // Nodes naming a record that is not here (deleted meanwhile, or never written) route
+        // only; they are counted as stale.
+        let mut unmatched = 0;
         let nodes = graph.as_ref().map(|g| {
             g.nodes
                 .iter()
-                .map(|id| id.as_ref().and_then(|id| st.by_id.get(id).copied()))
+                .map(|id| {
+                    let seq = id.as_ref().and_then(|id| st.by_id.get(id).copied());
+                    unmatched += usize::from(id.is_some() && seq.is_none());
+                    seq
+                })
                 .collect::<Vec<_>>()
         });
         let st_rebuilding = st.rebuilding;
@@ -788,7 +801,7 @@ impl Collection {
                 Ok(r) => {
                     report.adopted = true;
                     report.linked = r.missing.len();
-                    report.stale = r.stale;
+                    report.stale = r.stale + unmatched;
                 }
                 Err(e) => report.refused = Some(e.to_string()),
             }

@@ -320,7 +320,7 @@ impl HnswIndex {
     /// and a node the search misses is linked from where the search ended (else from its nearest
     /// reachable neighbour), replacing that node's farthest link among nodes that keep another
     /// incoming edge. Costs one pass over the edges, and a search per repaired node.
-    fn repair_orphans(&mut self) {
+    pub(super) fn repair_orphans(&mut self) {
         let n = self.nodes.len();
         let Some(entry) = self.graph.top().0 else {
             return;

@@ -92,6 +92,8 @@ impl HnswIndex {
             .filter_map(|s| map.get(s).map(|v| (*s, *v)))
             .collect();
         fresh.insert_batch(&missing, self.knobs.threads);
+        // Nodes the other implementation left unreachable get links, as after a build here.
+        fresh.repair_orphans();
         drop(missing);
         drop(map);
         *self = fresh;

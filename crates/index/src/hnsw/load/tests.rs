@@ -370,3 +370,47 @@ fn a_deferred_index_adopts_a_graph_built_elsewhere() {
     assert!(d.adopt(bad).is_err());
     assert!(d.to_checkpoint() == before);
 }
+
+#[test]
+fn an_adopted_graph_is_walked_like_its_source() {
+    // Above EXACT_SCAN_BELOW, so searches walk the adopted lists.
+    let dim = 8;
+    let vs: Vec<Vec<f32>> = (0..3000)
+        .map(|i| {
+            (0..dim)
+                .map(|j| ((i * 7 + j * 13) as f32 * 0.37).sin())
+                .collect()
+        })
+        .collect();
+    let cfg = HnswConfig {
+        max_neighbors: 8,
+        ef_search: 20,
+        num_threads: 1,
+        ..HnswConfig::default()
+    };
+    let items: Vec<(SeqNo, &[f32])> = vs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (SeqNo(i as u64), v.as_slice()))
+        .collect();
+    let mut h = HnswIndex::new(dim, &cfg);
+    h.insert_batch(&items, 1);
+    let mut d = HnswIndex::new(dim, &cfg);
+    d.defer_links(true);
+    d.insert_batch(&items, 1);
+    assert!(d.len() >= crate::hnsw::EXACT_SCAN_BELOW && d.has_unlinked());
+    let report = d.adopt(prebuilt(&h)).expect("adopted");
+    assert_eq!(report, LoadReport::default());
+    // The same lists, entry and levels: the same walks.
+    let (ge, gl) = (d.graph.top(), h.graph.top());
+    assert_eq!(ge, gl);
+    for n in (0..3000u32).step_by(37) {
+        assert_eq!(d.graph.list(n, 0), h.graph.list(n, 0));
+    }
+    let same = vs
+        .iter()
+        .step_by(31)
+        .filter(|q| d.search(q, 10) == h.search(q, 10))
+        .count();
+    assert_eq!(same, vs.iter().step_by(31).count());
+}
