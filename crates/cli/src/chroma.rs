@@ -406,9 +406,10 @@ struct HnswFiles {
     dimension: usize,
     path: PathBuf,
     folder: PathBuf,
-    /// Elements in the files, deleted ones included.
-    count: u64,
-    label_offset: u64,
+    /// Each element's label (`None`: deleted), in element order.
+    labels: Vec<Option<u64>>,
+    /// Each element's layer-0 neighbours (`None`: a list longer than maxM0 was found).
+    layer0: Option<Vec<Vec<u32>>>,
     /// Upper layers' degree (`maxM`) and layer 0's (`maxM0`).
     max_m: u64,
     max_m0: u64,
@@ -419,6 +420,11 @@ struct HnswFiles {
     /// few MiB at a time rather than one `pread` each.
     data_window: std::cell::RefCell<Window>,
     length_window: std::cell::RefCell<Window>,
+}
+
+/// The little-endian u32 at `o` in `b`.
+fn le_u32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
 /// A piece of a file kept in memory for reads near each other.
@@ -545,14 +551,34 @@ impl HnswFiles {
         let mut reader = BufReader::with_capacity(1 << 20, &data);
         let mut element = vec![0u8; usize::try_from(size)?];
         let label_at = usize::try_from(label_offset)?;
+        // The same pass takes layer 0 of the graph (each element: a u16 count, a flags byte, a
+        // spare byte, maxM0 u32 slots), for [`HnswFiles::graph`]; a list longer than maxM0
+        // makes the graph unusable, not the vectors.
+        let slots = usize::try_from(max_m0)?;
+        let mut labels = Vec::with_capacity(usize::try_from(count)?);
+        let mut layer0 = Some(Vec::with_capacity(usize::try_from(count)?));
         for i in 0..count {
             reader
                 .read_exact(&mut element)
                 .with_context(|| format!("reading {}", at("data_level0.bin").display()))?;
             let mut b = [0u8; 8];
             b.copy_from_slice(&element[label_at..label_at + 8]);
-            if element[2] & DELETE_MARK == 0 {
-                elements.insert(u64::from_le_bytes(b), i);
+            let label = u64::from_le_bytes(b);
+            let live = element[2] & DELETE_MARK == 0;
+            if live {
+                elements.insert(label, i);
+            }
+            labels.push(live.then_some(label));
+            let n = usize::from(u16::from_le_bytes([element[0], element[1]]));
+            if n > slots {
+                layer0 = None;
+            }
+            if let Some(lists) = layer0.as_mut() {
+                lists.push(
+                    (0..n)
+                        .map(|j| le_u32(&element, 4 + 4 * j))
+                        .collect::<Vec<u32>>(),
+                );
             }
         }
         drop(reader);
@@ -578,8 +604,8 @@ impl HnswFiles {
             dimension,
             path: at("data_level0.bin"),
             folder: folder.to_owned(),
-            count,
-            label_offset,
+            labels,
+            layer0,
             max_m,
             max_m0,
             entry,
@@ -595,60 +621,31 @@ impl HnswFiles {
     /// cannot be taken as it is (a layout Ochre's index does not have: upper degree not half the
     /// lower one); damage is an error, as for the vectors.
     fn graph(
-        &self,
+        &mut self,
         id_of: &dyn Fn(u64) -> Option<String>,
     ) -> anyhow::Result<Option<ochre::ImportedGraph>> {
         let (m, m0) = (self.max_m, self.max_m0);
         if m == 0 || m.checked_mul(2) != Some(m0) {
             return Ok(None);
         }
-        let n = usize::try_from(self.count)?;
+        let n = self.labels.len();
         let damaged = |file: &str, what: &str| {
             anyhow::anyhow!("{} is damaged: {what}", self.folder.join(file).display())
         };
+        // Layer 0 and the labels were read with the vectors' layout in `open`.
+        let layer0 = self
+            .layer0
+            .take()
+            .ok_or_else(|| damaged("data_level0.bin", "a neighbour list longer than maxM0"))?;
         let mut graph = ochre::ImportedGraph {
             m: usize::try_from(m)?,
-            nodes: Vec::with_capacity(n),
+            nodes: self.labels.iter().map(|l| l.and_then(id_of)).collect(),
             levels: Vec::with_capacity(n),
-            layer0: Vec::with_capacity(n),
+            layer0,
             upper: Vec::with_capacity(n),
             entry: self.entry,
             max_level: usize::try_from(self.max_level.max(0))?,
         };
-        // Layer 0 and the labels: one pass over data_level0.bin (each element: a u16 count, a
-        // flags byte, a spare byte, maxM0 u32 slots, the vector, the u64 label).
-        let mut file = &self.data;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
-            .with_context(|| format!("reading {}", self.path.display()))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut element = vec![0u8; usize::try_from(self.size_per_element)?];
-        let label_at = usize::try_from(self.label_offset)?;
-        let slots = usize::try_from(m0)?;
-        let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        for _ in 0..n {
-            reader
-                .read_exact(&mut element)
-                .with_context(|| format!("reading {}", self.path.display()))?;
-            let count = usize::from(u16::from_le_bytes([element[0], element[1]]));
-            if count > slots {
-                return Err(damaged(
-                    "data_level0.bin",
-                    "a neighbour list longer than maxM0",
-                ));
-            }
-            graph
-                .layer0
-                .push((0..count).map(|j| u32_at(&element, 4 + 4 * j)).collect());
-            let deleted = element[2] & DELETE_MARK != 0;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&element[label_at..label_at + 8]);
-            graph.nodes.push(if deleted {
-                None
-            } else {
-                id_of(u64::from_le_bytes(b))
-            });
-        }
-        drop(reader);
         // The upper layers: link_lists.bin holds, for each element, a u32 byte size (0 on
         // layer 0 only) and then, per level, a u16 count, two spare bytes and maxM u32 slots.
         let path = self.folder.join("link_lists.bin");
@@ -681,7 +678,7 @@ impl HnswFiles {
                         "a neighbour list longer than maxM",
                     ));
                 }
-                lists.push((0..count).map(|j| u32_at(level, 4 + 4 * j)).collect());
+                lists.push((0..count).map(|j| le_u32(level, 4 + 4 * j)).collect());
             }
             // Fits: at most 31 levels.
             graph.levels.push(lists.len() as u8);
@@ -977,7 +974,7 @@ impl ChromaDir {
 
         // The index's graph, for a local import to adopt: its nodes stand for the records whose
         // vector is the one in the files (not changed or deleted by the log since).
-        if let (Some(files), false) = (&files, self.skim) {
+        if let (Some(files), false) = (files.as_mut(), self.skim) {
             let id_of_label: HashMap<u64, &str> =
                 labels.iter().map(|(id, l)| (*l, id.as_str())).collect();
             let id_of = |label: u64| {

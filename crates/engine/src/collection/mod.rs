@@ -52,21 +52,11 @@ fn maintain(index: &mut HnswIndex) -> bool {
     true
 }
 
-/// A vector-index graph built elsewhere, for [`Collection::finish_bulk_load`]: node `i` stands
-/// for the record with id `nodes[i]` (`None`: a deleted node, kept only to route through), lives
-/// on layers `0..=levels[i]`, and links to `layer0[i]` on layer 0 (at most `2m` nodes) and to
-/// `upper[i][l - 1]` on layer `l` (at most `m`); searches enter at `entry`, on layer `max_level`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImportedGraph {
-    /// The upper layers' degree: the collection's `max_neighbors`.
-    pub m: usize,
-    pub nodes: Vec<Option<String>>,
-    pub levels: Vec<u8>,
-    pub layer0: Vec<Vec<u32>>,
-    pub upper: Vec<Vec<Vec<u32>>>,
-    pub entry: u32,
-    pub max_level: usize,
-}
+/// A vector-index graph built elsewhere, for [`Collection::finish_bulk_load`]: the index's
+/// [`PrebuiltGraph`](ochre_index::hnsw::format::PrebuiltGraph) with its nodes named by record id
+/// (`None`: a deleted node, kept only to route through); `m` is the collection's
+/// `max_neighbors`.
+pub type ImportedGraph = ochre_index::hnsw::format::PrebuiltGraph<String>;
 
 /// What [`Collection::finish_bulk_load`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -762,56 +752,46 @@ impl Collection {
     /// # Errors
     /// [`ErrorKind::NotFound`] for a deleted collection.
     pub fn finish_bulk_load(&self, graph: Option<ImportedGraph>) -> Result<BulkLoadReport> {
-        let mut st = self.handle.state.write();
-        if st.dropped {
+        let mut guard = self.handle.state.write();
+        if guard.dropped {
             return Err(self.gone());
         }
-        st.defer_links = false;
-        // Nodes naming a record that is not here (deleted meanwhile, or never written) route
-        // only; they are counted as stale.
-        let mut unmatched = 0;
-        let nodes = graph.as_ref().map(|g| {
-            g.nodes
-                .iter()
-                .map(|id| {
-                    let seq = id.as_ref().and_then(|id| st.by_id.get(id).copied());
-                    unmatched += usize::from(id.is_some() && seq.is_none());
-                    seq
-                })
-                .collect::<Vec<_>>()
-        });
-        let st_rebuilding = st.rebuilding;
+        guard.defer_links = false;
+        let st = &mut *guard;
         let Some(ix) = st.index.as_mut() else {
             return Ok(BulkLoadReport::default());
         };
         let mut report = BulkLoadReport::default();
-        if let (Some(_), true) = (&graph, st_rebuilding) {
-            report.refused = Some("a rebuild of the index is running".to_owned());
-        } else if let (Some(g), Some(nodes)) = (graph, nodes) {
-            let prebuilt = ochre_index::hnsw::format::PrebuiltGraph {
-                m: g.m,
-                nodes,
-                levels: g.levels,
-                layer0: g.layer0,
-                upper: g.upper,
-                entry: g.entry,
-                max_level: g.max_level,
-            };
-            match ix.adopt(prebuilt) {
-                Ok(r) => {
-                    report.adopted = true;
-                    report.linked = r.missing.len();
-                    report.stale = r.stale + unmatched;
-                }
-                Err(e) => report.refused = Some(e.to_string()),
+        match graph {
+            Some(_) if st.rebuilding => {
+                report.refused = Some("a rebuild of the index is running".to_owned());
             }
+            Some(g) => {
+                // Nodes naming a record that is not here (deleted meanwhile, or never written)
+                // route only; they are counted as stale.
+                let mut unmatched = 0;
+                let prebuilt = g.map_nodes(|id| {
+                    let seq = st.by_id.get(&id).copied();
+                    unmatched += usize::from(seq.is_none());
+                    seq
+                });
+                match ix.adopt(prebuilt) {
+                    Ok(r) => {
+                        report.adopted = true;
+                        report.linked = r.missing.len();
+                        report.stale = r.stale + unmatched;
+                    }
+                    Err(e) => report.refused = Some(e.to_string()),
+                }
+            }
+            None => {}
         }
         report.linked += ix.unlinked();
         ix.link_deferred();
         let len = ix.len();
         tracing::info!(collection = %self.handle.id, adopted = report.adopted, linked = report.linked, refused = report.refused.as_deref(), "bulk load finished");
         st.dirty = st.dirty.max(len);
-        self.finish_write(st);
+        self.finish_write(guard);
         Ok(report)
     }
 

@@ -374,11 +374,13 @@ impl ParsedCheckpoint {
 /// it is rather than built again: node `i` stands for the record `nodes[i]` (`None`: a deleted
 /// node, kept to route through), lives on layers `0..=levels[i]`, and has the neighbours
 /// `layer0[i]` on layer 0 (at most `2m`) and `upper[i][l - 1]` on layer `l` (at most `m`).
+/// Records are named by sequence number here; a caller that knows them by another name (the
+/// engine, by id) holds a `PrebuiltGraph<Name>` and [`PrebuiltGraph::map_nodes`] it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PrebuiltGraph {
+pub struct PrebuiltGraph<N = SeqNo> {
     /// The upper layers' degree; layer 0 has twice it. Must be the index's `max_neighbors`.
     pub m: usize,
-    pub nodes: Vec<Option<SeqNo>>,
+    pub nodes: Vec<Option<N>>,
     pub levels: Vec<u8>,
     pub layer0: Vec<Vec<u32>>,
     pub upper: Vec<Vec<Vec<u32>>>,
@@ -389,6 +391,22 @@ pub struct PrebuiltGraph {
 
 /// The level generator's state for an adopted graph (any non-zero value will do).
 const ADOPTED_RNG: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl<N> PrebuiltGraph<N> {
+    /// The same graph with each node's record renamed by `f` (`None`: no such record, the node
+    /// becomes a tombstone).
+    pub fn map_nodes<M>(self, mut f: impl FnMut(N) -> Option<M>) -> PrebuiltGraph<M> {
+        PrebuiltGraph {
+            m: self.m,
+            nodes: self.nodes.into_iter().map(|n| n.and_then(&mut f)).collect(),
+            levels: self.levels,
+            layer0: self.layer0,
+            upper: self.upper,
+            entry: self.entry,
+            max_level: self.max_level,
+        }
+    }
+}
 
 impl PrebuiltGraph {
     /// The graph as a checked [`ParsedCheckpoint`] for an index of dimension `dim` with `config`,
