@@ -813,8 +813,11 @@ impl ChromaDir {
 
     /// The record ids, in Chroma's order, of one chunk after offset id `after`.
     fn chunk(&self, c: &ChromaCollection, after: i64) -> anyhow::Result<Vec<(i64, String)>> {
+        // A walk of the table by id from `after` (`+segment_id` keeps SQLite off the
+        // (segment_id, embedding_id) index, which it would otherwise pick, reading all of the
+        // segment's rows and sorting them for every chunk: quadratic in the collection's size).
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, embedding_id FROM embeddings WHERE segment_id = ?1 AND id > ?2 \
+            "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ?1 AND id > ?2 \
              ORDER BY id LIMIT ?3",
         )?;
         let rows = stmt

@@ -32,7 +32,7 @@ pub struct ImportArgs {
 
 /// `ochre import`.
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
-    let mut source: Box<dyn transfer::Source> = match (&args.file, &args.from_chroma) {
+    let mut source: Box<dyn transfer::Source + Send> = match (&args.file, &args.from_chroma) {
         (_, Some(dir)) => Box::new(crate::chroma::ChromaDir::open(dir)?),
         (Some(file), None) => Box::new(transfer::ExportFile { path: file.clone() }),
         (None, None) => bail!("name an export file or pass --from-chroma DIR"),

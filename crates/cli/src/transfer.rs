@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 use ochre::RecordBatch;
@@ -793,6 +793,61 @@ fn plan(
     })
 }
 
+/// Items handed from the reading thread to the writing one at a time.
+const READ_AHEAD_CHUNK: usize = 256;
+/// Chunks read ahead of the writer at most (with [`BATCH_BYTES`] batches, tens of MiB).
+const READ_AHEAD_CHUNKS: usize = 8;
+
+/// Calls `f` with every item of `source`, in order, reading them on a second thread while `f`
+/// writes: decoding the source (SQLite rows, JSON lines) and writing the records each take about
+/// half of an import's time, and overlap this way. A bounded channel keeps the reader at most
+/// [`READ_AHEAD_CHUNKS`] chunks ahead. The first error wins: the writer's stops the reader at its
+/// next chunk, and the reader's ends the writing once what was read before it is written.
+fn read_ahead(
+    source: &mut (dyn Source + Send),
+    f: &mut dyn FnMut(Item) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(READ_AHEAD_CHUNKS);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("ochre-import-read".into())
+            .spawn_scoped(scope, move || {
+                let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
+                source.items(&mut |item| {
+                    chunk.push(item);
+                    if chunk.len() >= READ_AHEAD_CHUNK {
+                        let full =
+                            std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
+                        tx.send(full)
+                            .map_err(|_| anyhow!("the import stopped writing"))?;
+                    }
+                    Ok(())
+                })?;
+                if !chunk.is_empty() {
+                    tx.send(chunk)
+                        .map_err(|_| anyhow!("the import stopped writing"))?;
+                }
+                Ok::<(), anyhow::Error>(())
+            })
+            .context("cannot start the thread that reads the source")?;
+        let mut written = Ok(());
+        'chunks: for chunk in &rx {
+            for item in chunk {
+                written = f(item);
+                if written.is_err() {
+                    break 'chunks;
+                }
+            }
+        }
+        // A reader blocked on a full channel sees it closed and stops.
+        drop(rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        written.and(read)
+    })
+}
+
 /// What the second pass created, to delete again should it fail.
 #[derive(Default)]
 struct Created {
@@ -918,7 +973,7 @@ impl Writer<'_> {
 /// Imports `source` into the target: checks everything, then writes; a failure while writing
 /// deletes what this import created.
 pub fn import(
-    source: &mut dyn Source,
+    source: &mut (dyn Source + Send),
     client: &mut Client,
     on_conflict: OnConflict,
 ) -> anyhow::Result<Totals> {
@@ -945,7 +1000,7 @@ pub fn import(
 }
 
 fn write(
-    source: &mut dyn Source,
+    source: &mut (dyn Source + Send),
     client: &mut Client,
     plan: &Plan,
     created: &mut Created,
@@ -967,10 +1022,15 @@ fn write(
         }
     }
     let batch_limit = client.max_batch_size.clamp(1, 1000);
-    let skip: HashMap<(String, String, String), bool> = plan
+    let skip: HashMap<(String, String, String), (u64, bool)> = plan
         .collections
         .iter()
-        .map(|(c, _, s)| ((c.tenant.clone(), c.database.clone(), c.name.clone()), *s))
+        .map(|(c, n, s)| {
+            (
+                (c.tenant.clone(), c.database.clone(), c.name.clone()),
+                (*n, *s),
+            )
+        })
         .collect();
     let mut w = Writer {
         client,
@@ -984,7 +1044,7 @@ fn write(
         refused: Vec::new(),
     };
     let mut totals = Totals::default();
-    source.items(&mut |item| {
+    read_ahead(source, &mut |item| {
         match item {
             Item::Tenant(_) | Item::Database { .. } => {
                 w.finish_collection(bar)?;
@@ -998,7 +1058,8 @@ fn write(
             Item::Collection(c) => {
                 w.finish_collection(bar)?;
                 let key = (c.tenant.clone(), c.database.clone(), c.name.clone());
-                if skip.get(&key).copied().unwrap_or(false) {
+                let (records, skipped) = skip.get(&key).copied().unwrap_or((0, false));
+                if skipped {
                     w.current = None;
                     return Ok(());
                 }
@@ -1020,7 +1081,7 @@ fn write(
                     .to_owned();
                 w.bulk = w.client.local_collection(&id)?;
                 if let Some(b) = &w.bulk {
-                    b.defer_indexing()?;
+                    b.defer_indexing(usize::try_from(records).unwrap_or(0))?;
                 }
                 w.current = Some(CollectionRef { id, json: made });
                 bar.set_message(c.name);

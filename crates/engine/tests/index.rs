@@ -318,7 +318,7 @@ fn a_bulk_load_answers_exactly_until_it_links_or_adopts_a_graph() {
             )
             .expect("create");
         let c = db.collection(info.id).expect("handle");
-        c.defer_indexing().expect("defer");
+        c.defer_indexing(n).expect("defer");
         for start in (0..n).step_by(1000) {
             c.add(RecordBatch::new(
                 ids[start..start + 1000].to_vec(),

@@ -120,6 +120,8 @@ pub(crate) struct CollectionState {
     /// A bulk load is under way ([`Collection::defer_indexing`]): the vector index stores new
     /// vectors without linking them into its graph.
     defer_links: bool,
+    /// Records the bulk load expects: room for them is made in the index when it is created.
+    bulk_expected: usize,
 }
 
 /// A collection in the catalog: its store key, id and state.
@@ -218,6 +220,7 @@ impl CollectionState {
             text,
             text_pending: None,
             defer_links: false,
+            bulk_expected: 0,
         }
     }
 
@@ -409,6 +412,7 @@ impl CollectionState {
             text: self.text.clone(),
             text_pending: None,
             defer_links: false,
+            bulk_expected: 0,
         }
     }
 
@@ -725,18 +729,21 @@ impl Collection {
     /// [`Collection::finish_bulk_load`] does once, for all of them, or replaces by a graph built
     /// elsewhere. Meanwhile every answer stays right (vector searches scan exactly, so they are
     /// slower) and no checkpoint is written (a database closed before the load finishes builds
-    /// the graph when it is next opened).
+    /// the graph when it is next opened). `expected_records`, when known, makes room for that
+    /// many vectors at once (0: none made; the arrays grow as records come).
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] for a deleted collection.
-    pub fn defer_indexing(&self) -> Result<()> {
+    pub fn defer_indexing(&self, expected_records: usize) -> Result<()> {
         let mut st = self.handle.state.write();
         if st.dropped {
             return Err(self.gone());
         }
         st.defer_links = true;
+        st.bulk_expected = expected_records;
         if let Some(ix) = st.index.as_mut() {
             ix.defer_links(true);
+            ix.reserve(expected_records);
         }
         Ok(())
     }
@@ -757,6 +764,7 @@ impl Collection {
             return Err(self.gone());
         }
         guard.defer_links = false;
+        guard.bulk_expected = 0;
         let st = &mut *guard;
         let Some(ix) = st.index.as_mut() else {
             return Ok(BulkLoadReport::default());
@@ -996,6 +1004,9 @@ impl Collection {
             if new_dim.is_some() {
                 let mut index = new_index(&r, r.dimension.unwrap_or(0));
                 index.defer_links(st.defer_links);
+                if st.defer_links {
+                    index.reserve(st.bulk_expected);
+                }
                 st.index = Some(index);
             }
             st.row = r;

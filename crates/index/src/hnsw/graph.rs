@@ -85,6 +85,15 @@ impl Graph {
     }
 
     /// Appends a node with empty lists on layers `0..=level`.
+    /// Room for `additional` more nodes' layer-0 lists without reallocating (upper layers,
+    /// a few percent of the nodes, grow as they come).
+    pub(super) fn reserve(&mut self, additional: usize) {
+        self.levels.reserve(additional);
+        self.layer0.reserve(additional.saturating_mul(self.m0 + 1));
+        self.upper_off.reserve(additional);
+        self.locks.reserve(additional);
+    }
+
     pub(super) fn push(&mut self, level: usize) {
         self.levels.push(level as u8);
         self.layer0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));

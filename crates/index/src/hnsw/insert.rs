@@ -101,6 +101,18 @@ impl HnswIndex {
         self.defer = defer;
     }
 
+    /// Room for `additional` more nodes without reallocating: for a bulk load whose size is
+    /// known, so that its vectors are not copied as their arrays grow (and the old and new
+    /// arrays are not both held while they do).
+    pub fn reserve(&mut self, additional: usize) {
+        self.rows.reserve(additional);
+        self.codes.reserve(additional, self.dim);
+        self.nodes.seq.reserve(additional);
+        self.nodes.deleted.reserve(additional);
+        self.nodes.by_seq.reserve(additional);
+        self.graph.reserve(additional);
+    }
+
     /// Whether some nodes wait to be linked into the graph.
     pub fn has_unlinked(&self) -> bool {
         self.unlinked_from.is_some()

@@ -79,24 +79,133 @@ impl HnswIndex {
     /// As [`PrebuiltGraph::into_checkpoint`] (a graph of another degree, or inconsistent); the
     /// index is then left as it was.
     pub fn adopt(&mut self, graph: PrebuiltGraph) -> Result<LoadReport, FormatError> {
-        let map: HashMap<SeqNo, &[f32]> = (0..self.nodes.len() as u32)
-            .filter(|&n| !self.nodes.deleted[n as usize])
-            .map(|n| (self.nodes.seq[n as usize], self.rows.row(n)))
+        // Checked before anything changes. The fingerprints are not needed: the vectors are
+        // this index's own, matched to the graph's nodes by sequence number.
+        let parsed = graph.into_checkpoint(self.dim, &self.shape(), &HashMap::new())?;
+        let ParsedCheckpoint {
+            m,
+            node_seq,
+            deleted: gone,
+            levels: graph_levels,
+            mut layer0,
+            mut upper,
+            entry,
+            max_level,
+            ..
+        } = parsed;
+        let (g_n, n) = (node_seq.len(), self.nodes.len());
+        let mut report = LoadReport::default();
+        // Which of this index's nodes fills each graph node, then the live nodes it lacks.
+        let mut src_of: Vec<Option<u32>> = vec![None; g_n];
+        let mut claimed = vec![false; n];
+        for g in 0..g_n {
+            if gone[g] {
+                continue;
+            }
+            match self.nodes.by_seq.get(&node_seq[g]) {
+                Some(&k) if !claimed[k as usize] => {
+                    src_of[g] = Some(k);
+                    claimed[k as usize] = true;
+                }
+                _ => report.stale += 1,
+            }
+        }
+        drop(gone);
+        drop(node_seq);
+        let missing: Vec<u32> = (0..n as u32)
+            .filter(|&k| !self.nodes.deleted[k as usize] && !claimed[k as usize])
             .collect();
-        let parsed = graph.into_checkpoint(self.dim, &self.shape(), &map)?;
-        let (mut fresh, report) = parsed.into_index_map(&map);
-        fresh.knobs = self.knobs;
-        let missing: Vec<(SeqNo, &[f32])> = report
-            .missing
+        // Node order becomes the graph's, then the missing nodes: the vectors move into it in
+        // place (a permutation of `0..len`; dropped tombstones and new slots fill the graph's
+        // tombstones and whatever lies past the end).
+        let total = g_n + missing.len();
+        let len = n.max(total);
+        let mut dest = vec![u32::MAX; len];
+        for (g, k) in src_of.iter().enumerate() {
+            if let Some(k) = k {
+                dest[*k as usize] = g as u32;
+            }
+        }
+        for (j, &k) in missing.iter().enumerate() {
+            dest[k as usize] = (g_n + j) as u32;
+        }
+        let mut unfilled = (0..g_n)
+            .filter(|&g| src_of[g].is_none())
+            .chain(total..len)
+            .map(|t| t as u32);
+        for d in dest.iter_mut().filter(|d| **d == u32::MAX) {
+            *d = unfilled.next().unwrap_or(u32::MAX);
+        }
+        debug_assert!(unfilled.next().is_none() && dest.iter().all(|&d| d != u32::MAX));
+        let mut levels = graph_levels;
+        levels.extend(missing.iter().map(|&k| self.graph.levels()[k as usize]));
+        let m0 = 2 * m;
+        layer0.resize(total * (m0 + 1), 0);
+        upper.extend(
+            levels[g_n..]
+                .iter()
+                .map(|&l| vec![Vec::new(); usize::from(l)]),
+        );
+        report.missing = missing
             .iter()
-            .filter_map(|s| map.get(s).map(|v| (*s, *v)))
+            .map(|&k| self.nodes.seq[k as usize])
             .collect();
-        fresh.insert_batch(&missing, self.knobs.threads);
-        // Nodes the other implementation left unreachable get links, as after a build here.
-        fresh.repair_orphans();
+        report.missing.sort_unstable();
         drop(missing);
-        drop(map);
-        *self = fresh;
+        drop(claimed);
+
+        let mut done = vec![false; len];
+        self.rows.resize(len);
+        self.rows.permute(&dest, &mut done);
+        self.rows.resize(total);
+        self.codes.resize(len, self.dim);
+        self.codes.permute(&dest, &mut done, self.dim);
+        self.codes.resize(total, self.dim);
+        let mut seq = std::mem::take(&mut self.nodes.seq);
+        seq.resize(len, SeqNo(0));
+        super::permute(&mut seq, 1, &dest, &mut done);
+        seq.truncate(total);
+        drop(dest);
+        drop(done);
+        let deleted: Vec<bool> = (0..total).map(|t| t < g_n && src_of[t].is_none()).collect();
+        // Tombstones route through their nearest filled neighbour's vector.
+        for g in (0..g_n).filter(|&g| deleted[g]) {
+            let s = g * (m0 + 1);
+            let c = layer0[s] as usize;
+            if let Some(&nb) = layer0[s + 1..s + 1 + c]
+                .iter()
+                .find(|&&x| !deleted[x as usize])
+            {
+                self.rows.copy_row(nb, g as u32);
+                self.codes.copy_row(nb, g as u32, self.dim);
+            }
+        }
+        let mut by_seq = FxHashMap::with_capacity_and_hasher(total, Default::default());
+        for (t, s) in seq.iter().enumerate() {
+            if !deleted[t] {
+                by_seq.insert(*s, t as u32);
+            }
+        }
+        self.nodes.n_deleted = deleted.iter().filter(|d| **d).count();
+        self.nodes.seq = seq;
+        self.nodes.by_seq = by_seq;
+        self.nodes.deleted = deleted;
+        self.graph = Graph::from_parts(
+            m,
+            levels,
+            layer0,
+            &upper,
+            (g_n > 0).then_some(entry),
+            max_level,
+        );
+        drop(upper);
+        // The missing nodes are linked in as deferred ones are; nodes the other implementation
+        // left unreachable get links, as after a build here.
+        self.unlinked_from = (total > g_n).then_some(g_n as u32);
+        self.repaired_at = total;
+        self.link_deferred();
+        self.repair_orphans();
+        self.repaired_at = self.nodes.len();
         Ok(report)
     }
 }

@@ -17,6 +17,32 @@ impl Codes {
         Codes { codes, scales }
     }
 
+    /// Room for `additional` more codes of `dim` entries without reallocating.
+    pub(super) fn reserve(&mut self, additional: usize, dim: usize) {
+        self.codes.reserve(additional.saturating_mul(dim));
+        crate::memory::advise_huge(&mut self.codes);
+        self.scales.reserve(additional);
+    }
+
+    /// Makes room for exactly `rows` codes of `dim` entries: new ones are zero.
+    pub(super) fn resize(&mut self, rows: usize, dim: usize) {
+        self.codes.resize(rows * dim, 0);
+        self.scales.resize(rows, 0.0);
+    }
+
+    /// Moves every code `k` to `dest[k]` (a permutation of the codes), in place.
+    pub(super) fn permute(&mut self, dest: &[u32], done: &mut [bool], dim: usize) {
+        super::permute(&mut self.codes, dim, dest, done);
+        super::permute(&mut self.scales, 1, dest, done);
+    }
+
+    /// Copies code `from` over code `to`.
+    pub(super) fn copy_row(&mut self, from: u32, to: u32, dim: usize) {
+        let (f, t) = (from as usize, to as usize);
+        self.codes.copy_within(f * dim..(f + 1) * dim, t * dim);
+        self.scales[t] = self.scales[f];
+    }
+
     /// Appends the code of `v`.
     pub(super) fn push(&mut self, v: &[f32]) {
         let cap = self.codes.capacity();

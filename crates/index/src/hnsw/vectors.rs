@@ -39,6 +39,37 @@ impl Rows {
         }
     }
 
+    /// Room for `additional` more rows without reallocating.
+    pub(super) fn reserve(&mut self, additional: usize) {
+        self.data.reserve(additional.saturating_mul(self.dim));
+        crate::memory::advise_huge(&mut self.data);
+        self.inv_norms.reserve(additional);
+        self.norms2.reserve(additional);
+    }
+
+    /// Makes the arena `rows` rows long: new rows are zero, rows past it are dropped.
+    pub(super) fn resize(&mut self, rows: usize) {
+        self.data.resize(rows * self.dim, 0.0);
+        self.inv_norms.resize(rows, 0.0);
+        self.norms2.resize(rows, 0.0);
+    }
+
+    /// Moves every row `k` to `dest[k]` (a permutation of the rows), in place.
+    pub(super) fn permute(&mut self, dest: &[u32], done: &mut [bool]) {
+        super::permute(&mut self.data, self.dim, dest, done);
+        super::permute(&mut self.inv_norms, 1, dest, done);
+        super::permute(&mut self.norms2, 1, dest, done);
+    }
+
+    /// Copies row `from` (vector and norms) over row `to`.
+    pub(super) fn copy_row(&mut self, from: u32, to: u32) {
+        let (f, t) = (from as usize, to as usize);
+        self.data
+            .copy_within(f * self.dim..(f + 1) * self.dim, t * self.dim);
+        self.inv_norms[t] = self.inv_norms[f];
+        self.norms2[t] = self.norms2[f];
+    }
+
     /// Appends a row.
     pub(super) fn push(&mut self, v: &[f32], inv_norm: f32, norm2: f32) {
         let cap = self.data.capacity();

@@ -414,3 +414,79 @@ fn an_adopted_graph_is_walked_like_its_source() {
         .count();
     assert_eq!(same, vs.iter().step_by(31).count());
 }
+
+#[test]
+fn adoption_reorders_the_vectors_into_the_graphs_node_order() {
+    // The records arrive in another order than the graph's nodes, one the graph names is not
+    // here, one here is not in the graph, and the index was already linked once: every live
+    // record ends up at its graph node (or after them), with its own vector.
+    let (h, vs) = sample();
+    let mut d = HnswIndex::new(3, &config());
+    for i in (0..vs.len()).rev().filter(|&i| i != 5 && i != 17) {
+        d.insert(SeqNo(i as u64), &vs[i]);
+    }
+    let extra = [0.25, -0.5, 4.0];
+    d.insert(SeqNo(900), &extra);
+    d.remove(SeqNo(40));
+    let report = d.adopt(prebuilt(&h)).expect("adopted");
+    // Record 17 is named by the graph but absent; 40 was deleted here: both tombstones.
+    assert_eq!((report.stale, report.missing), (2, vec![SeqNo(900)]));
+    assert!(!d.has_unlinked());
+    assert_eq!(d.len(), vs.len() - 3 + 1);
+    let (ge, gl) = (d.graph.top(), h.graph.top());
+    assert_eq!(ge, gl, "the graph's entry and top level are kept");
+    for (i, v) in vs.iter().enumerate() {
+        let seq = SeqNo(i as u64);
+        match d.get(seq) {
+            Some(stored) => {
+                assert!(![5, 17, 40].contains(&i));
+                assert_eq!(stored, v.as_slice(), "record {i} kept its vector");
+                assert_eq!(
+                    d.nodes.by_seq[&seq], i as u32,
+                    "record {i} sits at its graph node"
+                );
+                assert_eq!(d.search(v, 1)[0].seq, seq);
+            }
+            None => assert!([5, 17, 40].contains(&i), "record {i} was lost"),
+        }
+    }
+    assert_eq!(d.get(SeqNo(900)), Some(extra.as_slice()));
+    assert_eq!(d.search(&extra, 1)[0].seq, SeqNo(900));
+    // What it became survives a checkpoint like any index.
+    let map: HashMap<SeqNo, &[f32]> = (0..vs.len())
+        .filter(|i| ![5, 17, 40].contains(i))
+        .map(|i| (SeqNo(i as u64), vs[i].as_slice()))
+        .chain([(SeqNo(900), extra.as_slice())])
+        .collect();
+    let (back, report) =
+        HnswIndex::from_checkpoint(&d.to_checkpoint(), 3, &config(), &map).expect("valid");
+    assert_eq!(report, LoadReport::default());
+    for q in vs.iter().step_by(7) {
+        assert_eq!(back.search(q, 5), d.search(q, 5));
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn permute_moves_every_row_to_its_destination(
+        order in proptest::collection::vec(proptest::num::u32::ANY, 0..200),
+        width in 1usize..5,
+    ) {
+        // A permutation: the rows sorted by a random key.
+        let n = order.len();
+        let mut by_key: Vec<usize> = (0..n).collect();
+        by_key.sort_by_key(|&i| (order[i], i));
+        let mut dest = vec![0u32; n];
+        for (to, &from) in by_key.iter().enumerate() {
+            dest[from] = to as u32;
+        }
+        let data: Vec<u64> = (0..n * width).map(|x| x as u64).collect();
+        let mut moved = data.clone();
+        let mut done = vec![true; n];
+        crate::hnsw::permute(&mut moved, width, &dest, &mut done);
+        for k in 0..n {
+            let t = dest[k] as usize;
+            proptest::prop_assert_eq!(&moved[t * width..(t + 1) * width], &data[k * width..(k + 1) * width]);
+        }
+    }
+}
