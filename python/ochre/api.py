@@ -361,6 +361,8 @@ class Client(_Base):
     ) -> "Collection":
         body = _create_body(name, schema, configuration, metadata, embedding_function, get_or_create)
         model = self._transport.call("POST", f"{self._db()}/collections", body)
+        for key, ef in _schema_sparse_functions(schema).items():
+            _SPARSE_FUNCTIONS[(str(model["id"]), key)] = ef
         if get_or_create:
             _check_ef_on_get(embedding_function, model)
         return Collection(self, model, embedding_function, data_loader)
@@ -461,6 +463,34 @@ def _create_body(
     if schema is not None:
         body["schema"] = _schema_json(schema)
     return body
+
+
+# The sparse embedding functions given as objects in a `Schema` at creation, by (collection id,
+# key): used as given in this process; elsewhere the function is rebuilt from its stored config.
+_SPARSE_FUNCTIONS: Dict[Tuple[str, str], Any] = {}
+
+
+def _schema_sparse_functions(schema: Any) -> Dict[str, Any]:
+    """The sparse embedding function objects a chromadb `Schema` holds, by key."""
+    out: Dict[str, Any] = {}
+    keys = getattr(schema, "keys", None)
+    if not isinstance(keys, dict):
+        return out
+    for key, types in keys.items():
+        index = getattr(getattr(types, "sparse_vector", None), "sparse_vector_index", None)
+        ef = getattr(getattr(index, "config", None), "embedding_function", None)
+        if ef is not None and callable(ef):
+            out[key] = ef
+    return out
+
+
+def _sparse_vector_dict(value: Any) -> Any:
+    """A sparse embedding function's output, in the metadata wire form."""
+    if isinstance(value, dict):
+        return value if "#type" in value else {"#type": "sparse_vector", **value}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise ValueError(f"Sparse embedding function returned {type(value).__name__}, not a SparseVector")
 
 
 def _schema_json(schema: Any) -> Any:
@@ -754,9 +784,76 @@ class Collection:
 
     def _write(self, op: str, *fields: Any) -> None:
         records, vectors = v.in_operation(op)(self._prepare_write)(op, *fields)
+        records["metadatas"] = self._apply_sparse_embeddings(
+            records["metadatas"], records["documents"], update=op == "update"
+        )
         if op == "add":
             v.check_add_metadata_values(records["metadatas"])
         self._call("POST", op, self._write_body(records, vectors))
+
+    # -- sparse embedding functions
+
+    def _sparse_targets(self) -> List[Tuple[str, str, Any]]:
+        """(key, source key, function) of each enabled sparse vector index of the schema whose
+        embedding function runs in this process: every one but `chroma_bm25`, which the engine
+        computes itself (as Chroma's server does)."""
+        schema = self.schema
+        if not isinstance(schema, dict):
+            return []
+        out = []
+        for key, types in (schema.get("keys") or {}).items():
+            index = ((types or {}).get("sparse_vector") or {}).get("sparse_vector_index") or {}
+            config = index.get("config") or {}
+            stored, source = config.get("embedding_function"), config.get("source_key")
+            if not index.get("enabled") or not isinstance(stored, dict) or not source:
+                continue
+            if stored.get("name") == "chroma_bm25":
+                continue
+            ef = _SPARSE_FUNCTIONS.get((str(self.id), key)) or efs.from_config(stored)
+            if ef is not None:
+                out.append((key, source, ef))
+        return out
+
+    def _sparse_embed(self, ef: Any, texts: List[str], is_query: bool = False) -> List[Any]:
+        if is_query and callable(getattr(ef, "embed_query", None)):
+            out = ef.embed_query(input=texts)
+        else:
+            out = ef(input=texts)
+        out = list(out)
+        if len(out) != len(texts):
+            raise ValueError("Sparse embedding function returned unexpected number of embeddings.")
+        return [_sparse_vector_dict(x) for x in out]
+
+    def _apply_sparse_embeddings(self, metadatas: Any, documents: Any, update: bool = False) -> Any:
+        """chromadb's client-side sparse fill: for each sparse index with a function and a source
+        key (`#document` or a metadata key holding a string), records whose metadata lacks the
+        index's key get the function's vector of their source there."""
+        targets = self._sparse_targets()
+        if not targets:
+            return metadatas
+        if metadatas is None:
+            if documents is None:
+                return None
+            metadatas = [None] * len(documents)
+        updated = [dict(m) if m is not None else {} for m in metadatas]
+        for key, source, ef in targets:
+            positions, texts = [], []
+            for i, m in enumerate(updated):
+                if key in m:
+                    continue
+                text = (documents[i] if documents is not None and i < len(documents) else None) \
+                    if source == "#document" else m.get(source)
+                if isinstance(text, str):
+                    positions.append(i)
+                    texts.append(text)
+            if texts:
+                for i, vec in zip(positions, self._sparse_embed(ef, texts)):
+                    updated[i][key] = vec
+        out = [m if m else None for m in updated]
+        for m in out:
+            if m is not None:
+                v.check_metadata(m, update=update)
+        return out
 
     def _prepare_write(
         self, op: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, images: Any, uris: Any
@@ -990,6 +1087,14 @@ class Collection:
                 knn = dict(knn)
                 knn["query"] = np.asarray(self._embed([knn["query"]], is_query=True)[0], dtype=np.float32).tolist()
                 out["$knn"] = knn
+            else:
+                # A sparse key whose function runs here (chroma_bm25 queries the engine embeds).
+                ef = next((f for k, _, f in self._sparse_targets() if k == key), None)
+                if ef is not None:
+                    knn = dict(knn)
+                    query = self._sparse_embed(ef, [knn["query"]], is_query=True)[0]
+                    knn["query"] = {k: x for k, x in query.items() if k != "#type"}
+                    out["$knn"] = knn
         return out
 
     # -- the collection itself

@@ -31,14 +31,22 @@ def register_embedding_function(cls: Any = None, *, name: Optional[str] = None) 
 
 
 def known_embedding_function(name: str) -> Optional[Any]:
-    """The class registered as `name`: Ochre's, the caller's, or chromadb's when installed."""
+    """The class registered as `name`: Ochre's, the caller's, or chromadb's when installed (its
+    dense functions, then its sparse ones: `register_sparse_embedding_function`)."""
     if name in _known:
         return _known[name]
     try:
         from chromadb.utils.embedding_functions import known_embedding_functions
     except Exception:  # chromadb is optional
         return None
-    return known_embedding_functions.get(name)
+    found = known_embedding_functions.get(name)
+    if found is None:
+        try:
+            from chromadb.utils.embedding_functions import sparse_known_embedding_functions
+        except Exception:
+            return None
+        found = sparse_known_embedding_functions.get(name)
+    return found
 
 
 class DefaultEmbeddingFunction:

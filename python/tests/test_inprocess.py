@@ -370,6 +370,102 @@ def test_search_takes_chromadb_search_objects():
     assert by_text.rows()[0][0]["id"] == "4"
 
 
+SPARSE_FUNCTION = """
+from chromadb.api.types import SparseEmbeddingFunction, SparseVector
+from chromadb.utils.embedding_functions import register_sparse_embedding_function
+
+
+@register_sparse_embedding_function
+class Letters(SparseEmbeddingFunction):
+    \"\"\"One dimension per letter a text holds (ord(c) - 97), weighted by `scale`; queries count
+    double, to tell embed_query from a call.\"\"\"
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def _embed(self, texts, weight):
+        out = []
+        for t in texts:
+            letters = sorted({ord(c) - 97 for c in t if "a" <= c <= "z"})
+            out.append(SparseVector(indices=letters, values=[weight * self.scale] * len(letters)))
+        return out
+
+    def __call__(self, input):
+        return self._embed(input, 1.0)
+
+    def embed_query(self, input):
+        return self._embed(input, 2.0)
+
+    @staticmethod
+    def name():
+        return "letters"
+
+    def get_config(self):
+        return {"scale": self.scale}
+
+    @staticmethod
+    def build_from_config(config):
+        return Letters(config.get("scale", 1.0))
+"""
+
+
+def test_sparse_functions_run_in_process_for_writes_and_text_queries(tmp_path):
+    pytest.importorskip("chromadb")
+    scope = {}
+    exec(SPARSE_FUNCTION, scope)
+    Letters = scope["Letters"]
+    from chromadb import K, Knn, Schema, Search, SparseVectorIndexConfig
+    from chromadb.api.types import SparseVector
+
+    path = str(tmp_path / "data")
+    schema = Schema().create_index(
+        SparseVectorIndexConfig(embedding_function=Letters(3.0), source_key="#document"), key="letters"
+    )
+    client = ochre.PersistentClient(path)
+    col = client.create_collection("sparse", schema=schema)
+    col.add(
+        ids=["ab", "cd", "mine"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+        documents=["ab", "cd", "xyz"],
+        metadatas=[None, {"kind": "x"}, {"letters": SparseVector(indices=[25], values=[1.0])}],
+    )
+    got = col.get(ids=["ab", "cd", "mine"], include=["metadatas"])
+    by_id = dict(zip(got["ids"], got["metadatas"]))
+    # The function filled in what the caller left out, from the document; a vector the caller
+    # gave is kept as given.
+    assert list(by_id["ab"]["letters"].indices) == [0, 1]
+    assert list(by_id["ab"]["letters"].values) == [3.0, 3.0]
+    assert by_id["cd"]["kind"] == "x" and list(by_id["cd"]["letters"].indices) == [2, 3]
+    assert list(by_id["mine"]["letters"].indices) == [25]
+    # An update with a new document is embedded again.
+    col.update(ids=["cd"], documents=["cde"], embeddings=[[0.0, 1.0]])
+    cd = col.get(ids=["cd"], include=["metadatas"])["metadatas"][0]
+    assert list(cd["letters"].indices) == [2, 3, 4]
+    # A text query on the sparse key goes through embed_query.
+    hits = col.search(Search().rank(Knn(query="e", key="letters")).limit(1).select(K.SCORE))
+    assert hits["ids"] == [["cd"]]
+    del col, client
+    ochre.clear_system_cache()
+
+    # Another process gets the function back from the stored config (the class registered there).
+    out = run_python(
+        SPARSE_FUNCTION
+        + f"""
+import ochre
+from chromadb import Knn, Search
+col = ochre.PersistentClient({path!r}).get_collection("sparse")
+col.upsert(ids=["z"], embeddings=[[0.5, 0.5]], documents=["zz"])
+m = col.get(ids=["z"], include=["metadatas"])["metadatas"][0]
+print(list(m["letters"].indices), list(m["letters"].values))
+print(col.search(Search().rank(Knn(query="z", key="letters")).limit(2))["ids"][0])
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "[25] [3.0]"
+    assert sorted(eval(lines[1])) == ["mine", "z"]
+
+
 def test_an_unknown_stored_function_is_an_error_not_another_model(tmp_path):
     path = str(tmp_path / "data")
     made = run_python(
