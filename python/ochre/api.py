@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -362,7 +363,10 @@ class Client(_Base):
         body = _create_body(name, schema, configuration, metadata, embedding_function, get_or_create)
         model = self._transport.call("POST", f"{self._db()}/collections", body)
         for key, ef in _schema_sparse_functions(schema).items():
-            _SPARSE_FUNCTIONS[(str(model["id"]), key)] = ef
+            # Only a function the collection stores for that key (get_or_create may return a
+            # collection made with another one, whose stored function wins, as in chromadb).
+            if _stored_sparse_function(model.get("schema"), key) == efs.to_config(ef):
+                _SPARSE_FUNCTIONS[(str(model["id"]), key)] = ef
         if get_or_create:
             _check_ef_on_get(embedding_function, model)
         return Collection(self, model, embedding_function, data_loader)
@@ -482,6 +486,19 @@ def _schema_sparse_functions(schema: Any) -> Dict[str, Any]:
         if ef is not None and callable(ef):
             out[key] = ef
     return out
+
+
+def _sparse_index_config(schema: Any, key: str) -> Dict[str, Any]:
+    """The config of `key`'s enabled sparse vector index in a schema's JSON (empty if none)."""
+    if not isinstance(schema, dict):
+        return {}
+    types = (schema.get("keys") or {}).get(key) or {}
+    index = (types.get("sparse_vector") or {}).get("sparse_vector_index") or {}
+    return (index.get("config") or {}) if index.get("enabled") else {}
+
+
+def _stored_sparse_function(schema: Any, key: str) -> Any:
+    return _sparse_index_config(schema, key).get("embedding_function")
 
 
 def _sparse_vector_dict(value: Any) -> Any:
@@ -801,15 +818,23 @@ class Collection:
         if not isinstance(schema, dict):
             return []
         out = []
-        for key, types in (schema.get("keys") or {}).items():
-            index = ((types or {}).get("sparse_vector") or {}).get("sparse_vector_index") or {}
-            config = index.get("config") or {}
+        for key in schema.get("keys") or {}:
+            config = _sparse_index_config(schema, key)
             stored, source = config.get("embedding_function"), config.get("source_key")
-            if not index.get("enabled") or not isinstance(stored, dict) or not source:
+            if not isinstance(stored, dict) or not source or stored.get("name") == "chroma_bm25":
                 continue
-            if stored.get("name") == "chroma_bm25":
-                continue
-            ef = _SPARSE_FUNCTIONS.get((str(self.id), key)) or efs.from_config(stored)
+            ef = _SPARSE_FUNCTIONS.get((str(self.id), key))
+            if ef is None:
+                try:
+                    ef = efs.from_config(stored, efs.known_sparse_embedding_function)
+                except Exception as e:
+                    # As chromadb: a function that cannot be rebuilt here leaves the key to the
+                    # caller (writes go on without it), with a warning.
+                    warnings.warn(
+                        f"Could not reconstruct sparse embedding function {stored.get('name')!r} "
+                        f"for key {key!r}: {e}; its vectors must be given with the writes",
+                        stacklevel=4,
+                    )
             if ef is not None:
                 out.append((key, source, ef))
         return out

@@ -31,22 +31,26 @@ def register_embedding_function(cls: Any = None, *, name: Optional[str] = None) 
 
 
 def known_embedding_function(name: str) -> Optional[Any]:
-    """The class registered as `name`: Ochre's, the caller's, or chromadb's when installed (its
-    dense functions, then its sparse ones: `register_sparse_embedding_function`)."""
+    """The class registered as `name`: Ochre's, the caller's, or chromadb's when installed."""
     if name in _known:
         return _known[name]
     try:
         from chromadb.utils.embedding_functions import known_embedding_functions
     except Exception:  # chromadb is optional
         return None
-    found = known_embedding_functions.get(name)
-    if found is None:
-        try:
-            from chromadb.utils.embedding_functions import sparse_known_embedding_functions
-        except Exception:
-            return None
-        found = sparse_known_embedding_functions.get(name)
-    return found
+    return known_embedding_functions.get(name)
+
+
+def known_sparse_embedding_function(name: str) -> Optional[Any]:
+    """The sparse function class registered as `name`: with `register_embedding_function`, or
+    chromadb's (`register_sparse_embedding_function`) when chromadb is installed."""
+    if name in _known:
+        return _known[name]
+    try:
+        from chromadb.utils.embedding_functions import sparse_known_embedding_functions
+    except Exception:  # chromadb is optional
+        return None
+    return sparse_known_embedding_functions.get(name)
 
 
 class DefaultEmbeddingFunction:
@@ -149,8 +153,12 @@ def to_config(ef: Any) -> Dict[str, Any]:
     return {"type": "known", "name": name, "config": config}
 
 
-def from_config(config: Optional[Dict[str, Any]]) -> Optional[Any]:
+def from_config(
+    config: Optional[Dict[str, Any]],
+    lookup: Callable[[str], Optional[Any]] = known_embedding_function,
+) -> Optional[Any]:
     """The function a stored configuration names, built; None for a legacy or missing one.
+    `lookup` finds the class (`known_sparse_embedding_function` for a sparse index's).
 
     Raises chromadb's `ValueError` for a function no registry knows (register it with
     `register_embedding_function`, or pass it to `get_collection`)."""
@@ -159,7 +167,7 @@ def from_config(config: Optional[Dict[str, Any]]) -> Optional[Any]:
     name = config.get("name")
     if name is None:
         raise ValueError(f"Embedding function name not found in config: {config}")
-    cls: Optional[Type[Any]] = known_embedding_function(str(name))
+    cls: Optional[Type[Any]] = lookup(str(name))
     if cls is None:
         raise ValueError(
             f"Embedding function {name} not found. Add @register_embedding_function decorator "
@@ -202,4 +210,5 @@ __all__ = [
     "DefaultEmbeddingFunction",
     "register_embedding_function",
     "known_embedding_function",
+    "known_sparse_embedding_function",
 ]

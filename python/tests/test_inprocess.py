@@ -465,6 +465,22 @@ print(col.search(Search().rank(Knn(query="z", key="letters")).limit(2))["ids"][0
     assert lines[0] == "[25] [3.0]"
     assert sorted(eval(lines[1])) == ["mine", "z"]
 
+    # A process that cannot rebuild the function (not registered there) still writes, with a
+    # warning, as chromadb does; the key is then the caller's to give.
+    out = run_python(
+        f"""
+import warnings, ochre
+col = ochre.PersistentClient({path!r}).get_collection("sparse")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    col.add(ids=["plain"], embeddings=[[0.1, 0.2]], documents=["abc"])
+print(any("Could not reconstruct sparse embedding function" in str(w.message) for w in caught))
+print(col.get(ids=["plain"], include=["metadatas"])["metadatas"][0])
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "None"]
+
 
 def test_an_unknown_stored_function_is_an_error_not_another_model(tmp_path):
     path = str(tmp_path / "data")

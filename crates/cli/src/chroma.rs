@@ -811,17 +811,32 @@ impl ChromaDir {
         Ok(out)
     }
 
-    /// The record ids, in Chroma's order, of one chunk after offset id `after`.
-    fn chunk(&self, c: &ChromaCollection, after: i64) -> anyhow::Result<Vec<(i64, String)>> {
-        // A walk of the table by id from `after` (`+segment_id` keeps SQLite off the
-        // (segment_id, embedding_id) index, which it would otherwise pick, reading all of the
-        // segment's rows and sorting them for every chunk: quadratic in the collection's size).
+    /// The smallest and largest offset id of the collection's records (`None`: it has none).
+    fn id_span(&self, c: &ChromaCollection) -> anyhow::Result<Option<(i64, i64)>> {
+        let span: (Option<i64>, Option<i64>) = self.conn.query_row(
+            "SELECT min(id), max(id) FROM embeddings WHERE segment_id = ?1",
+            params![c.metadata_segment],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(span.0.zip(span.1))
+    }
+
+    /// The record ids, in Chroma's order, of one chunk from offset id `from` up to `last`.
+    fn chunk(
+        &self,
+        c: &ChromaCollection,
+        from: i64,
+        last: i64,
+    ) -> anyhow::Result<Vec<(i64, String)>> {
+        // A walk of the table by id, within the collection's span (`+segment_id` keeps SQLite
+        // off the (segment_id, embedding_id) index, which it would otherwise pick, reading all of
+        // the segment's rows and sorting them for every chunk: quadratic in its size).
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ?1 AND id > ?2 \
-             ORDER BY id LIMIT ?3",
+            "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ?1 AND id >= ?2 \
+             AND id <= ?3 ORDER BY id LIMIT ?4",
         )?;
         let rows = stmt
-            .query_map(params![c.metadata_segment, after, CHUNK], |r| {
+            .query_map(params![c.metadata_segment, from, last, CHUNK], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -1038,11 +1053,15 @@ impl ChromaDir {
                 metadata: (!m.is_empty()).then_some(Value::Object(m)),
             }))
         };
-        let mut after = i64::MIN;
-        loop {
-            let rows = self.chunk(c, after)?;
+        let mut span = self.id_span(c)?;
+        while let Some((from, end)) = span {
+            let rows = self.chunk(c, from, end)?;
             let Some(last) = rows.last() else { break };
-            after = last.0;
+            span = last
+                .0
+                .checked_add(1)
+                .filter(|next| *next <= end)
+                .map(|next| (next, end));
             let mut metadata = self.chunk_metadata(&rows)?;
             for (oid, id) in rows {
                 let mut m = metadata.remove(&oid).unwrap_or_default();

@@ -795,7 +795,8 @@ fn plan(
 
 /// Items handed from the reading thread to the writing one at a time.
 const READ_AHEAD_CHUNK: usize = 256;
-/// Chunks read ahead of the writer at most (with [`BATCH_BYTES`] batches, tens of MiB).
+/// Chunks read ahead of the writer at most: 2,048 items (with Chroma's vectors of a few KiB,
+/// a few MiB; records with large documents take more).
 const READ_AHEAD_CHUNKS: usize = 8;
 
 /// Calls `f` with every item of `source`, in order, reading them on a second thread while `f`
@@ -1051,7 +1052,10 @@ fn write(
                 totals.count(&item);
             }
             Item::Graph(g) => {
-                if w.bulk.is_some() {
+                if let Some(b) = &w.bulk {
+                    // Adopting it puts the graph's deleted nodes beside the records: room for
+                    // both now, so the arrays are not grown (and copied) then.
+                    b.defer_indexing(g.nodes.len())?;
                     w.graph = Some(g);
                 }
             }

@@ -730,7 +730,8 @@ impl Collection {
     /// elsewhere. Meanwhile every answer stays right (vector searches scan exactly, so they are
     /// slower) and no checkpoint is written (a database closed before the load finishes builds
     /// the graph when it is next opened). `expected_records`, when known, makes room for that
-    /// many vectors at once (0: none made; the arrays grow as records come).
+    /// many vectors at once (0: none made; the arrays grow as records come); called again during
+    /// the same load, it makes room for the larger figure.
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] for a deleted collection.
@@ -740,10 +741,11 @@ impl Collection {
             return Err(self.gone());
         }
         st.defer_links = true;
-        st.bulk_expected = expected_records;
+        st.bulk_expected = st.bulk_expected.max(expected_records);
+        let expected = st.bulk_expected;
         if let Some(ix) = st.index.as_mut() {
             ix.defer_links(true);
-            ix.reserve(expected_records);
+            ix.reserve(expected.saturating_sub(ix.nodes()));
         }
         Ok(())
     }

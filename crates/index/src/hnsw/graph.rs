@@ -84,16 +84,17 @@ impl Graph {
         self.layer0.iter().map(|a| a.load(Relaxed))
     }
 
-    /// Appends a node with empty lists on layers `0..=level`.
     /// Room for `additional` more nodes' layer-0 lists without reallocating (upper layers,
     /// a few percent of the nodes, grow as they come).
     pub(super) fn reserve(&mut self, additional: usize) {
-        self.levels.reserve(additional);
-        self.layer0.reserve(additional.saturating_mul(self.m0 + 1));
-        self.upper_off.reserve(additional);
-        self.locks.reserve(additional);
+        self.levels.reserve_exact(additional);
+        self.layer0
+            .reserve_exact(additional.saturating_mul(self.m0 + 1));
+        self.upper_off.reserve_exact(additional);
+        self.locks.reserve_exact(additional);
     }
 
+    /// Appends a node with empty lists on layers `0..=level`.
     pub(super) fn push(&mut self, level: usize) {
         self.levels.push(level as u8);
         self.layer0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));

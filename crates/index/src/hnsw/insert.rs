@@ -107,8 +107,8 @@ impl HnswIndex {
     pub fn reserve(&mut self, additional: usize) {
         self.rows.reserve(additional);
         self.codes.reserve(additional, self.dim);
-        self.nodes.seq.reserve(additional);
-        self.nodes.deleted.reserve(additional);
+        self.nodes.seq.reserve_exact(additional);
+        self.nodes.deleted.reserve_exact(additional);
         self.nodes.by_seq.reserve(additional);
         self.graph.reserve(additional);
     }

@@ -19,13 +19,14 @@ impl Codes {
 
     /// Room for `additional` more codes of `dim` entries without reallocating.
     pub(super) fn reserve(&mut self, additional: usize, dim: usize) {
-        self.codes.reserve(additional.saturating_mul(dim));
+        self.codes.reserve_exact(additional.saturating_mul(dim));
         crate::memory::advise_huge(&mut self.codes);
-        self.scales.reserve(additional);
+        self.scales.reserve_exact(additional);
     }
 
     /// Makes room for exactly `rows` codes of `dim` entries: new ones are zero.
     pub(super) fn resize(&mut self, rows: usize, dim: usize) {
+        self.reserve(rows.saturating_sub(self.scales.len()), dim);
         self.codes.resize(rows * dim, 0);
         self.scales.resize(rows, 0.0);
     }

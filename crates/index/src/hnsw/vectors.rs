@@ -41,14 +41,16 @@ impl Rows {
 
     /// Room for `additional` more rows without reallocating.
     pub(super) fn reserve(&mut self, additional: usize) {
-        self.data.reserve(additional.saturating_mul(self.dim));
+        self.data.reserve_exact(additional.saturating_mul(self.dim));
         crate::memory::advise_huge(&mut self.data);
-        self.inv_norms.reserve(additional);
-        self.norms2.reserve(additional);
+        self.inv_norms.reserve_exact(additional);
+        self.norms2.reserve_exact(additional);
     }
 
     /// Makes the arena `rows` rows long: new rows are zero, rows past it are dropped.
     pub(super) fn resize(&mut self, rows: usize) {
+        // Grown by exactly what is needed, not doubled (the arena is most of an index).
+        self.reserve(rows.saturating_sub(self.inv_norms.len()));
         self.data.resize(rows * self.dim, 0.0);
         self.inv_norms.resize(rows, 0.0);
         self.norms2.resize(rows, 0.0);
