@@ -30,27 +30,27 @@ def register_embedding_function(cls: Any = None, *, name: Optional[str] = None) 
     return register if cls is None else register(cls)
 
 
-def known_embedding_function(name: str) -> Optional[Any]:
-    """The class registered as `name`: Ochre's, the caller's, or chromadb's when installed."""
+def _registered(name: str, chromadb_registry: str) -> Optional[Any]:
+    """`name` in Ochre's registry, else in chromadb's registry `chromadb_registry` (a dict of
+    `chromadb.utils.embedding_functions`) when chromadb is installed."""
     if name in _known:
         return _known[name]
     try:
-        from chromadb.utils.embedding_functions import known_embedding_functions
+        from chromadb.utils import embedding_functions as chroma_efs
     except Exception:  # chromadb is optional
         return None
-    return known_embedding_functions.get(name)
+    return getattr(chroma_efs, chromadb_registry, {}).get(name)
+
+
+def known_embedding_function(name: str) -> Optional[Any]:
+    """The class registered as `name`: Ochre's, the caller's, or chromadb's when installed."""
+    return _registered(name, "known_embedding_functions")
 
 
 def known_sparse_embedding_function(name: str) -> Optional[Any]:
     """The sparse function class registered as `name`: with `register_embedding_function`, or
     chromadb's (`register_sparse_embedding_function`) when chromadb is installed."""
-    if name in _known:
-        return _known[name]
-    try:
-        from chromadb.utils.embedding_functions import sparse_known_embedding_functions
-    except Exception:  # chromadb is optional
-        return None
-    return sparse_known_embedding_functions.get(name)
+    return _registered(name, "sparse_known_embedding_functions")
 
 
 class DefaultEmbeddingFunction:
