@@ -135,30 +135,33 @@ impl HnswIndex {
 
     /// Links the appended nodes `first..` into the graph.
     fn connect_from(&mut self, first: u32, threads: usize) {
-        let last = self.nodes.len() as u32;
-        let mut next = first;
+        let nodes: Vec<u32> = (first..self.nodes.len() as u32).collect();
+        self.connect_nodes(&nodes, first as usize, threads);
+    }
+
+    /// Links `nodes` (unlinked, in this order) into a graph where `linked` nodes are linked.
+    pub(super) fn connect_nodes(&mut self, nodes: &[u32], linked: usize, threads: usize) {
         // Seed the graph sequentially so parallel inserters always have somewhere to start.
-        while next < last && (next as usize) < 256 {
-            self.connect(next);
-            next += 1;
+        let seeded = nodes.len().min(256usize.saturating_sub(linked));
+        for &n in &nodes[..seeded] {
+            self.connect(n);
         }
-        if threads <= 1 || last - next < 64 {
-            for n in next..last {
+        let rest = &nodes[seeded..];
+        if threads <= 1 || rest.len() < 64 {
+            for &n in rest {
                 self.connect(n);
             }
             self.maybe_repair();
             return;
         }
-        let counter = AtomicUsize::new(next as usize);
+        let counter = AtomicUsize::new(0);
         let this = &*self;
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| loop {
-                    let n = counter.fetch_add(1, Relaxed);
-                    if n >= last as usize {
-                        break;
-                    }
-                    this.connect(n as u32);
+                    let i = counter.fetch_add(1, Relaxed);
+                    let Some(&n) = rest.get(i) else { break };
+                    this.connect(n);
                 });
             }
         });

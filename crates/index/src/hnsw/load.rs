@@ -87,123 +87,113 @@ impl HnswIndex {
             node_seq,
             deleted: gone,
             levels: graph_levels,
-            mut layer0,
-            mut upper,
+            layer0: graph_layer0,
+            upper: graph_upper,
             entry,
             max_level,
             ..
         } = parsed;
         let (g_n, n) = (node_seq.len(), self.nodes.len());
+        if n.saturating_add(g_n) > u32::MAX as usize {
+            return Err(FormatError::Malformed("node count"));
+        }
         let mut report = LoadReport::default();
-        // Which of this index's nodes fills each graph node, then the live nodes it lacks.
-        let mut src_of: Vec<Option<u32>> = vec![None; g_n];
-        let mut claimed = vec![false; n];
+        // The vectors stay where they are (node order stays storage order, so checkpoints
+        // reload without a copy); the graph is renumbered instead. Each graph node becomes the
+        // node of its record here; its tombstones, and nodes naming no record here, are
+        // appended as tombstones.
+        let mut node_of: Vec<u32> = vec![0; g_n];
+        let mut given_lists = vec![false; n];
+        let mut appended = 0usize;
         for g in 0..g_n {
-            if gone[g] {
-                continue;
-            }
-            match self.nodes.by_seq.get(&node_seq[g]) {
-                Some(&k) if !claimed[k as usize] => {
-                    src_of[g] = Some(k);
-                    claimed[k as usize] = true;
+            let claim = if gone[g] {
+                None
+            } else {
+                self.nodes
+                    .by_seq
+                    .get(&node_seq[g])
+                    .copied()
+                    .filter(|&k| !given_lists[k as usize])
+            };
+            match claim {
+                Some(k) => {
+                    node_of[g] = k;
+                    given_lists[k as usize] = true;
                 }
-                _ => report.stale += 1,
+                None => {
+                    report.stale += usize::from(!gone[g]);
+                    node_of[g] = (n + appended) as u32;
+                    appended += 1;
+                }
             }
         }
-        drop(gone);
         drop(node_seq);
-        let missing: Vec<u32> = (0..n as u32)
-            .filter(|&k| !self.nodes.deleted[k as usize] && !claimed[k as usize])
+        drop(gone);
+        let total = n + appended;
+        let m0 = 2 * m;
+        // The renumbered graph. Nodes here the graph lacks keep their level, with empty lists.
+        let mut levels = self.graph.levels().to_vec();
+        levels.resize(total, 0);
+        let mut upper: Vec<Vec<Vec<u32>>> = levels
+            .iter()
+            .map(|&l| vec![Vec::new(); usize::from(l)])
             .collect();
-        // Node order becomes the graph's, then the missing nodes: the vectors move into it in
-        // place (a permutation of `0..len`; dropped tombstones and new slots fill the graph's
-        // tombstones and whatever lies past the end).
-        let total = g_n + missing.len();
-        let len = n.max(total);
-        let mut dest = vec![u32::MAX; len];
-        for (g, k) in src_of.iter().enumerate() {
-            if let Some(k) = k {
-                dest[*k as usize] = g as u32;
+        let mut layer0 = vec![0u32; total * (m0 + 1)];
+        for g in 0..g_n {
+            let t = node_of[g] as usize;
+            levels[t] = graph_levels[g];
+            let src = &graph_layer0[g * (m0 + 1)..(g + 1) * (m0 + 1)];
+            let dst = &mut layer0[t * (m0 + 1)..(t + 1) * (m0 + 1)];
+            let count = src[0] as usize;
+            dst[0] = src[0];
+            for (d, s) in dst[1..=count].iter_mut().zip(&src[1..=count]) {
+                *d = node_of[*s as usize];
+            }
+            upper[t] = graph_upper[g]
+                .iter()
+                .map(|list| list.iter().map(|&x| node_of[x as usize]).collect())
+                .collect();
+        }
+        drop(graph_layer0);
+        drop(graph_upper);
+        drop(graph_levels);
+        // The appended tombstones route through their nearest neighbour holding a record.
+        self.rows.resize(total);
+        self.codes.resize(total, self.dim);
+        for t in n..total {
+            let s = t * (m0 + 1);
+            let count = layer0[s] as usize;
+            if let Some(&nb) = layer0[s + 1..s + 1 + count]
+                .iter()
+                .find(|&&x| (x as usize) < n)
+            {
+                self.rows.copy_row(nb, t as u32);
+                self.codes.copy_row(nb, t as u32, self.dim);
             }
         }
-        for (j, &k) in missing.iter().enumerate() {
-            dest[k as usize] = (g_n + j) as u32;
-        }
-        let mut unfilled = (0..g_n)
-            .filter(|&g| src_of[g].is_none())
-            .chain(total..len)
-            .map(|t| t as u32);
-        for d in dest.iter_mut().filter(|d| **d == u32::MAX) {
-            *d = unfilled.next().unwrap_or(u32::MAX);
-        }
-        debug_assert!(unfilled.next().is_none() && dest.iter().all(|&d| d != u32::MAX));
-        let mut levels = graph_levels;
-        levels.extend(missing.iter().map(|&k| self.graph.levels()[k as usize]));
-        let m0 = 2 * m;
-        layer0.resize(total * (m0 + 1), 0);
-        upper.extend(
-            levels[g_n..]
-                .iter()
-                .map(|&l| vec![Vec::new(); usize::from(l)]),
-        );
-        report.missing = missing
+        self.nodes.seq.resize(total, SeqNo(0));
+        self.nodes.deleted.resize(total, true);
+        self.nodes.n_deleted += appended;
+        let unlinked: Vec<u32> = (0..n as u32)
+            .filter(|&k| !given_lists[k as usize] && !self.nodes.deleted[k as usize])
+            .collect();
+        drop(given_lists);
+        report.missing = unlinked
             .iter()
             .map(|&k| self.nodes.seq[k as usize])
             .collect();
         report.missing.sort_unstable();
-        drop(missing);
-        drop(claimed);
-
-        let mut done = vec![false; len];
-        self.rows.resize(len);
-        self.rows.permute(&dest, &mut done);
-        self.rows.resize(total);
-        self.codes.resize(len, self.dim);
-        self.codes.permute(&dest, &mut done, self.dim);
-        self.codes.resize(total, self.dim);
-        let mut seq = std::mem::take(&mut self.nodes.seq);
-        seq.resize(len, SeqNo(0));
-        super::permute(&mut seq, 1, &dest, &mut done);
-        seq.truncate(total);
-        drop(dest);
-        drop(done);
-        let deleted: Vec<bool> = (0..total).map(|t| t < g_n && src_of[t].is_none()).collect();
-        // Tombstones route through their nearest filled neighbour's vector.
-        for g in (0..g_n).filter(|&g| deleted[g]) {
-            let s = g * (m0 + 1);
-            let c = layer0[s] as usize;
-            if let Some(&nb) = layer0[s + 1..s + 1 + c]
-                .iter()
-                .find(|&&x| !deleted[x as usize])
-            {
-                self.rows.copy_row(nb, g as u32);
-                self.codes.copy_row(nb, g as u32, self.dim);
-            }
-        }
-        let mut by_seq = FxHashMap::with_capacity_and_hasher(total, Default::default());
-        for (t, s) in seq.iter().enumerate() {
-            if !deleted[t] {
-                by_seq.insert(*s, t as u32);
-            }
-        }
-        self.nodes.n_deleted = deleted.iter().filter(|d| **d).count();
-        self.nodes.seq = seq;
-        self.nodes.by_seq = by_seq;
-        self.nodes.deleted = deleted;
-        self.graph = Graph::from_parts(
-            m,
-            levels,
-            layer0,
-            &upper,
-            (g_n > 0).then_some(entry),
-            max_level,
-        );
+        let entry = (g_n > 0).then(|| node_of[entry as usize]);
+        drop(node_of);
+        self.graph = Graph::from_parts(m, levels, layer0, &upper, entry, max_level);
         drop(upper);
-        // The missing nodes are linked in as deferred ones are; nodes the other implementation
-        // left unreachable get links, as after a build here.
-        self.unlinked_from = (total > g_n).then_some(g_n as u32);
+        // What the graph lacks is linked in as deferred nodes are; nodes the other
+        // implementation left unreachable get links, as after a build here.
+        self.defer = false;
+        self.unlinked_from = None;
         self.repaired_at = total;
-        self.link_deferred();
+        let threads = self.threads();
+        self.connect_nodes(&unlinked, g_n, threads);
         self.repair_orphans();
         self.repaired_at = self.nodes.len();
         Ok(report)
@@ -263,16 +253,33 @@ impl ParsedCheckpoint {
         let mut report = LoadReport::default();
         let mut seq_node = FxHashMap::with_capacity_and_hasher(n, Default::default());
         let mut n_deleted = 0;
-        // Fast path: the nodes are the stored rows, in order, all live and unchanged; the rows
-        // become the arena as they are.
-        let fresh = vectors
-            .aligned(&node_seq, &deleted)
-            .is_some_and(|aligned| (0..n).all(|i| fp(&aligned[i * dim..(i + 1) * dim]) == fps[i]));
+        // Fast path: the nodes are the stored rows, in order, live and unchanged, then perhaps
+        // tombstones (an adopted graph's); the rows become the arena as they are.
+        let rows = vectors.rows();
+        let fresh = vectors.aligned(&node_seq, &deleted).is_some_and(|aligned| {
+            (0..rows).all(|i| fp(&aligned[i * dim..(i + 1) * dim]) == fps[i])
+        });
         let vecs = if fresh {
-            for (i, seq) in node_seq.iter().enumerate() {
+            for (i, seq) in node_seq[..rows].iter().enumerate() {
                 seq_node.insert(*seq, i as u32);
             }
-            vectors.into_data()
+            let mut vecs = vectors.into_data();
+            // The trailing tombstones route through their nearest live neighbour's vector (the
+            // buffer was sized by the checkpoint's node count, so this does not reallocate).
+            vecs.resize(n * dim, 0.0);
+            for i in rows..n {
+                let s = i * (m0 + 1);
+                let c = layer0[s] as usize;
+                if let Some(&nb) = layer0[s + 1..s + 1 + c]
+                    .iter()
+                    .find(|&&x| (x as usize) < rows)
+                {
+                    let (a, b) = (i * dim, nb as usize * dim);
+                    vecs.copy_within(b..b + dim, a);
+                }
+            }
+            n_deleted = n - rows;
+            vecs
         } else {
             let mut known: Vec<bool> = vec![false; n];
             let mut vecs: Vec<f32> = crate::memory::huge_vec(n * dim);
@@ -383,13 +390,27 @@ impl Source<'_> {
         }
     }
 
-    /// The rows, when they are exactly the checkpoint's nodes in order and none is a tombstone.
+    /// The rows, when they are exactly the checkpoint's first nodes in order, none of them a
+    /// tombstone, and every node after them is one.
     fn aligned(&self, node_seq: &[SeqNo], deleted: &[bool]) -> Option<&[f32]> {
         match self {
-            Source::Rows { seqs, data, .. } if *seqs == node_seq && !deleted.iter().any(|d| *d) => {
+            Source::Rows { seqs, data, .. }
+                if node_seq.len() >= seqs.len()
+                    && node_seq[..seqs.len()] == **seqs
+                    && deleted[..seqs.len()].iter().all(|d| !*d)
+                    && deleted[seqs.len()..].iter().all(|d| *d) =>
+            {
                 Some(data.as_slice())
             }
             Source::Rows { .. } | Source::Map(_) => None,
+        }
+    }
+
+    /// How many rows the source holds (0 for a map).
+    fn rows(&self) -> usize {
+        match self {
+            Source::Rows { seqs, .. } => seqs.len(),
+            Source::Map(_) => 0,
         }
     }
 

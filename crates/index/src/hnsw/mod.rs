@@ -87,34 +87,6 @@ impl Nodes {
     }
 }
 
-/// Moves each `width`-element row `k` of `data` to row `dest[k]`, in place, following the
-/// permutation's cycles (one row held aside at a time). `dest` must be a permutation of
-/// `0..rows`; `done` (as long as it) is scratch space.
-pub(super) fn permute<T: Copy>(data: &mut [T], width: usize, dest: &[u32], done: &mut [bool]) {
-    debug_assert_eq!(data.len(), dest.len() * width);
-    done.fill(false);
-    let Some(first) = data.get(..width) else {
-        return;
-    };
-    let mut held = first.to_vec();
-    for start in 0..dest.len() {
-        if done[start] {
-            continue;
-        }
-        held.copy_from_slice(&data[start * width..(start + 1) * width]);
-        let mut at = start;
-        loop {
-            done[at] = true;
-            let next = dest[at] as usize;
-            data[next * width..(next + 1) * width].swap_with_slice(&mut held);
-            at = next;
-            if at == start {
-                break;
-            }
-        }
-    }
-}
-
 /// The seed of the level generator: fixed, so graphs are reproducible.
 const SEED: u64 = 0x5eed;
 

@@ -31,12 +31,6 @@ impl Codes {
         self.scales.resize(rows, 0.0);
     }
 
-    /// Moves every code `k` to `dest[k]` (a permutation of the codes), in place.
-    pub(super) fn permute(&mut self, dest: &[u32], done: &mut [bool], dim: usize) {
-        super::permute(&mut self.codes, dim, dest, done);
-        super::permute(&mut self.scales, 1, dest, done);
-    }
-
     /// Copies code `from` over code `to`.
     pub(super) fn copy_row(&mut self, from: u32, to: u32, dim: usize) {
         let (f, t) = (from as usize, to as usize);

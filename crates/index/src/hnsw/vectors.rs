@@ -56,13 +56,6 @@ impl Rows {
         self.norms2.resize(rows, 0.0);
     }
 
-    /// Moves every row `k` to `dest[k]` (a permutation of the rows), in place.
-    pub(super) fn permute(&mut self, dest: &[u32], done: &mut [bool]) {
-        super::permute(&mut self.data, self.dim, dest, done);
-        super::permute(&mut self.inv_norms, 1, dest, done);
-        super::permute(&mut self.norms2, 1, dest, done);
-    }
-
     /// Copies row `from` (vector and norms) over row `to`.
     pub(super) fn copy_row(&mut self, from: u32, to: u32) {
         let (f, t) = (from as usize, to as usize);

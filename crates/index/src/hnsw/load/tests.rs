@@ -416,10 +416,11 @@ fn an_adopted_graph_is_walked_like_its_source() {
 }
 
 #[test]
-fn adoption_reorders_the_vectors_into_the_graphs_node_order() {
+fn adoption_renumbers_the_graph_and_leaves_the_vectors_in_place() {
     // The records arrive in another order than the graph's nodes, one the graph names is not
-    // here, one here is not in the graph, and the index was already linked once: every live
-    // record ends up at its graph node (or after them), with its own vector.
+    // here, one here is not in the graph, and the index was already linked once: every record
+    // keeps its node and vector, the graph's lists are renumbered to them, and the graph's
+    // tombstones come after the records (so checkpoints reload without a copy).
     let (h, vs) = sample();
     let mut d = HnswIndex::new(3, &config());
     for i in (0..vs.len()).rev().filter(|&i| i != 5 && i != 17) {
@@ -428,23 +429,47 @@ fn adoption_reorders_the_vectors_into_the_graphs_node_order() {
     let extra = [0.25, -0.5, 4.0];
     d.insert(SeqNo(900), &extra);
     d.remove(SeqNo(40));
+    let before: HashMap<SeqNo, u32> = d.nodes.by_seq.clone().into_iter().collect();
+    let records = d.nodes.len();
     let report = d.adopt(prebuilt(&h)).expect("adopted");
     // Record 17 is named by the graph but absent; 40 was deleted here: both tombstones.
     assert_eq!((report.stale, report.missing), (2, vec![SeqNo(900)]));
     assert!(!d.has_unlinked());
     assert_eq!(d.len(), vs.len() - 3 + 1);
-    let (ge, gl) = (d.graph.top(), h.graph.top());
-    assert_eq!(ge, gl, "the graph's entry and top level are kept");
+    // Graph nodes 5 (deleted there), 17 and 40 (no live record here) follow the records.
+    assert_eq!(d.nodes.len(), records + 3);
+    assert!(d.nodes.deleted[records..].iter().all(|x| *x));
+    let seq_of = |ix: &HnswIndex, n: u32| ix.nodes.seq[n as usize];
+    assert_eq!(d.graph.top().1, h.graph.top().1, "the top level is kept");
+    // Its lists are the graph's, renumbered: the same records (live neighbours).
+    let named = |ix: &HnswIndex, list: Vec<u32>| -> Vec<SeqNo> {
+        list.into_iter()
+            .filter(|&x| !ix.nodes.deleted[x as usize])
+            .map(|x| seq_of(ix, x))
+            .filter(|s| ![SeqNo(17), SeqNo(40)].contains(s))
+            .collect()
+    };
     for (i, v) in vs.iter().enumerate() {
         let seq = SeqNo(i as u64);
         match d.get(seq) {
             Some(stored) => {
                 assert!(![5, 17, 40].contains(&i));
                 assert_eq!(stored, v.as_slice(), "record {i} kept its vector");
-                assert_eq!(
-                    d.nodes.by_seq[&seq], i as u32,
-                    "record {i} sits at its graph node"
+                let node = d.nodes.by_seq[&seq];
+                assert_eq!(node, before[&seq], "record {i} kept its node");
+                // (Linking record 900 afterwards may have put it in, pruning another.)
+                let (got, want) = (
+                    named(&d, d.graph.list(node, 0)),
+                    named(&h, h.graph.list(i as u32, 0)),
                 );
+                if got.contains(&SeqNo(900)) {
+                    assert!(
+                        got.iter().all(|s| *s == SeqNo(900) || want.contains(s)),
+                        "record {i}"
+                    );
+                } else {
+                    assert_eq!(got, want, "record {i}'s layer-0 list");
+                }
                 assert_eq!(d.search(v, 1)[0].seq, seq);
             }
             None => assert!([5, 17, 40].contains(&i), "record {i} was lost"),
@@ -464,29 +489,29 @@ fn adoption_reorders_the_vectors_into_the_graphs_node_order() {
     for q in vs.iter().step_by(7) {
         assert_eq!(back.search(q, 5), d.search(q, 5));
     }
-}
-
-proptest::proptest! {
-    #[test]
-    fn permute_moves_every_row_to_its_destination(
-        order in proptest::collection::vec(proptest::num::u32::ANY, 0..200),
-        width in 1usize..5,
-    ) {
-        // A permutation: the rows sorted by a random key.
-        let n = order.len();
-        let mut by_key: Vec<usize> = (0..n).collect();
-        by_key.sort_by_key(|&i| (order[i], i));
-        let mut dest = vec![0u32; n];
-        for (to, &from) in by_key.iter().enumerate() {
-            dest[from] = to as u32;
-        }
-        let data: Vec<u64> = (0..n * width).map(|x| x as u64).collect();
-        let mut moved = data.clone();
-        let mut done = vec![true; n];
-        crate::hnsw::permute(&mut moved, width, &dest, &mut done);
-        for k in 0..n {
-            let t = dest[k] as usize;
-            proptest::prop_assert_eq!(&moved[t * width..(t + 1) * width], &data[k * width..(k + 1) * width]);
-        }
+    // Reloaded from the store's rows (live nodes in node order), the rows become the arena
+    // without a copy, the trailing tombstones notwithstanding.
+    let mut fresh = HnswIndex::new(3, &config());
+    for i in (0..vs.len()).filter(|i| ![5, 17, 40].contains(i)) {
+        fresh.insert(SeqNo(i as u64), &vs[i]);
+    }
+    let mut g = prebuilt(&h);
+    let graph_nodes = g.nodes.len();
+    g.nodes[17] = None;
+    g.nodes[40] = None;
+    let report = fresh.adopt(g).expect("adopted");
+    assert_eq!(report, LoadReport::default());
+    assert_eq!(fresh.nodes.len(), vs.len() - 3 + 3);
+    let seqs: Vec<SeqNo> = fresh.nodes.seq[..fresh.nodes.len() - 3].to_vec();
+    let mut data: Vec<f32> = seqs.iter().flat_map(|s| vs[s.0 as usize].clone()).collect();
+    data.reserve_exact(3 * 3);
+    let (again, report) =
+        HnswIndex::from_checkpoint_rows(&fresh.to_checkpoint(), 3, &config(), &seqs, &mut data)
+            .expect("valid");
+    assert_eq!(report, LoadReport::default());
+    assert!(data.is_empty(), "the rows were taken as the arena");
+    assert_eq!(again.nodes.len(), graph_nodes);
+    for q in vs.iter().step_by(7) {
+        assert_eq!(again.search(q, 5), fresh.search(q, 5));
     }
 }
