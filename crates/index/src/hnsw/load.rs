@@ -265,7 +265,8 @@ impl ParsedCheckpoint {
             }
             let mut vecs = vectors.into_data();
             // The trailing tombstones route through their nearest live neighbour's vector (the
-            // buffer was sized by the checkpoint's node count, so this does not reallocate).
+            // engine sizes the buffer by the checkpoint's node count, so there this does not
+            // reallocate).
             vecs.resize(n * dim, 0.0);
             for i in rows..n {
                 let s = i * (m0 + 1);
