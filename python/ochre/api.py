@@ -501,6 +501,13 @@ def _stored_sparse_function(schema: Any, key: str) -> Any:
     return _sparse_index_config(schema, key).get("embedding_function")
 
 
+def _run_embedding_function(ef: Any, values: List[Any], is_query: bool) -> Any:
+    """`ef` on `values`: its `embed_query` for queries when it has one (chromadb's rule)."""
+    if is_query and callable(getattr(ef, "embed_query", None)):
+        return ef.embed_query(input=values)
+    return ef(input=values)
+
+
 def _sparse_vector_dict(value: Any) -> Any:
     """A sparse embedding function's output, in the metadata wire form."""
     if isinstance(value, dict):
@@ -628,6 +635,9 @@ class Collection:
         self._model = model
         self._embedding_function = embedding_function
         self._data_loader = data_loader
+        # The schema's sparse targets, resolved once per schema (rebuilding a function from its
+        # config can be costly): (the schema dict they were resolved from, the targets).
+        self._sparse_cache: Optional[Tuple[Any, List[Tuple[str, str, Any]]]] = None
         self._path = f"{client._db(model.get('tenant'), model.get('database'))}/collections/{model['id']}"
 
     # -- the model
@@ -726,11 +736,7 @@ class Collection:
         return ef
 
     def _embed(self, values: List[Any], is_query: bool = False) -> List[np.ndarray]:
-        ef = self._embedding_function_in_use()
-        if is_query and callable(getattr(ef, "embed_query", None)):
-            out = ef.embed_query(input=values)
-        else:
-            out = ef(input=values)
+        out = _run_embedding_function(self._embedding_function_in_use(), values, is_query)
         vectors = v.embeddings(out if isinstance(out, (list, np.ndarray)) else list(out))
         if vectors is None:
             raise ValueError("The embedding function returned nothing")
@@ -815,6 +821,11 @@ class Collection:
         embedding function runs in this process: every one but `chroma_bm25`, which the engine
         computes itself (as Chroma's server does)."""
         schema = self.schema
+        if self._sparse_cache is None or self._sparse_cache[0] is not schema:
+            self._sparse_cache = (schema, self._resolve_sparse_targets(schema))
+        return self._sparse_cache[1]
+
+    def _resolve_sparse_targets(self, schema: Any) -> List[Tuple[str, str, Any]]:
         if not isinstance(schema, dict):
             return []
         out = []
@@ -833,18 +844,14 @@ class Collection:
                     warnings.warn(
                         f"Could not reconstruct sparse embedding function {stored.get('name')!r} "
                         f"for key {key!r}: {e}; its vectors must be given with the writes",
-                        stacklevel=4,
+                        stacklevel=5,
                     )
             if ef is not None:
                 out.append((key, source, ef))
         return out
 
     def _sparse_embed(self, ef: Any, texts: List[str], is_query: bool = False) -> List[Any]:
-        if is_query and callable(getattr(ef, "embed_query", None)):
-            out = ef.embed_query(input=texts)
-        else:
-            out = ef(input=texts)
-        out = list(out)
+        out = list(_run_embedding_function(ef, texts, is_query))
         if len(out) != len(texts):
             raise ValueError("Sparse embedding function returned unexpected number of embeddings.")
         return [_sparse_vector_dict(x) for x in out]

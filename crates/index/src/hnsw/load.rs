@@ -161,12 +161,7 @@ impl HnswIndex {
         self.rows.resize(total);
         self.codes.resize(total, self.dim);
         for t in n..total {
-            let s = t * (m0 + 1);
-            let count = layer0[s] as usize;
-            if let Some(&nb) = layer0[s + 1..s + 1 + count]
-                .iter()
-                .find(|&&x| (x as usize) < n)
-            {
+            if let Some(nb) = first_neighbour(&layer0, m0, t, |x| (x as usize) < n) {
                 self.rows.copy_row(nb, t as u32);
                 self.codes.copy_row(nb, t as u32, self.dim);
             }
@@ -269,12 +264,7 @@ impl ParsedCheckpoint {
             // reallocate).
             vecs.resize(n * dim, 0.0);
             for i in rows..n {
-                let s = i * (m0 + 1);
-                let c = layer0[s] as usize;
-                if let Some(&nb) = layer0[s + 1..s + 1 + c]
-                    .iter()
-                    .find(|&&x| (x as usize) < rows)
-                {
+                if let Some(nb) = first_neighbour(&layer0, m0, i, |x| (x as usize) < rows) {
                     let (a, b) = (i * dim, nb as usize * dim);
                     vecs.copy_within(b..b + dim, a);
                 }
@@ -314,12 +304,7 @@ impl ParsedCheckpoint {
                 if known[i] {
                     continue;
                 }
-                let s = i * (m0 + 1);
-                let c = layer0[s] as usize;
-                if let Some(&nb) = layer0[s + 1..s + 1 + c]
-                    .iter()
-                    .find(|&&x| known[x as usize])
-                {
+                if let Some(nb) = first_neighbour(&layer0, m0, i, |x| known[x as usize]) {
                     let (a, b) = (i * dim, nb as usize * dim);
                     vecs.copy_within(b..b + dim, a);
                 }
@@ -352,6 +337,22 @@ impl ParsedCheckpoint {
             report,
         )
     }
+}
+
+/// The first of `node`'s layer-0 neighbours (in flat `layer0` slots, `m0 + 1` per node) that
+/// `usable` accepts: where a tombstone without a vector of its own borrows one.
+fn first_neighbour(
+    layer0: &[u32],
+    m0: usize,
+    node: usize,
+    usable: impl Fn(u32) -> bool,
+) -> Option<u32> {
+    let s = node * (m0 + 1);
+    let count = layer0[s] as usize;
+    layer0[s + 1..s + 1 + count]
+        .iter()
+        .copied()
+        .find(|&x| usable(x))
 }
 
 /// Where a checkpoint load finds the stored vectors.
