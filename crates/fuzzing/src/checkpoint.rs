@@ -123,7 +123,12 @@ pub fn checkpoint(data: &[u8]) {
 
     let loaded = if ctrl & ROWS != 0 {
         let order: Vec<SeqNo> = store.iter().map(|(s, _)| *s).collect();
-        let mut data: Vec<f32> = store.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let mut data = ochre_index::memory::Arena::from(
+            store
+                .iter()
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect::<Vec<f32>>(),
+        );
         HnswIndex::from_checkpoint_rows(&bytes, dim, &config, &order, &mut data)
     } else {
         let map: HashMap<SeqNo, &[f32]> = store.iter().map(|(s, v)| (*s, v.as_slice())).collect();

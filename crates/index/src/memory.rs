@@ -1,4 +1,4 @@
-//! Large buffers backed by transparent huge pages.
+//! Large buffers: backed by transparent huge pages, and grown without copying.
 //!
 //! A 100k × 384 arena is 150 MB: with 4 KiB pages, filling it takes ~37,000 page faults; with
 //! 2 MiB pages ~75. Linux backs a region with 2 MiB pages when asked (`madvise(MADV_HUGEPAGE)`;
@@ -39,6 +39,355 @@ pub fn advise_huge<T>(v: &mut Vec<T>) {
 #[cfg(not(target_os = "linux"))]
 pub fn advise_huge<T>(_v: &mut Vec<T>) {}
 
+/// Values an [`Arena`] may hold: plain numbers, for which all-zero bytes are the value zero.
+pub trait Plain: Copy + Default + Send + Sync + 'static + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! plain {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Plain for $t {}
+    )*};
+}
+plain!(f32, i8, u8, u32);
+
+/// From this many bytes of capacity on, an arena lives in its own memory mapping (Linux).
+#[cfg(not(test))]
+const MAP_FROM_BYTES: usize = 4 << 20;
+/// Small in tests, so they cross it.
+#[cfg(test)]
+const MAP_FROM_BYTES: usize = 8 << 10;
+
+/// Mappings are sized in whole huge pages (only the pages written are ever backed).
+const MAP_UNIT: usize = 2 << 20;
+
+/// A growable array of plain numbers for an index's largest parts (vectors, codes), which grows
+/// **without copying**: from [`MAP_FROM_BYTES`] on (on Linux), it is an anonymous memory
+/// mapping that grows by `mremap`, which moves page tables instead of bytes. A `Vec` that
+/// outgrows its allocation copies into a new one, so for a moment it needs both: for a 150 MB
+/// arena of vectors, 150 MB more than the data (mimalloc, like most allocators, never remaps).
+/// Capacity beyond the length costs address space only, so the mapping doubles. A mapped arena
+/// is advised to use huge pages ([`advise_huge`]); its memory returns to the system when dropped.
+pub struct Arena<T: Plain> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    cap: usize,
+    /// The memory is a mapping of `cap * size_of::<T>()` bytes; otherwise a `Vec`'s allocation
+    /// of `cap` elements (or nothing, with `cap` 0).
+    mapped: bool,
+}
+
+// SAFETY: an arena owns its memory exclusively, like a `Vec<T>`, and `T` is `Send + Sync`.
+unsafe impl<T: Plain> Send for Arena<T> {}
+// SAFETY: as above; shared access only reads.
+unsafe impl<T: Plain> Sync for Arena<T> {}
+
+impl<T: Plain> Default for Arena<T> {
+    fn default() -> Self {
+        Arena {
+            ptr: std::ptr::NonNull::dangling(),
+            len: 0,
+            cap: 0,
+            mapped: false,
+        }
+    }
+}
+
+impl<T: Plain> From<Vec<T>> for Arena<T> {
+    /// Takes over the vector's allocation (no copy).
+    fn from(v: Vec<T>) -> Self {
+        let mut v = std::mem::ManuallyDrop::new(v);
+        Arena {
+            // SAFETY: a Vec's pointer is never null (dangling when it has no allocation).
+            ptr: unsafe { std::ptr::NonNull::new_unchecked(v.as_mut_ptr()) },
+            len: v.len(),
+            cap: v.capacity(),
+            mapped: false,
+        }
+    }
+}
+
+impl<T: Plain> Clone for Arena<T> {
+    fn clone(&self) -> Self {
+        let mut a = Arena::with_capacity(self.len);
+        a.extend_from_slice(self);
+        a
+    }
+}
+
+impl<T: Plain> std::ops::Deref for Arena<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the first `len` elements are initialised and owned by the arena.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Plain> std::ops::DerefMut for Arena<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Plain> std::fmt::Debug for Arena<T>
+where
+    T: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: Plain> Drop for Arena<T> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<T: Plain> Arena<T> {
+    /// An empty arena with room for `capacity` elements.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut a = Arena::default();
+        a.reserve_exact(capacity);
+        a
+    }
+
+    /// `len` zeros (fresh memory is zero already: nothing is written, so no page is touched).
+    pub fn zeroed(len: usize) -> Self {
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
+        if cfg!(target_os = "linux") && bytes >= MAP_FROM_BYTES {
+            let mut a = Arena::with_capacity(len);
+            a.len = len;
+            a
+        } else {
+            Arena::from(vec![T::default(); len])
+        }
+    }
+
+    /// Elements it can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Room for at least `additional` more elements; grows to exactly what is needed (or, once
+    /// mapped, to at least double: capacity is only address space there).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        let need = self
+            .len
+            .checked_add(additional)
+            .unwrap_or_else(|| capacity_overflow());
+        if need > self.cap {
+            self.grow_to(need);
+        }
+    }
+
+    /// Room for at least `additional` more elements, at least doubling when it grows.
+    pub fn reserve(&mut self, additional: usize) {
+        let need = self
+            .len
+            .checked_add(additional)
+            .unwrap_or_else(|| capacity_overflow());
+        if need > self.cap {
+            self.grow_to(need.max(self.cap.saturating_mul(2)));
+        }
+    }
+
+    /// Appends one element.
+    #[inline]
+    pub fn push(&mut self, x: T) {
+        if self.len == self.cap {
+            self.reserve(1);
+        }
+        // SAFETY: `len < cap`, so the slot is inside the allocation.
+        unsafe { self.ptr.as_ptr().add(self.len).write(x) };
+        self.len += 1;
+    }
+
+    /// Appends the elements of `xs`.
+    pub fn extend_from_slice(&mut self, xs: &[T]) {
+        self.reserve(xs.len());
+        // SAFETY: the reserve made room for `xs.len()` more; `xs` cannot overlap memory past
+        // `len`, which no reference reaches.
+        unsafe {
+            std::ptr::copy_nonoverlapping(xs.as_ptr(), self.ptr.as_ptr().add(self.len), xs.len());
+        }
+        self.len += xs.len();
+    }
+
+    /// Makes the arena `len` long: new elements are `value`, elements past it are dropped.
+    pub fn resize(&mut self, len: usize, value: T) {
+        if len <= self.len {
+            self.len = len;
+            return;
+        }
+        self.reserve(len - self.len);
+        let old = self.len;
+        self.len = len;
+        self[old..].fill(value);
+    }
+
+    /// Drops the elements from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Drops every element (the memory stays).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Grows the capacity to `cap` (> the current one).
+    fn grow_to(&mut self, cap: usize) {
+        let size = std::mem::size_of::<T>();
+        let bytes = cap.checked_mul(size).unwrap_or_else(|| capacity_overflow());
+        if cfg!(target_os = "linux") && bytes >= MAP_FROM_BYTES {
+            let bytes = bytes
+                .checked_next_multiple_of(MAP_UNIT)
+                .unwrap_or_else(|| capacity_overflow());
+            let len = self.len;
+            let ptr = if self.mapped {
+                map::remap(self.ptr.as_ptr().cast(), self.cap * size, bytes)
+            } else {
+                let fresh = map::map(bytes);
+                // SAFETY: the new mapping is `bytes >= len * size` long and disjoint from the
+                // old allocation; the old one is released just after.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.ptr.as_ptr(), fresh.cast::<T>(), self.len);
+                }
+                self.release();
+                fresh
+            };
+            // SAFETY: a mapping's address is never null (`map` and `remap` fail otherwise).
+            self.ptr = unsafe { std::ptr::NonNull::new_unchecked(ptr.cast()) };
+            self.len = len;
+            self.cap = bytes / size;
+            self.mapped = true;
+            map::advise(ptr, bytes);
+        } else {
+            let mut v = self.take_vec();
+            v.reserve_exact(cap - v.len());
+            *self = Arena::from(v);
+        }
+    }
+
+    /// The elements as a `Vec` (the allocation taken over) when the arena is not mapped; `self`
+    /// is left empty.
+    fn take_vec(&mut self) -> Vec<T> {
+        debug_assert!(!self.mapped);
+        let (ptr, len, cap) = (self.ptr, self.len, self.cap);
+        self.disown();
+        if cap == 0 {
+            return Vec::new();
+        }
+        // SAFETY: an unmapped arena with capacity holds exactly a Vec's allocation.
+        unsafe { Vec::from_raw_parts(ptr.as_ptr(), len, cap) }
+    }
+
+    /// Frees the memory; the arena is then empty.
+    fn release(&mut self) {
+        if self.mapped {
+            map::unmap(
+                self.ptr.as_ptr().cast(),
+                self.cap * std::mem::size_of::<T>(),
+            );
+            self.disown();
+        } else {
+            drop(self.take_vec());
+        }
+    }
+
+    /// Makes the arena empty without freeing its memory (the caller has taken or freed it).
+    fn disown(&mut self) {
+        // Not `*self = ...`: that would drop (free) the old value.
+        std::mem::forget(std::mem::take(self));
+    }
+}
+
+#[cold]
+fn capacity_overflow() -> ! {
+    panic!("arena capacity overflow")
+}
+
+/// The system calls behind a mapped arena: any failure is an out-of-memory condition, reported
+/// as the global allocator's would be.
+#[cfg(target_os = "linux")]
+mod map {
+    fn out_of_memory(bytes: usize) -> ! {
+        std::alloc::handle_alloc_error(
+            std::alloc::Layout::from_size_align(bytes.max(1), 1)
+                .unwrap_or(std::alloc::Layout::new::<u8>()),
+        )
+    }
+
+    /// A fresh zeroed private mapping of `bytes`.
+    pub(super) fn map(bytes: usize) -> *mut u8 {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches
+        // no existing memory.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED || p.is_null() {
+            out_of_memory(bytes);
+        }
+        p.cast()
+    }
+
+    /// The mapping at `p` of `old` bytes made `new` bytes long (perhaps moved; its contents
+    /// kept, the rest zero).
+    pub(super) fn remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+        // SAFETY: `p` and `old` describe exactly one mapping this arena owns; MREMAP_MAYMOVE lets
+        // the kernel move it, which the caller accounts for by using the returned address.
+        let q = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE) };
+        if q == libc::MAP_FAILED || q.is_null() {
+            out_of_memory(new);
+        }
+        q.cast()
+    }
+
+    /// Unmaps the mapping at `p` of `bytes`.
+    pub(super) fn unmap(p: *mut u8, bytes: usize) {
+        // SAFETY: `p` and `bytes` describe exactly one mapping the arena owns and no longer
+        // uses. A failure (impossible for a valid mapping) would leave it mapped: a leak.
+        unsafe {
+            libc::munmap(p.cast(), bytes);
+        }
+    }
+
+    /// Advises huge pages for the mapping (ignored if refused).
+    pub(super) fn advise(p: *mut u8, bytes: usize) {
+        // SAFETY: the range is one mapping the arena owns; the advice changes no contents.
+        unsafe {
+            libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// Not Linux: arenas are never mapped (`grow_to` checks the target first).
+#[cfg(not(target_os = "linux"))]
+mod map {
+    pub(super) fn map(_bytes: usize) -> *mut u8 {
+        unreachable!("arenas are mapped only on Linux")
+    }
+    pub(super) fn remap(_p: *mut u8, _old: usize, _new: usize) -> *mut u8 {
+        unreachable!("arenas are mapped only on Linux")
+    }
+    pub(super) fn unmap(_p: *mut u8, _bytes: usize) {}
+    pub(super) fn advise(_p: *mut u8, _bytes: usize) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +401,79 @@ mod tests {
         let mut small: Vec<u8> = huge_vec(10);
         small.push(1);
         assert_eq!(small, [1]);
+    }
+
+    /// One step of the arena model test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u32),
+        Extend(Vec<u32>),
+        Resize(usize, u32),
+        Truncate(usize),
+        Reserve(usize),
+        ReserveExact(usize),
+        Set(usize, u32),
+        Clone,
+        Clear,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<u32>().prop_map(Op::Push),
+            proptest::collection::vec(any::<u32>(), 0..3000).prop_map(Op::Extend),
+            (0usize..12000, any::<u32>()).prop_map(|(n, v)| Op::Resize(n, v)),
+            (0usize..12000).prop_map(Op::Truncate),
+            (0usize..6000).prop_map(Op::Reserve),
+            (0usize..6000).prop_map(Op::ReserveExact),
+            (any::<usize>(), any::<u32>()).prop_map(|(i, v)| Op::Set(i, v)),
+            Just(Op::Clone),
+            Just(Op::Clear),
+        ]
+    }
+
+    proptest::proptest! {
+        /// An arena behaves as a `Vec` under any sequence of operations, across the size at
+        /// which it moves into a mapping (8 KiB in tests) and through remaps.
+        #[test]
+        fn arenas_behave_like_vectors(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut a: Arena<u32> = Arena::default();
+            let mut v: Vec<u32> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(x) => { a.push(x); v.push(x); }
+                    Op::Extend(xs) => { a.extend_from_slice(&xs); v.extend_from_slice(&xs); }
+                    Op::Resize(n, x) => { a.resize(n, x); v.resize(n, x); }
+                    Op::Truncate(n) => { a.truncate(n); v.truncate(n); }
+                    Op::Reserve(n) => { a.reserve(n); proptest::prop_assert!(a.capacity() >= a.len() + n); }
+                    Op::ReserveExact(n) => { a.reserve_exact(n); proptest::prop_assert!(a.capacity() >= a.len() + n); }
+                    Op::Set(i, x) => if !v.is_empty() { let i = i % v.len(); a[i] = x; v[i] = x; },
+                    Op::Clone => { a = a.clone(); }
+                    Op::Clear => { a.clear(); v.clear(); }
+                }
+                proptest::prop_assert_eq!(&a[..], &v[..]);
+                proptest::prop_assert!(a.capacity() >= a.len());
+            }
+        }
+    }
+
+    #[test]
+    fn zeroed_arenas_are_zero_at_every_size() {
+        for n in [0usize, 1, 100, 4096, 1 << 20] {
+            let a: Arena<f32> = Arena::zeroed(n);
+            assert_eq!(a.len(), n);
+            assert!(a.iter().all(|x| *x == 0.0));
+            let b: Arena<i8> = Arena::zeroed(n);
+            assert!(b.iter().all(|x| *x == 0));
+        }
+    }
+
+    #[test]
+    fn arenas_take_vectors_over_and_grow_past_them() {
+        let mut a = Arena::from((0..1000u32).collect::<Vec<_>>());
+        assert_eq!(a[999], 999);
+        a.extend_from_slice(&(1000..100_000u32).collect::<Vec<_>>());
+        assert!(a.iter().enumerate().all(|(i, x)| *x == i as u32));
+        assert!(a.capacity() >= 100_000);
     }
 }

@@ -15,7 +15,7 @@ use crate::packed::{KeyInterner, PackedMetadata};
 struct LoadedVectors {
     seqs: Vec<SeqNo>,
     /// Emptied when the index adopts it.
-    data: Vec<f32>,
+    data: ochre_index::memory::Arena<f32>,
     dim: usize,
 }
 
@@ -25,7 +25,7 @@ impl LoadedVectors {
     fn with_capacity(rows: usize, dim: usize) -> Self {
         LoadedVectors {
             seqs: Vec::with_capacity(rows),
-            data: ochre_index::memory::huge_vec(rows.saturating_mul(dim)),
+            data: ochre_index::memory::Arena::with_capacity(rows.saturating_mul(dim)),
             dim,
         }
     }
@@ -33,7 +33,8 @@ impl LoadedVectors {
     /// Appends a stored vector; `false` (and nothing appended) when a component is not finite.
     fn push(&mut self, seq: SeqNo, v: RawEmbedding<'_>) -> bool {
         let start = self.data.len();
-        v.append_to(&mut self.data);
+        self.data.resize(start + v.dimension(), 0.0);
+        v.write_to(&mut self.data[start..]);
         if self.data[start..].iter().any(|x| !x.is_finite()) {
             self.data.truncate(start);
             return false;

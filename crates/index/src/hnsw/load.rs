@@ -19,6 +19,7 @@ use super::insert::Levels;
 use super::quantize::{quantize_to, Codes};
 use super::vectors::Rows;
 use super::HnswIndex;
+use crate::memory::Arena;
 
 /// What loading a checkpoint found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,7 +64,7 @@ impl HnswIndex {
         dim: usize,
         config: &HnswConfig,
         seqs: &[SeqNo],
-        data: &mut Vec<f32>,
+        data: &mut Arena<f32>,
     ) -> Result<(HnswIndex, LoadReport), FormatError> {
         ParsedCheckpoint::parse(bytes, dim, config)?.into_index(seqs, data)
     }
@@ -209,7 +210,7 @@ impl ParsedCheckpoint {
     pub fn into_index(
         self,
         seqs: &[SeqNo],
-        data: &mut Vec<f32>,
+        data: &mut Arena<f32>,
     ) -> Result<(HnswIndex, LoadReport), FormatError> {
         let dim = self.dim;
         if data.len() != seqs.len() * dim {
@@ -273,8 +274,7 @@ impl ParsedCheckpoint {
             vecs
         } else {
             let mut known: Vec<bool> = vec![false; n];
-            let mut vecs: Vec<f32> = crate::memory::huge_vec(n * dim);
-            vecs.resize(n * dim, 0.0);
+            let mut vecs: Arena<f32> = Arena::zeroed(n * dim);
             for i in 0..n {
                 let live = !deleted[i];
                 match vectors.get(&node_seq[i]) {
@@ -360,7 +360,7 @@ enum Source<'a> {
     Map(&'a HashMap<SeqNo, &'a [f32]>),
     Rows {
         seqs: &'a [SeqNo],
-        data: &'a mut Vec<f32>,
+        data: &'a mut Arena<f32>,
         /// Row of each sequence number, built only when the checkpoint does not line up with the
         /// rows (a clean close needs no lookups).
         rows: std::cell::OnceCell<FxHashMap<SeqNo, usize>>,
@@ -402,7 +402,7 @@ impl Source<'_> {
                     && deleted[..seqs.len()].iter().all(|d| !*d)
                     && deleted[seqs.len()..].iter().all(|d| *d) =>
             {
-                Some(data.as_slice())
+                Some(&data[..])
             }
             Source::Rows { .. } | Source::Map(_) => None,
         }
@@ -416,17 +416,17 @@ impl Source<'_> {
         }
     }
 
-    fn into_data(self) -> Vec<f32> {
+    fn into_data(self) -> Arena<f32> {
         match self {
             Source::Rows { data, .. } => std::mem::take(data),
-            Source::Map(_) => Vec::new(),
+            Source::Map(_) => Arena::default(),
         }
     }
 }
 
 /// The validated pieces of a checkpoint, with the vectors in node order.
 struct Parts {
-    vecs: Vec<f32>,
+    vecs: Arena<f32>,
     node_seq: Vec<SeqNo>,
     seq_node: FxHashMap<SeqNo, u32>,
     deleted: Vec<bool>,
@@ -448,8 +448,7 @@ fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
     let half = n / 2;
     let this = &index;
     // Zeroed memory straight from the system: the pages are touched first by the threads below.
-    let mut codes = vec![0i8; n * dim];
-    crate::memory::advise_huge(&mut codes);
+    let mut codes: Arena<i8> = Arena::zeroed(n * dim);
     let derive = |range: std::ops::Range<usize>, codes: &mut [i8]| {
         let mut scales = Vec::with_capacity(range.len());
         let mut inv = Vec::with_capacity(range.len());

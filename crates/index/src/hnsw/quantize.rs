@@ -7,20 +7,20 @@
 /// The codes of every node, `dim` per node, and each node's scale.
 #[derive(Clone, Default)]
 pub(super) struct Codes {
-    codes: Vec<i8>,
+    /// Grown without copying ([`crate::memory::Arena`]).
+    codes: crate::memory::Arena<i8>,
     scales: Vec<f32>,
 }
 
 impl Codes {
     /// Codes and scales already derived (checkpoint load).
-    pub(super) fn from_parts(codes: Vec<i8>, scales: Vec<f32>) -> Self {
+    pub(super) fn from_parts(codes: crate::memory::Arena<i8>, scales: Vec<f32>) -> Self {
         Codes { codes, scales }
     }
 
     /// Room for `additional` more codes of `dim` entries without reallocating.
     pub(super) fn reserve(&mut self, additional: usize, dim: usize) {
         self.codes.reserve_exact(additional.saturating_mul(dim));
-        crate::memory::advise_huge(&mut self.codes);
         self.scales.reserve_exact(additional);
     }
 
@@ -40,11 +40,9 @@ impl Codes {
 
     /// Appends the code of `v`.
     pub(super) fn push(&mut self, v: &[f32]) {
-        let cap = self.codes.capacity();
-        let scale = quantize_into(v, &mut self.codes);
-        if self.codes.capacity() != cap {
-            crate::memory::advise_huge(&mut self.codes);
-        }
+        let start = self.codes.len();
+        self.codes.resize(start + v.len(), 0);
+        let scale = quantize_to(v, &mut self.codes[start..]);
         self.scales.push(scale);
     }
 

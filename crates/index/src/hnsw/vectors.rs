@@ -4,12 +4,14 @@
 use ochre_types::Space;
 
 use crate::distance::Kernels;
+use crate::memory::Arena;
 
 /// Node vectors and their norms.
 #[derive(Clone, Default)]
 pub(super) struct Rows {
     dim: usize,
-    data: Vec<f32>,
+    /// Grown without copying ([`Arena`]).
+    data: Arena<f32>,
     /// `1 / (‖v‖ + 1e-32)` per node (cosine only; 1.0 otherwise).
     inv_norms: Vec<f32>,
     /// `‖v‖²` per node (exact), for approximate L2 from an approximate dot product.
@@ -27,7 +29,7 @@ impl Rows {
     /// Rows already in node order with their norms derived (checkpoint load).
     pub(super) fn from_parts(
         dim: usize,
-        data: Vec<f32>,
+        data: Arena<f32>,
         inv_norms: Vec<f32>,
         norms2: Vec<f32>,
     ) -> Self {
@@ -42,7 +44,6 @@ impl Rows {
     /// Room for `additional` more rows without reallocating.
     pub(super) fn reserve(&mut self, additional: usize) {
         self.data.reserve_exact(additional.saturating_mul(self.dim));
-        crate::memory::advise_huge(&mut self.data);
         self.inv_norms.reserve_exact(additional);
         self.norms2.reserve_exact(additional);
     }
@@ -67,11 +68,7 @@ impl Rows {
 
     /// Appends a row.
     pub(super) fn push(&mut self, v: &[f32], inv_norm: f32, norm2: f32) {
-        let cap = self.data.capacity();
         self.data.extend_from_slice(v);
-        if self.data.capacity() != cap {
-            crate::memory::advise_huge(&mut self.data);
-        }
         self.inv_norms.push(inv_norm);
         self.norms2.push(norm2);
     }

@@ -6,6 +6,7 @@ use ochre_types::{HnswConfig, SeqNo, Space};
 
 use crate::hnsw::format::{crc32, fingerprint_v1, FormatError, MAGIC};
 use crate::hnsw::{HnswIndex, LoadReport};
+use crate::memory::Arena;
 
 /// A small cosine graph of degree 4.
 fn config() -> HnswConfig {
@@ -65,7 +66,7 @@ fn stored_rows_are_adopted_when_aligned_and_copied_otherwise() {
         d
     };
     let seqs: Vec<SeqNo> = (0..vs.len() as u64).map(SeqNo).collect();
-    let rows = || vs.iter().flatten().copied().collect::<Vec<f32>>();
+    let rows = || Arena::from(vs.iter().flatten().copied().collect::<Vec<f32>>());
     for (index, adopted) in [(&dense, true), (&h, false)] {
         let bytes = index.to_checkpoint();
         let mut data = rows();
@@ -210,7 +211,7 @@ fn a_loaded_graph_is_walked_like_the_original() {
     assert!(h.len() >= crate::hnsw::EXACT_SCAN_BELOW);
     let bytes = h.to_checkpoint();
     let seqs: Vec<SeqNo> = (0..vs.len() as u64).map(SeqNo).collect();
-    let mut data: Vec<f32> = vs.iter().flatten().copied().collect();
+    let mut data = Arena::from(vs.iter().flatten().copied().collect::<Vec<f32>>());
     let (back, report) =
         HnswIndex::from_checkpoint_rows(&bytes, dim, &cfg, &seqs, &mut data).expect("valid");
     assert_eq!(report, LoadReport::default());
@@ -503,7 +504,11 @@ fn adoption_renumbers_the_graph_and_leaves_the_vectors_in_place() {
     assert_eq!(report, LoadReport::default());
     assert_eq!(fresh.nodes.len(), vs.len() - 3 + 3);
     let seqs: Vec<SeqNo> = fresh.nodes.seq[..fresh.nodes.len() - 3].to_vec();
-    let mut data: Vec<f32> = seqs.iter().flat_map(|s| vs[s.0 as usize].clone()).collect();
+    let mut data = Arena::from(
+        seqs.iter()
+            .flat_map(|s| vs[s.0 as usize].clone())
+            .collect::<Vec<f32>>(),
+    );
     data.reserve_exact(3 * 3);
     let (again, report) =
         HnswIndex::from_checkpoint_rows(&fresh.to_checkpoint(), 3, &config(), &seqs, &mut data)
