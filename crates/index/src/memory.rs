@@ -6,39 +6,6 @@
 //! "Huge pages", 100k × 384): queries ~8 % faster (fewer TLB misses), a typical reopen 10 %
 //! faster, ~7 % more peak memory (the arena rounded to 2 MiB pages).
 
-/// An empty vector with room for `capacity` elements, advised to use huge pages (Linux; an ordinary
-/// `Vec::with_capacity` elsewhere or below 4 MiB).
-pub fn huge_vec<T>(capacity: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(capacity);
-    advise_huge(&mut v);
-    v
-}
-
-/// Advises the kernel to back the (2 MiB-aligned interior of the) allocation of `v` with huge
-/// pages. Changes nothing observable; a refusal is ignored.
-#[cfg(target_os = "linux")]
-pub fn advise_huge<T>(v: &mut Vec<T>) {
-    const HUGE: usize = 2 << 20;
-    let bytes = v.capacity().saturating_mul(std::mem::size_of::<T>());
-    if bytes < 2 * HUGE {
-        return;
-    }
-    let start = v.as_mut_ptr() as usize;
-    let first = start.div_ceil(HUGE) * HUGE;
-    let end = (start + bytes) / HUGE * HUGE;
-    if end > first {
-        // SAFETY: [first, end) lies inside the vector's own allocation, and MADV_HUGEPAGE only
-        // changes how the kernel backs those pages, never their contents or validity.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-/// Not Linux: nothing to advise.
-#[cfg(not(target_os = "linux"))]
-pub fn advise_huge<T>(_v: &mut Vec<T>) {}
-
 /// Values an [`Arena`] may hold: plain numbers, for which all-zero bytes are the value zero.
 pub trait Plain: Copy + Default + Send + Sync + 'static + sealed::Sealed {}
 
@@ -70,7 +37,7 @@ const MAP_UNIT: usize = 2 << 20;
 /// outgrows its allocation copies into a new one, so for a moment it needs both: for a 150 MB
 /// arena of vectors, 150 MB more than the data (mimalloc, like most allocators, never remaps).
 /// Capacity beyond the length costs address space only, so the mapping doubles. A mapped arena
-/// is advised to use huge pages ([`advise_huge`]); its memory returns to the system when dropped.
+/// is advised to use huge pages (`MADV_HUGEPAGE`); its memory returns to the system when dropped.
 pub struct Arena<T: Plain> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
@@ -391,17 +358,6 @@ mod map {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn huge_vectors_behave_like_vectors() {
-        let mut v: Vec<f32> = huge_vec(3 << 20);
-        assert!(v.capacity() >= 3 << 20);
-        v.extend((0..3 << 20).map(|i| i as f32));
-        assert_eq!(v[12345], 12345.0);
-        let mut small: Vec<u8> = huge_vec(10);
-        small.push(1);
-        assert_eq!(small, [1]);
-    }
 
     /// One step of the arena model test.
     #[derive(Debug, Clone)]
