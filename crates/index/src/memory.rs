@@ -142,8 +142,8 @@ impl<T: Plain> Arena<T> {
         self.cap
     }
 
-    /// Room for at least `additional` more elements; grows to exactly what is needed (or, once
-    /// mapped, to at least double: capacity is only address space there).
+    /// Room for at least `additional` more elements; grows to exactly what is needed (a mapped
+    /// arena: rounded up to whole 2 MiB pages).
     pub fn reserve_exact(&mut self, additional: usize) {
         let need = self
             .len
