@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ochre::{
-    CollectionConfiguration, CreateCollection, HnswConfig, Metadata, MetadataValue, Ochre,
-    QueryRequest, RecordBatch, Space, DEFAULT_DATABASE, DEFAULT_TENANT,
+    CollectionConfiguration, CreateCollection, HnswConfig, Ochre, QueryRequest, RecordBatch, Space,
+    DEFAULT_DATABASE, DEFAULT_TENANT,
 };
 use ochre_bench::{peak_rss, read_f16, read_records};
 
@@ -86,18 +86,7 @@ fn create(dir: &Path, n: usize) {
                 .map(|r| (!no_documents).then(|| r.summary.clone()))
                 .collect(),
         )
-        .metadatas(
-            recs.iter()
-                .map(|r| {
-                    Some(Metadata::from([
-                        ("year".to_owned(), MetadataValue::Int(r.year)),
-                        ("letter".to_owned(), MetadataValue::Str(r.letter.clone())),
-                        ("bucket".to_owned(), MetadataValue::Int(r.bucket)),
-                        ("rank".to_owned(), MetadataValue::Int(r.rank)),
-                    ]))
-                })
-                .collect(),
-        );
+        .metadatas(recs.iter().map(|r| Some(r.metadata())).collect());
         coll.add(batch).expect("add");
         let done = coll.count().expect("count");
         if done.is_multiple_of(5000) {

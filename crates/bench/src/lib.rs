@@ -83,6 +83,20 @@ pub struct Record {
     pub summary: String,
 }
 
+impl Record {
+    /// The metadata the benchmarks store with a record: year, letter, bucket and rank (what
+    /// their filters select on).
+    pub fn metadata(&self) -> ochre::Metadata {
+        use ochre::MetadataValue;
+        ochre::Metadata::from([
+            ("year".to_owned(), MetadataValue::Int(self.year)),
+            ("letter".to_owned(), MetadataValue::Str(self.letter.clone())),
+            ("bucket".to_owned(), MetadataValue::Int(self.bucket)),
+            ("rank".to_owned(), MetadataValue::Int(self.rank)),
+        ])
+    }
+}
+
 /// The first `limit` records of `records.tsv` (header line first; fields are separated by tabs
 /// and contain none). A name ending in `.gz` is decompressed through the `gzip` program.
 ///

@@ -21,9 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ochre::{
-    Collection, CollectionConfiguration, CreateCollection, GetRequest, HnswConfig, Metadata,
-    MetadataValue, Ochre, QueryRequest, RecordBatch, Space, Where, WhereDocument, DEFAULT_DATABASE,
-    DEFAULT_TENANT,
+    Collection, CollectionConfiguration, CreateCollection, GetRequest, HnswConfig, Ochre,
+    QueryRequest, RecordBatch, Space, Where, WhereDocument, DEFAULT_DATABASE, DEFAULT_TENANT,
 };
 use ochre_bench::{parallel_map, peak_rss, read_f16, read_records};
 use serde_json::{json, Value};
@@ -246,18 +245,7 @@ fn run(spec_path: &Path) -> Result<Value, String> {
                 vectors.to_vec(),
             )
             .documents(recs.iter().map(|r| Some(r.summary.clone())).collect())
-            .metadatas(
-                recs.iter()
-                    .map(|r| {
-                        Some(Metadata::from([
-                            ("year".to_owned(), MetadataValue::Int(r.year)),
-                            ("letter".to_owned(), MetadataValue::Str(r.letter.clone())),
-                            ("bucket".to_owned(), MetadataValue::Int(r.bucket)),
-                            ("rank".to_owned(), MetadataValue::Int(r.rank)),
-                        ]))
-                    })
-                    .collect(),
-            )
+            .metadatas(recs.iter().map(|r| Some(r.metadata())).collect())
         })
         .collect();
     drop(records);
