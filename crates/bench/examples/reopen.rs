@@ -24,11 +24,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ochre::{
-    CollectionConfiguration, CreateCollection, HnswConfig, Ochre, QueryRequest, RecordBatch, Space,
-    DEFAULT_DATABASE, DEFAULT_TENANT,
-};
-use ochre_bench::{peak_rss, read_f16, read_records};
+use ochre::{Ochre, QueryRequest, RecordBatch, DEFAULT_DATABASE, DEFAULT_TENANT};
+use ochre_bench::{cosine_collection, peak_rss, read_f16, read_records};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,21 +53,7 @@ fn create(dir: &Path, n: usize) {
     let records = read_records(&data.join("records.tsv.gz"), n);
     let db = Ochre::open(dir).expect("open");
     let info = db
-        .create_collection(
-            DEFAULT_TENANT,
-            DEFAULT_DATABASE,
-            CreateCollection {
-                name: NAME.to_owned(),
-                configuration: CollectionConfiguration {
-                    hnsw: HnswConfig {
-                        space: Space::Cosine,
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
+        .create_collection(DEFAULT_TENANT, DEFAULT_DATABASE, cosine_collection(NAME))
         .expect("create collection");
     let coll = db.collection(info.id).expect("collection");
     // `OCHRE_BENCH_NO_DOCUMENTS=1`: records without documents (what the text index costs).

@@ -83,6 +83,21 @@ pub struct Record {
     pub summary: String,
 }
 
+/// The collection the benchmarks create: `name`, cosine space, every other setting the default.
+pub fn cosine_collection(name: &str) -> ochre::CreateCollection {
+    ochre::CreateCollection {
+        name: name.to_owned(),
+        configuration: ochre::CollectionConfiguration {
+            hnsw: ochre::HnswConfig {
+                space: ochre::Space::Cosine,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 impl Record {
     /// The metadata the benchmarks store with a record: year, letter, bucket and rank (what
     /// their filters select on).

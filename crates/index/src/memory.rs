@@ -77,6 +77,16 @@ impl<T: Plain> From<Vec<T>> for Arena<T> {
     }
 }
 
+impl<T: Plain> Extend<T> for Arena<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        let items = items.into_iter();
+        self.reserve(items.size_hint().0);
+        for x in items {
+            self.push(x);
+        }
+    }
+}
+
 impl<T: Plain> Clone for Arena<T> {
     fn clone(&self) -> Self {
         let mut a = Arena::with_capacity(self.len);
@@ -145,10 +155,7 @@ impl<T: Plain> Arena<T> {
     /// Room for at least `additional` more elements; grows to exactly what is needed (a mapped
     /// arena: rounded up to whole 2 MiB pages).
     pub fn reserve_exact(&mut self, additional: usize) {
-        let need = self
-            .len
-            .checked_add(additional)
-            .unwrap_or_else(|| capacity_overflow());
+        let need = self.needed(additional);
         if need > self.cap {
             self.grow_to(need);
         }
@@ -156,13 +163,17 @@ impl<T: Plain> Arena<T> {
 
     /// Room for at least `additional` more elements, at least doubling when it grows.
     pub fn reserve(&mut self, additional: usize) {
-        let need = self
-            .len
-            .checked_add(additional)
-            .unwrap_or_else(|| capacity_overflow());
+        let need = self.needed(additional);
         if need > self.cap {
             self.grow_to(need.max(self.cap.saturating_mul(2)));
         }
+    }
+
+    /// The length with `additional` more elements.
+    fn needed(&self, additional: usize) -> usize {
+        self.len
+            .checked_add(additional)
+            .unwrap_or_else(|| capacity_overflow())
     }
 
     /// Appends one element.

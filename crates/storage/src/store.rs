@@ -124,16 +124,8 @@ impl RawEmbedding<'_> {
         self.0.len() / 4
     }
 
-    /// Writes the components into `out` (of [`RawEmbedding::dimension`] elements; extra
-    /// elements of a longer `out` are left as they are).
-    pub fn write_to(&self, out: &mut [f32]) {
-        for (o, c) in out.iter_mut().zip(self.0.chunks_exact(4)) {
-            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
-    }
-
-    /// Appends the components to `out`.
-    pub fn append_to(&self, out: &mut Vec<f32>) {
+    /// Appends the components to `out` (a `Vec`, or an index arena).
+    pub fn append_to(&self, out: &mut impl Extend<f32>) {
         out.extend(
             self.0
                 .chunks_exact(4)

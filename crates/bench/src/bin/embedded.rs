@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ochre::{
-    Collection, CollectionConfiguration, CreateCollection, GetRequest, HnswConfig, Ochre,
-    QueryRequest, RecordBatch, Space, Where, WhereDocument, DEFAULT_DATABASE, DEFAULT_TENANT,
+    Collection, GetRequest, Ochre, QueryRequest, RecordBatch, Where, WhereDocument,
+    DEFAULT_DATABASE, DEFAULT_TENANT,
 };
-use ochre_bench::{parallel_map, peak_rss, read_f16, read_records};
+use ochre_bench::{cosine_collection, parallel_map, peak_rss, read_f16, read_records};
 use serde_json::{json, Value};
 
 const DIM: usize = 384;
@@ -253,21 +253,7 @@ fn run(spec_path: &Path) -> Result<Value, String> {
     let name = "bench";
     let db = Ochre::open(&spec.data_dir).map_err(err)?;
     let info = db
-        .create_collection(
-            DEFAULT_TENANT,
-            DEFAULT_DATABASE,
-            CreateCollection {
-                name: name.to_owned(),
-                configuration: CollectionConfiguration {
-                    hnsw: HnswConfig {
-                        space: Space::Cosine,
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
+        .create_collection(DEFAULT_TENANT, DEFAULT_DATABASE, cosine_collection(name))
         .map_err(err)?;
     let coll = db.collection(info.id).map_err(err)?;
 

@@ -33,8 +33,7 @@ impl LoadedVectors {
     /// Appends a stored vector; `false` (and nothing appended) when a component is not finite.
     fn push(&mut self, seq: SeqNo, v: RawEmbedding<'_>) -> bool {
         let start = self.data.len();
-        self.data.resize(start + v.dimension(), 0.0);
-        v.write_to(&mut self.data[start..]);
+        v.append_to(&mut self.data);
         if self.data[start..].iter().any(|x| !x.is_finite()) {
             self.data.truncate(start);
             return false;

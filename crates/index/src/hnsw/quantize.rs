@@ -40,9 +40,7 @@ impl Codes {
 
     /// Appends the code of `v`.
     pub(super) fn push(&mut self, v: &[f32]) {
-        let start = self.codes.len();
-        self.codes.resize(start + v.len(), 0);
-        let scale = quantize_to(v, &mut self.codes[start..]);
+        let scale = quantize_into(v, &mut self.codes);
         self.scales.push(scale);
     }
 
@@ -66,7 +64,7 @@ impl Codes {
 }
 
 /// Appends the int8 codes of `v` to `out` and returns their scale (`max |v_i| / 127`).
-pub(super) fn quantize_into(v: &[f32], out: &mut Vec<i8>) -> f32 {
+pub(super) fn quantize_into(v: &[f32], out: &mut crate::memory::Arena<i8>) -> f32 {
     let start = out.len();
     out.resize(start + v.len(), 0);
     quantize_to(v, &mut out[start..])
@@ -93,10 +91,10 @@ mod tests {
 
     #[test]
     fn codes_round_half_away_from_zero_and_scale_to_the_largest_entry() {
-        let mut out = Vec::new();
+        let mut out = crate::memory::Arena::default();
         let scale = quantize_into(&[254.0, -127.0, 1.0, 0.0], &mut out);
         assert_eq!(scale, 2.0);
-        assert_eq!(out, [127, -64, 1, 0]);
+        assert_eq!(out[..], [127, -64, 1, 0]);
         let zero = quantize_into(&[0.0, 0.0], &mut out);
         assert_eq!((zero, &out[4..]), (1.0, &[0i8, 0][..]));
     }

@@ -158,7 +158,7 @@ impl HnswIndex {
         let Some(mut ep) = entry else {
             return Vec::new();
         };
-        let mut codes = Vec::with_capacity(self.dim);
+        let mut codes = crate::memory::Arena::with_capacity(self.dim);
         let q_scale = quantize_into(q, &mut codes);
         let q_norm2 = self.kernels.dot(q, q);
         let approx = |n: u32| {
