@@ -404,6 +404,27 @@ impl Ochre {
         let store = Arc::new(Mutex::new(store));
         let poisoned = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
+        // Metadata indexes are built after the open returns (filters meanwhile scan).
+        let pending: Vec<Arc<CollectionHandle>> = catalog
+            .collections
+            .values()
+            .filter(|h| h.state.read().meta_pending)
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            let handles = pending.clone();
+            let closing = closing.clone();
+            let started = std::thread::Builder::new()
+                .name("ochre-meta".into())
+                .spawn(move || crate::collection::build_metadata_indexes(handles, closing));
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start building metadata indexes; building them now");
+                crate::collection::build_metadata_indexes(
+                    pending,
+                    Arc::new(AtomicBool::new(false)),
+                );
+            }
+        }
         // Full-text indexes are built after the open returns (queries meanwhile scan).
         let pending: Vec<Arc<CollectionHandle>> = catalog
             .collections

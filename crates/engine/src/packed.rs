@@ -22,6 +22,16 @@ impl PackedMetadata {
         PackedMetadata(m.into_iter().map(|(k, v)| (keys.intern(&k), v)).collect())
     }
 
+    /// Entries already sorted by key with no key twice (a decoded metadata column), keys from
+    /// the collection's interner.
+    pub(crate) fn from_sorted(entries: Vec<(Arc<str>, MetadataValue)>) -> Self {
+        debug_assert!(
+            entries.windows(2).all(|w| w[0].0 < w[1].0),
+            "entries out of order"
+        );
+        PackedMetadata(entries.into_boxed_slice())
+    }
+
     /// The entries, in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &MetadataValue)> {
         self.0.iter().map(|(k, v)| (&**k, v))

@@ -32,6 +32,13 @@ fn configuration(text: &str) {
 
 /// A record's `metadata` column, decoded as recovery decodes it, then filtered on.
 fn metadata(text: &str) {
+    // Recovery's direct decode and the reference one agree on every input.
+    let direct = stored_metadata(text).decode_entries(str::to_owned).ok();
+    let reference = stored_metadata(text)
+        .decode()
+        .ok()
+        .map(|m| m.into_iter().collect::<Vec<_>>());
+    assert_eq!(direct, reference, "the direct metadata decode disagrees");
     let Ok(m) = stored_metadata(text).decode() else {
         return;
     };

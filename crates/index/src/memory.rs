@@ -77,6 +77,37 @@ impl<T: Plain> From<Vec<T>> for Arena<T> {
     }
 }
 
+impl Arena<f32> {
+    /// Appends the little-endian IEEE-754 binary32 values in `bytes` (a trailing part shorter than
+    /// four bytes is ignored): on a little-endian machine, one copy of the bytes.
+    pub fn extend_from_le_bytes(&mut self, bytes: &[u8]) {
+        let n = bytes.len() / 4;
+        self.reserve(n);
+        #[cfg(target_endian = "little")]
+        // SAFETY: the reserve made room for `n` more values, `n * 4` bytes past `len`; every bit
+        // pattern is an f32; a byte copy needs no alignment; `bytes` is borrowed, so it cannot
+        // overlap memory past `len`, which no reference reaches.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(self.len).cast::<u8>(),
+                n * 4,
+            );
+        }
+        #[cfg(not(target_endian = "little"))]
+        for (i, c) in bytes.chunks_exact(4).enumerate() {
+            // SAFETY: `i < n`, inside the room the reserve made.
+            unsafe {
+                self.ptr
+                    .as_ptr()
+                    .add(self.len + i)
+                    .write(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+        self.len += n;
+    }
+}
+
 impl<T: Plain> Extend<T> for Arena<T> {
     fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
         let items = items.into_iter();
@@ -421,6 +452,25 @@ mod tests {
                 proptest::prop_assert_eq!(&a[..], &v[..]);
                 proptest::prop_assert!(a.capacity() >= a.len());
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Appending stored bytes gives the values decoded one by one, across the move into a
+        /// mapping; a torn last value is ignored.
+        #[test]
+        fn le_bytes_append_as_decoded_values(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000), 1..8)
+        ) {
+            let mut a: Arena<f32> = Arena::default();
+            let mut v: Vec<u32> = Vec::new();
+            for bytes in &chunks {
+                a.extend_from_le_bytes(bytes);
+                v.extend(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            }
+            // Compared as bits: NaN payloads must survive too.
+            let bits: Vec<u32> = a.iter().map(|x| x.to_bits()).collect();
+            proptest::prop_assert_eq!(bits, v);
         }
     }
 

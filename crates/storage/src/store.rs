@@ -111,6 +111,18 @@ impl StoredMetadata {
     pub fn decode(&self) -> std::result::Result<Metadata, DecodeError> {
         decode_metadata(&self.0)
     }
+
+    /// The metadata as entries sorted by key, each key passed through `key` once (an interner):
+    /// what [`StoredMetadata::decode`] gives, without building maps on the way.
+    ///
+    /// # Errors
+    /// As [`StoredMetadata::decode`].
+    pub fn decode_entries<K: Ord>(
+        &self,
+        key: impl FnMut(&str) -> K,
+    ) -> std::result::Result<Vec<(K, ochre_types::MetadataValue)>, DecodeError> {
+        crate::codec::decode_metadata_entries(&self.0, key)
+    }
 }
 
 /// A stored embedding as read from the file: little-endian IEEE-754 binary32 values. Decoding
@@ -122,6 +134,11 @@ impl RawEmbedding<'_> {
     /// Number of components.
     pub fn dimension(&self) -> usize {
         self.0.len() / 4
+    }
+
+    /// The stored bytes: little-endian binary32 values, back to back.
+    pub fn le_bytes(&self) -> &[u8] {
+        self.0
     }
 
     /// Appends the components to `out` (a `Vec`, or an index arena).

@@ -86,7 +86,8 @@ pub(crate) struct StoredRecord {
 /// Everything known about one collection.
 ///
 /// Invariant: `by_id`, `records`, `meta` and `index` hold exactly the same set of records (`meta`
-/// under each record's current metadata); `index` is `Some` exactly when `row.dimension` is.
+/// under each record's current metadata; while `meta_pending`, `meta` is empty instead);
+/// `index` is `Some` exactly when `row.dimension` is.
 pub(crate) struct CollectionState {
     pub(crate) row: CollectionRow,
     tenant: String,
@@ -97,6 +98,9 @@ pub(crate) struct CollectionState {
     records: BTreeMap<SeqNo, StoredRecord>,
     /// Scalar metadata values → records, for filters.
     meta: MetaIndex,
+    /// The metadata index is still being built in the background after an open
+    /// ([`build_metadata_indexes`]): `meta` is empty and filters scan the records meanwhile.
+    pub(crate) meta_pending: bool,
     /// The metadata keys the records share.
     keys: KeyInterner,
     index: Option<HnswIndex>,
@@ -209,6 +213,7 @@ impl CollectionState {
             by_id: HashMap::new(),
             records: BTreeMap::new(),
             meta: MetaIndex::default(),
+            meta_pending: false,
             keys: KeyInterner::default(),
             index,
             next_seq: 1,
@@ -239,13 +244,15 @@ impl CollectionState {
     /// Files a record (replacing the one with its sequence number) in the id map, the record map
     /// and the metadata index; the vector index is the caller's.
     fn put_record(&mut self, seq: SeqNo, record: StoredRecord) {
-        // An update keeps the record's sequence number: unfile its old metadata first.
-        if let Some(old) = self.records.get(&seq) {
+        if !self.meta_pending {
+            // An update keeps the record's sequence number: unfile its old metadata first.
+            if let Some(old) = self.records.get(&seq) {
+                self.meta
+                    .remove(seq, old.metadata.iter().flat_map(PackedMetadata::iter));
+            }
             self.meta
-                .remove(seq, old.metadata.iter().flat_map(PackedMetadata::iter));
+                .insert(seq, record.metadata.iter().flat_map(PackedMetadata::iter));
         }
-        self.meta
-            .insert(seq, record.metadata.iter().flat_map(PackedMetadata::iter));
         if let Some(sp) = self.sparse.as_mut() {
             sp.file(seq, record.metadata.as_ref());
         }
@@ -257,8 +264,10 @@ impl CollectionState {
     fn remove_record(&mut self, seq: SeqNo) {
         if let Some(r) = self.records.remove(&seq) {
             self.by_id.remove(&r.id);
-            self.meta
-                .remove(seq, r.metadata.iter().flat_map(PackedMetadata::iter));
+            if !self.meta_pending {
+                self.meta
+                    .remove(seq, r.metadata.iter().flat_map(PackedMetadata::iter));
+            }
             if let Some(sp) = self.sparse.as_mut() {
                 sp.index.remove(seq);
             }
@@ -378,11 +387,30 @@ impl CollectionState {
         self.by_id = HashMap::new();
         self.records = BTreeMap::new();
         self.meta = MetaIndex::default();
+        self.meta_pending = false;
         self.keys = KeyInterner::default();
         self.index = None;
         self.sparse = None;
         self.text = None;
         self.text_pending = None;
+    }
+
+    /// The metadata index of the records, built from scratch.
+    pub(crate) fn metadata_index(&self) -> MetaIndex {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        self.metadata_index_unless(&never).unwrap_or_default()
+    }
+
+    /// [`CollectionState::metadata_index`], given up (`None`) soon after `stop` is set.
+    fn metadata_index_unless(&self, stop: &std::sync::atomic::AtomicBool) -> Option<MetaIndex> {
+        let mut meta = MetaIndex::default();
+        for (i, (seq, r)) in self.records.iter().enumerate() {
+            if i % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            meta.insert(*seq, r.metadata.iter().flat_map(PackedMetadata::iter));
+        }
+        Some(meta)
     }
 
     /// A copy with another row (new id, key and name).
@@ -394,7 +422,12 @@ impl CollectionState {
             dropped: false,
             by_id: self.by_id.clone(),
             records: self.records.clone(),
-            meta: self.meta.clone(),
+            meta: if self.meta_pending {
+                self.metadata_index()
+            } else {
+                self.meta.clone()
+            },
+            meta_pending: false,
             // A fresh set: keys shared with the source would never look unused to either sweep.
             keys: KeyInterner::default(),
             // A fork of a collection in a bulk load is not one: its vectors are linked now.
@@ -475,6 +508,8 @@ impl CollectionState {
                 // scan of every record in order.
                 let budget = (self.records.len() / 8).max(256);
                 let all = || self.records.keys().copied().collect::<Vec<_>>();
+                // While the metadata index is built after an open, filters scan.
+                let w = w.filter(|_| !self.meta_pending);
                 match w.and_then(|w| self.meta.candidates(w, self.records.len(), &all)) {
                     Some((mut seqs, true)) if !reads_docs => {
                         seqs.truncate(first);
@@ -808,12 +843,13 @@ impl Collection {
     /// Waits until no background rebuild of the collection's vector index is under way (one
     /// starts when deletes and replaced vectors have left tombstones in a sixth of the graph;
     /// queries are answered meanwhile by the old graph), and until its full-text index, built in
-    /// the background after an open, is in place (document filters scan meanwhile). For tests
-    /// and benchmarks that measure the maintained indexes.
+    /// the background after an open, is in place (document filters scan meanwhile), and its
+    /// metadata index likewise (metadata filters scan meanwhile). For tests and benchmarks that
+    /// measure the maintained indexes.
     pub fn wait_for_index_maintenance(&self) {
         while {
             let st = self.handle.state.read();
-            st.rebuilding || st.text_pending.is_some()
+            st.rebuilding || st.text_pending.is_some() || st.meta_pending
         } {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
@@ -1477,6 +1513,32 @@ fn rebuild_in_background(handle: &CollectionHandle, closing: &std::sync::atomic:
         records = st.records.len(),
         "rebuilt a vector index in the background"
     );
+}
+
+/// Builds the metadata indexes of collections opened without one (their `meta_pending` set), one
+/// collection at a time under an upgradable read lock: queries go on meanwhile (their metadata
+/// filters scan), writes wait, so nothing changes between the build and the install. Stops soon
+/// after the database starts closing (which needs the collections' write locks).
+pub(crate) fn build_metadata_indexes(
+    handles: Vec<Arc<CollectionHandle>>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    for h in handles {
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let st = h.state.upgradable_read();
+        if !st.meta_pending {
+            continue;
+        }
+        let Some(meta) = st.metadata_index_unless(&closing) else {
+            return;
+        };
+        let mut st = parking_lot::RwLockUpgradableReadGuard::upgrade(st);
+        st.meta = meta;
+        st.meta_pending = false;
+    }
 }
 
 /// Builds the trigram indexes of collections opened without one (their `text_pending` set), one

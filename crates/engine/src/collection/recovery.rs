@@ -33,7 +33,7 @@ impl LoadedVectors {
     /// Appends a stored vector; `false` (and nothing appended) when a component is not finite.
     fn push(&mut self, seq: SeqNo, v: RawEmbedding<'_>) -> bool {
         let start = self.data.len();
-        v.append_to(&mut self.data);
+        self.data.extend_from_le_bytes(v.le_bytes());
         if self.data[start..].iter().any(|x| !x.is_finite()) {
             self.data.truncate(start);
             return false;
@@ -79,10 +79,10 @@ struct Pending {
     metadata: Option<StoredMetadata>,
 }
 
-/// The id and record maps under construction during recovery.
+/// The id and record maps under construction during recovery (the metadata index is built
+/// after the open returns, [`super::build_metadata_indexes`]).
 struct RecoveredMaps {
     by_id: HashMap<String, SeqNo>,
-    meta: MetaIndex,
     keys: KeyInterner,
     /// In storage order, which is sequence order.
     records: Vec<(SeqNo, StoredRecord)>,
@@ -92,7 +92,6 @@ impl RecoveredMaps {
     fn with_capacity(n: usize) -> Self {
         RecoveredMaps {
             by_id: HashMap::with_capacity(n),
-            meta: MetaIndex::default(),
             keys: KeyInterner::default(),
             records: Vec::with_capacity(n),
         }
@@ -104,16 +103,18 @@ impl RecoveredMaps {
     /// The first malformed metadata or repeated id.
     fn absorb(&mut self, batch: Vec<Pending>) -> std::result::Result<(), RecoveryError> {
         for r in batch {
-            let metadata = match r.metadata.map(|m| m.decode()).transpose() {
-                Ok(m) => m,
+            let keys = &mut self.keys;
+            let metadata = match r
+                .metadata
+                .map(|m| m.decode_entries(|k| keys.intern(k)))
+                .transpose()
+            {
+                Ok(m) => m.map(PackedMetadata::from_sorted),
                 Err(source) => return Err(RecoveryError::Metadata { id: r.id, source }),
             };
             if self.by_id.insert(r.id.clone(), r.seq).is_some() {
                 return Err(RecoveryError::DuplicateId(r.id));
             }
-            let metadata = metadata.map(|m| PackedMetadata::pack(m, &mut self.keys));
-            self.meta
-                .insert(r.seq, metadata.iter().flat_map(PackedMetadata::iter));
             self.records.push((
                 r.seq,
                 StoredRecord {
@@ -281,9 +282,12 @@ impl CollectionState {
         })?;
         read?;
         self.by_id = maps.by_id;
-        self.meta = maps.meta;
+        // The metadata index is built in the background once the database is open
+        // ([`super::build_metadata_indexes`]); filters scan until then.
+        self.meta = MetaIndex::default();
         self.keys = maps.keys;
         self.records = maps.records.into_iter().collect();
+        self.meta_pending = !self.records.is_empty();
         // The trigram index is built from the documents in the background once the database is
         // open ([`super::build_text_indexes`]); writes meanwhile note what they touch.
         if self.text.take().is_some() {

@@ -345,3 +345,120 @@ fn a_schema_change_with_a_write_keeps_the_index() {
         Some(serde_json::json!({"keys": {}}))
     );
 }
+
+/// The ids `where` selects, sorted.
+fn selected(c: &Collection, filter: serde_json::Value) -> Vec<String> {
+    let w = crate::Where::from_json(&filter).expect("filter");
+    let got = c
+        .get(crate::GetRequest {
+            ids: None,
+            where_: Some(w),
+            where_document: None,
+            limit: None,
+            offset: None,
+            include: crate::Include::default(),
+        })
+        .expect("get");
+    let mut ids = got.ids;
+    ids.sort();
+    ids
+}
+
+/// After an open the metadata index is built in the background. Until it is installed, filters
+/// scan and answer the same; writes made meanwhile are in the index once it is; a fork taken
+/// meanwhile gets an index of its own.
+#[test]
+fn metadata_filters_answer_the_same_before_and_after_the_index_is_built() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 300;
+    let id = {
+        let db = Ochre::open(dir.path()).expect("open");
+        let c = collection(&db);
+        let mut b = RecordBatch::new(ids(0..n), (0..n).map(|i| vec![i as f32; DIM]).collect());
+        b.metadatas = Some(
+            (0..n)
+                .map(|i| {
+                    Some(
+                        [
+                            ("k".to_owned(), Some(MetadataValue::Int((i % 7) as i64))),
+                            (
+                                "s".to_owned(),
+                                Some(MetadataValue::Str(format!("x{}", i % 3))),
+                            ),
+                        ]
+                        .into(),
+                    )
+                })
+                .collect(),
+        );
+        c.add(b).expect("add");
+        c.id()
+    };
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let c = db.collection(id).expect("handle");
+    c.wait_for_index_maintenance();
+    let filters = [
+        json!({"k": 3}),
+        json!({"k": {"$gte": 5}}),
+        json!({"$and": [{"s": "x1"}, {"k": {"$ne": 1}}]}),
+        json!({"$or": [{"s": {"$in": ["x0", "x2"]}}, {"k": {"$lt": 1}}]}),
+    ];
+    let built: Vec<Vec<String>> = filters.iter().map(|f| selected(&c, f.clone())).collect();
+    assert_eq!(built[0].len(), (0..n).filter(|i| i % 7 == 3).count());
+    // Back to the state right after an open: no index, filters scan.
+    {
+        let mut st = c.handle.state.write();
+        st.meta = crate::metaindex::MetaIndex::default();
+        st.meta_pending = true;
+    }
+    let scanned: Vec<Vec<String>> = filters.iter().map(|f| selected(&c, f.clone())).collect();
+    assert_eq!(scanned, built, "a scan answers as the index does");
+    // Writes while the index is pending: an update of metadata, a delete, an add.
+    let mut upd = RecordBatch {
+        ids: vec!["r3".into()],
+        ..Default::default()
+    };
+    upd.metadatas = Some(vec![Some(
+        [("k".to_owned(), Some(MetadataValue::Int(100)))].into(),
+    )]);
+    c.update(upd).expect("update");
+    c.delete(DeleteRequest {
+        ids: Some(vec!["r10".into()]),
+        where_: None,
+        where_document: None,
+        limit: None,
+    })
+    .expect("delete");
+    let mut add = RecordBatch::new(vec!["new".into()], vec![vec![0.5; DIM]]);
+    add.metadatas = Some(vec![Some(
+        [("k".to_owned(), Some(MetadataValue::Int(3)))].into(),
+    )]);
+    c.add(add).expect("add");
+    let fork = db
+        .fork_collection(crate::DEFAULT_TENANT, crate::DEFAULT_DATABASE, id, "copy")
+        .expect("fork");
+    let fork = db.collection(fork.id).expect("fork handle");
+    assert!(
+        !fork.handle.state.read().meta_pending,
+        "a fork builds its own index"
+    );
+    let expect_after: Vec<Vec<String>> = filters.iter().map(|f| selected(&c, f.clone())).collect();
+    assert!(
+        expect_after[0].contains(&"new".to_owned()) && !expect_after[0].contains(&"r10".to_owned())
+    );
+    assert_eq!(selected(&c, json!({"k": 100})), vec!["r3".to_owned()]);
+    crate::collection::build_metadata_indexes(
+        vec![c.handle.clone()],
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    assert!(!c.handle.state.read().meta_pending);
+    let indexed: Vec<Vec<String>> = filters.iter().map(|f| selected(&c, f.clone())).collect();
+    assert_eq!(
+        indexed, expect_after,
+        "the installed index holds the writes made meanwhile"
+    );
+    assert_eq!(selected(&c, json!({"k": 100})), vec!["r3".to_owned()]);
+    let forked: Vec<Vec<String>> = filters.iter().map(|f| selected(&fork, f.clone())).collect();
+    assert_eq!(forked, expect_after);
+}

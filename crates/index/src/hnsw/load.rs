@@ -252,9 +252,18 @@ impl ParsedCheckpoint {
         // Fast path: the nodes are the stored rows, in order, live and unchanged, then perhaps
         // tombstones (an adopted graph's); the rows become the arena as they are.
         let rows = vectors.rows();
-        let fresh = vectors.aligned(&node_seq, &deleted).is_some_and(|aligned| {
-            (0..rows).all(|i| fp(&aligned[i * dim..(i + 1) * dim]) == fps[i])
+        // Each row's norms and code are derived while its fingerprint is checked (one pass over
+        // the vectors, on two threads); a mismatch drops what was derived.
+        let mut codes: Arena<i8> = Arena::zeroed(n * dim);
+        let derived = vectors.aligned(&node_seq, &deleted).and_then(|aligned| {
+            derive(
+                &index,
+                aligned,
+                &mut codes[..rows * dim],
+                Some((&fps[..rows], fp)),
+            )
         });
+        let fresh = derived.is_some();
         let vecs = if fresh {
             for (i, seq) in node_seq[..rows].iter().enumerate() {
                 seq_node.insert(*seq, i as u32);
@@ -322,6 +331,8 @@ impl ParsedCheckpoint {
                 index,
                 Parts {
                     vecs,
+                    codes,
+                    derived: derived.unwrap_or_default(),
                     node_seq,
                     seq_node,
                     deleted,
@@ -427,6 +438,10 @@ impl Source<'_> {
 /// The validated pieces of a checkpoint, with the vectors in node order.
 struct Parts {
     vecs: Arena<f32>,
+    /// Room for every node's code; the first `derived.len()` rows are filled.
+    codes: Arena<i8>,
+    /// What is already derived for the first nodes.
+    derived: Derived,
     node_seq: Vec<SeqNo>,
     seq_node: FxHashMap<SeqNo, u32>,
     deleted: Vec<bool>,
@@ -439,34 +454,72 @@ struct Parts {
     max_level: usize,
 }
 
-/// Fills `index` from validated parts, deriving norms and int8 codes from the vectors (on two
-/// threads: it is most of a load's work).
-fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
-    let n = p.node_seq.len();
+/// Per-node values derived from the vectors: int8 scales, inverse norms, squared norms.
+#[derive(Default)]
+struct Derived {
+    scales: Vec<f32>,
+    inv: Vec<f32>,
+    norms2: Vec<f32>,
+}
+
+impl Derived {
+    fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    fn append(&mut self, other: Derived) {
+        self.scales.extend(other.scales);
+        self.inv.extend(other.inv);
+        self.norms2.extend(other.norms2);
+    }
+}
+
+/// The fingerprints recorded for the first rows, and the function that computes one.
+type Fingerprints<'a> = (&'a [u64], fn(&[f32]) -> u64);
+
+/// Derives norms and int8 codes (into `codes`, `dim` per row) for the rows of `vecs`, on two
+/// threads: most of a load's work. With `check`, each row's fingerprint is compared with the
+/// one recorded and the first mismatch makes it `None` (what was derived is then meaningless).
+fn derive(
+    index: &HnswIndex,
+    vecs: &[f32],
+    codes: &mut [i8],
+    check: Option<Fingerprints<'_>>,
+) -> Option<Derived> {
     let dim = index.dim;
-    let vecs = &p.vecs;
-    let half = n / 2;
-    let this = &index;
-    // Zeroed memory straight from the system: the pages are touched first by the threads below.
-    let mut codes: Arena<i8> = Arena::zeroed(n * dim);
-    let derive = |range: std::ops::Range<usize>, codes: &mut [i8]| {
-        let mut scales = Vec::with_capacity(range.len());
-        let mut inv = Vec::with_capacity(range.len());
-        let mut norms2 = Vec::with_capacity(range.len());
+    let rows = vecs.len().checked_div(dim).unwrap_or(0);
+    let half = rows / 2;
+    let part = |range: std::ops::Range<usize>, codes: &mut [i8]| -> Option<Derived> {
+        let mut d = Derived {
+            scales: Vec::with_capacity(range.len()),
+            inv: Vec::with_capacity(range.len()),
+            norms2: Vec::with_capacity(range.len()),
+        };
         let start = range.start;
         for i in range {
             let v = &vecs[i * dim..(i + 1) * dim];
+            if let Some((fps, fp)) = check {
+                if fps.get(i) != Some(&fp(v)) {
+                    return None;
+                }
+            }
             let k = i - start;
-            inv.push(this.inv_norm(v));
-            scales.push(quantize_to(v, &mut codes[k * dim..(k + 1) * dim]));
-            norms2.push(this.kernels.dot(v, v));
+            // `inv_norm` is `1 / (sqrt(v·v) + 1e-32)` for cosine: the same bits from one dot.
+            let norm2 = index.kernels.dot(v, v);
+            d.inv.push(match index.space {
+                ochre_types::Space::Cosine => 1.0 / (norm2.sqrt() + 1e-32),
+                ochre_types::Space::L2 | ochre_types::Space::Ip => 1.0,
+            });
+            d.scales
+                .push(quantize_to(v, &mut codes[k * dim..(k + 1) * dim]));
+            d.norms2.push(norm2);
         }
-        (scales, inv, norms2)
+        Some(d)
     };
     let (first, second) = codes.split_at_mut(half * dim);
     let (a, b) = std::thread::scope(|s| {
-        let other = std::thread::Builder::new().spawn_scoped(s, || derive(half..n, second));
-        let a = derive(0..half, first);
+        let other = std::thread::Builder::new().spawn_scoped(s, || part(half..rows, second));
+        let a = part(0..half, first);
         match other {
             Ok(t) => (a, t.join().ok()),
             Err(_) => (a, None),
@@ -476,15 +529,34 @@ fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
         Some(b) => b,
         None => {
             let (_, second) = codes.split_at_mut(half * dim);
-            derive(half..n, second)
+            part(half..rows, second)
         }
     };
-    let (mut scales, mut inv, mut norms2) = a;
-    scales.extend(b.0);
-    inv.extend(b.1);
-    norms2.extend(b.2);
-    index.codes = Codes::from_parts(codes, scales);
-    index.rows = Rows::from_parts(dim, p.vecs, inv, norms2);
+    let mut a = a?;
+    a.append(b?);
+    Some(a)
+}
+
+/// Fills `index` from validated parts, deriving norms and int8 codes for the nodes not derived
+/// yet.
+fn finish(mut index: HnswIndex, p: Parts) -> HnswIndex {
+    let n = p.node_seq.len();
+    let dim = index.dim;
+    let mut derived = p.derived;
+    let mut codes = p.codes;
+    let done = derived.len();
+    if done < n {
+        let rest = derive(
+            &index,
+            &p.vecs[done * dim..n * dim],
+            &mut codes[done * dim..n * dim],
+            None,
+        );
+        // Without a check, every row is derived.
+        derived.append(rest.unwrap_or_default());
+    }
+    index.codes = Codes::from_parts(codes, derived.scales);
+    index.rows = Rows::from_parts(dim, p.vecs, derived.inv, derived.norms2);
     index.nodes.seq = p.node_seq;
     index.nodes.by_seq = p.seq_node;
     index.nodes.deleted = p.deleted;

@@ -87,6 +87,47 @@ fn stored_rows_are_adopted_when_aligned_and_copied_otherwise() {
 }
 
 #[test]
+fn an_aligned_row_whose_vector_changed_is_not_adopted() {
+    // The rows line up with the nodes, but one vector changed under the same sequence number
+    // (an update after the checkpoint): its fingerprint, checked while norms and codes are
+    // derived, sends the load down the copying path, where that node becomes a tombstone.
+    let vs: Vec<Vec<f32>> = (0..300)
+        .map(|i| {
+            let x = i as f32;
+            vec![x.sin(), x.cos(), (x * 0.37).sin()]
+        })
+        .collect();
+    let mut h = HnswIndex::new(3, &config());
+    for (i, v) in vs.iter().enumerate() {
+        h.insert(SeqNo(i as u64), v);
+    }
+    let bytes = h.to_checkpoint();
+    let seqs: Vec<SeqNo> = (0..vs.len() as u64).map(SeqNo).collect();
+    for changed in [0usize, 149, 150, 299] {
+        let mut now = vs.clone();
+        now[changed] = vec![9.0, -9.0, 9.0];
+        let mut data = Arena::from(now.iter().flatten().copied().collect::<Vec<f32>>());
+        let (mut back, report) =
+            HnswIndex::from_checkpoint_rows(&bytes, 3, &config(), &seqs, &mut data).expect("valid");
+        assert_eq!(report.stale, 1, "row {changed}");
+        assert_eq!(report.missing, vec![SeqNo(changed as u64)]);
+        assert!(
+            !data.is_empty(),
+            "row {changed}: the rows were copied, not adopted"
+        );
+        back.insert(SeqNo(changed as u64), &now[changed]);
+        assert_eq!(back.search(&now[changed], 1)[0].seq, SeqNo(changed as u64));
+        for (i, q) in now.iter().enumerate().step_by(37) {
+            assert_eq!(
+                back.search(q, 1)[0].seq,
+                SeqNo(i as u64),
+                "row {changed}, query {i}"
+            );
+        }
+    }
+}
+
+#[test]
 fn version_1_files_still_load() {
     let (h, vs) = sample();
     let mut bytes = h.to_checkpoint();
