@@ -171,6 +171,8 @@ impl Embedder {
             let (dir, _) = ochre_embed::resolve_model_dir(model_dir.as_deref(), true)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let model = ochre_embed::MiniLm::load(&dir)?.with_threads(threads);
+            // Forward passes reuse large activations: freed memory is kept from now on.
+            ochre_server::allocator::keep_freed_memory();
             Ok::<_, ochre_embed::EmbedError>(Embedder {
                 model: Arc::new(model),
                 dir,
@@ -236,6 +238,8 @@ fn f32_rows_json(data: &[u8], dim: usize) -> PyResult<String> {
 
 #[pymodule]
 fn _ochre(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Until a model is loaded, freed memory goes back to the system at once, as in `ochre run`.
+    ochre_server::allocator::return_freed_memory_at_once();
     m.add_class::<Engine>()?;
     m.add_class::<Embedder>()?;
     m.add_function(wrap_pyfunction!(f32_rows_json, m)?)?;

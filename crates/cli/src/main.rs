@@ -125,36 +125,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 headers; the Rust
-/// bindings name no constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// For the embedding commands: freed memory is kept for reuse instead of returned to the OS
-/// after 10 ms. The model's forward passes allocate and free the same large activations
-/// batch after batch; returning them made every batch fault its pages in again (14,000 page
-/// faults and an eighth of the time for 300 texts, against 700 this way).
-fn keep_freed_memory() {
-    // SAFETY: sets a process-wide allocator option; mimalloc reads options atomically, so this
-    // is sound at any time, and it only changes when freed pages are handed back.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
-
-/// For a server without an embedding model, once its data directory is open: freed memory goes
-/// back to the OS at once instead of after 10 ms. mimalloc purges a thread's freed pages only when
-/// that thread allocates again, and the blocking pool's threads sit idle between requests (up to
-/// the pool's 10 s keep-alive), so a burst of writes or a background index rebuild left tens of
-/// MiB resident: deleting 20,000 records with 2 KiB documents peaked at 225 MiB this way and
-/// at 160 MiB with it, at the same throughput and latency (docs/benchmarks.md, soak). Left at
-/// mimalloc's default when the server embeds (its forward passes reuse large activations) or
-/// when `MIMALLOC_PURGE_DELAY` is set.
-fn return_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: as in `keep_freed_memory`.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-}
-
 /// For the embedding commands: candle runs each matrix product on one thread and
 /// [`MiniLm::with_threads`](ochre_embed::MiniLm::with_threads) runs one batch per core instead
 /// (1.3x the throughput on 2 cores). candle reads these variables; a user's own values win.
@@ -178,7 +148,7 @@ fn run() -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Embed { .. } | Command::Ingest(_) | Command::Query(_)
     ) {
-        keep_freed_memory();
+        ochre_server::allocator::keep_freed_memory();
         batch_parallel_embedding();
     }
     // `ochre run` sets up its logging once its configuration is read (it may export traces).
@@ -374,7 +344,7 @@ fn serve_on(runtime: &tokio::runtime::Runtime, cfg: ServerConfig) -> anyhow::Res
     let mut state = AppState::new(db, cfg)?;
     match model {
         Some(m) => state = state.with_embedder(std::sync::Arc::new(m)),
-        None => return_freed_memory_at_once(),
+        None => ochre_server::allocator::return_freed_memory_at_once(),
     }
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)

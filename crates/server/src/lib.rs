@@ -10,6 +10,7 @@
 //! no data.
 
 mod admin;
+pub mod allocator;
 mod auth;
 mod config;
 mod dashboard;

@@ -260,7 +260,7 @@ impl Store {
             });
         }
         conn.execute_batch(
-            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-4096;",
         )
         .map_err(sql)?;
         // SQLite checkpoints the WAL into the file every 1000 pages by default: 4 MiB with 4 KiB
