@@ -156,6 +156,34 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Starts building `h`'s trigram index in the background (thread `ochre-text`), unless it
+    /// exists, is being built, or the database has no store; document filters scan until it is
+    /// installed.
+    pub(crate) fn start_text_build(&self, h: &Arc<CollectionHandle>) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        {
+            let mut st = h.state.write();
+            if !st.wants_text_index() {
+                return;
+            }
+            st.text_pending = Some(Vec::new());
+        }
+        let handles = vec![h.clone()];
+        let closing = self.closing.clone();
+        let started = Reader::open(path).map_err(Error::from).and_then(|reader| {
+            std::thread::Builder::new()
+                .name("ochre-text".into())
+                .spawn(move || crate::collection::build_text_indexes(handles, reader, closing))
+                .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+        });
+        if let Err(e) = started {
+            tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
+            h.state.write().text_pending = None;
+        }
+    }
+
     /// Writes checkpoint `bytes` of generation `generation` ([`CollectionState::checkpoint_due`])
     /// for the collection, unless a later generation is already written or the collection was
     /// deleted. Called without the collection's lock held. A failure only costs restart time
@@ -423,29 +451,6 @@ impl Ochre {
                     pending,
                     Arc::new(AtomicBool::new(false)),
                 );
-            }
-        }
-        // Full-text indexes are built after the open returns (queries meanwhile scan).
-        let pending: Vec<Arc<CollectionHandle>> = catalog
-            .collections
-            .values()
-            .filter(|h| h.state.read().text_pending.is_some())
-            .cloned()
-            .collect();
-        if !pending.is_empty() {
-            let handles = pending.clone();
-            let started = Reader::open(path).map_err(Error::from).and_then(|reader| {
-                let closing = closing.clone();
-                std::thread::Builder::new()
-                    .name("ochre-text".into())
-                    .spawn(move || crate::collection::build_text_indexes(handles, reader, closing))
-                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
-            });
-            if let Err(e) = started {
-                tracing::warn!(error = %e, "cannot build full-text indexes; document filters scan");
-                for h in pending {
-                    h.state.write().text_pending = None;
-                }
             }
         }
         Ok(Ochre {

@@ -115,9 +115,16 @@ pub(crate) struct CollectionState {
     checkpoints: u64,
     /// The sparse index of the key the schema names, if any.
     sparse: Option<SparseState>,
-    /// The trigram index of the documents, unless the schema turns full-text search off (or
-    /// it is still being built after an open).
+    /// The trigram index of the documents, unless the schema turns full-text search off. In a
+    /// database with a store it is built on first need, in the background: the first document
+    /// filter scans and asks for it (`text_requested`), so memory goes to it only in collections
+    /// that filter on documents.
     text: Option<TextIndex>,
+    /// The schema lets documents be indexed (`fts_index`).
+    fts: bool,
+    /// A document filter scanned for want of the trigram index: the read's caller starts its
+    /// build once the read is done ([`BuildTextOnDemand`]).
+    text_requested: std::sync::atomic::AtomicBool,
     /// While the trigram index is built in the background: the records whose document writes
     /// changed since, to re-read before it is installed.
     pub(crate) text_pending: Option<Vec<SeqNo>>,
@@ -204,7 +211,8 @@ impl CollectionState {
         let index = row.dimension.map(|d| new_index(&row, d));
         let schema = SchemaIndexes::of(&row.configuration);
         let sparse = schema.sparse.map(|(key, bm25)| SparseState::new(key, bm25));
-        let text = schema.fts.then(TextIndex::new);
+        // Held documents are indexed as they come (there is no store to build from later).
+        let text = (schema.fts && docs_held).then(TextIndex::new);
         CollectionState {
             row,
             tenant,
@@ -223,6 +231,8 @@ impl CollectionState {
             checkpoints: 0,
             sparse,
             text,
+            fts: schema.fts,
+            text_requested: std::sync::atomic::AtomicBool::new(false),
             text_pending: None,
             defer_links: false,
             bulk_expected: 0,
@@ -395,6 +405,12 @@ impl CollectionState {
         self.text_pending = None;
     }
 
+    /// No trigram index exists or is being built, and one may be: full-text search is on and
+    /// the collection is not deleted.
+    pub(crate) fn wants_text_index(&self) -> bool {
+        self.fts && !self.dropped && self.text.is_none() && self.text_pending.is_none()
+    }
+
     /// The metadata index of the records, built from scratch.
     pub(crate) fn metadata_index(&self) -> MetaIndex {
         let never = std::sync::atomic::AtomicBool::new(false);
@@ -443,6 +459,8 @@ impl CollectionState {
             sparse: self.sparse.clone(),
             // A fork made while the source's index is still being built scans instead.
             text: self.text.clone(),
+            fts: self.fts,
+            text_requested: std::sync::atomic::AtomicBool::new(false),
             text_pending: None,
             defer_links: false,
             bulk_expected: 0,
@@ -525,6 +543,11 @@ impl CollectionState {
         let mut wd = wd;
         let mut reads_docs = reads_docs;
         let mut seqs = seqs;
+        if reads_docs && self.wants_text_index() {
+            // This one scans; the index is built for the next ones.
+            self.text_requested
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(t) = self.text.as_ref().filter(|_| reads_docs) {
             let from_wd = wd.and_then(|wd| text::document(t, wd));
             let w_reads = w.is_some_and(Where::reads_document);
@@ -740,6 +763,25 @@ impl std::fmt::Debug for Collection {
     }
 }
 
+/// Declared before a read's lock guard, so dropped after it: starts the trigram index's build
+/// when a document filter of the read scanned for want of one.
+struct BuildTextOnDemand<'a>(&'a Collection);
+
+impl Drop for BuildTextOnDemand<'_> {
+    fn drop(&mut self) {
+        let c = self.0;
+        let asked = c
+            .handle
+            .state
+            .read()
+            .text_requested
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if asked {
+            c.inner.start_text_build(&c.handle);
+        }
+    }
+}
+
 impl Collection {
     pub(crate) fn new(inner: Arc<Inner>, handle: Arc<CollectionHandle>) -> Self {
         Collection { inner, handle }
@@ -842,8 +884,9 @@ impl Collection {
 
     /// Waits until no background rebuild of the collection's vector index is under way (one
     /// starts when deletes and replaced vectors have left tombstones in a sixth of the graph;
-    /// queries are answered meanwhile by the old graph), and until its full-text index, built in
-    /// the background after an open, is in place (document filters scan meanwhile), and its
+    /// queries are answered meanwhile by the old graph), until a full-text index being built in
+    /// the background (on the first document filter) is in place (document filters scan
+    /// meanwhile), and until its
     /// metadata index likewise (metadata filters scan meanwhile). For tests and benchmarks that
     /// measure the maintained indexes.
     pub fn wait_for_index_maintenance(&self) {
@@ -1159,6 +1202,7 @@ impl Collection {
                 "Validation error: limit, where: limit can only be specified when a where clause is provided",
             ));
         }
+        let _text = BuildTextOnDemand(self);
         let mut st = self.handle.state.write();
         if st.dropped {
             return Err(self.gone());
@@ -1211,6 +1255,7 @@ impl Collection {
     /// # Errors
     /// [`ErrorKind::NotFound`].
     pub fn get(&self, req: GetRequest) -> Result<GetResult> {
+        let _text = BuildTextOnDemand(self);
         let st = self.handle.state.read();
         if st.dropped {
             return Err(self.gone());
@@ -1280,6 +1325,7 @@ impl Collection {
     /// it internal) when `ids` names an unknown record and no filter is given;
     /// [`ErrorKind::NotFound`].
     pub fn query(&self, req: QueryRequest) -> Result<QueryResult> {
+        let _text = BuildTextOnDemand(self);
         let st = self.handle.state.read();
         if st.dropped {
             return Err(self.gone());
@@ -1541,8 +1587,9 @@ pub(crate) fn build_metadata_indexes(
     }
 }
 
-/// Builds the trigram indexes of collections opened without one (their `text_pending` set), one
-/// collection at a time, with its own store reader: the documents are scanned with no lock
+/// Builds the trigram indexes of collections without one whose build was asked for (their
+/// `text_pending` set, by [`Inner::start_text_build`]), one collection at a time, with its own
+/// store reader: the documents are scanned with no lock
 /// held, then, under the write lock, the records writes touched meanwhile are re-read and the
 /// index installed. Until then their document filters scan. Stops when the database closes.
 pub(crate) fn build_text_indexes(

@@ -288,11 +288,9 @@ impl CollectionState {
         self.keys = maps.keys;
         self.records = maps.records.into_iter().collect();
         self.meta_pending = !self.records.is_empty();
-        // The trigram index is built from the documents in the background once the database is
-        // open ([`super::build_text_indexes`]); writes meanwhile note what they touch.
-        if self.text.take().is_some() {
-            self.text_pending = Some(Vec::new());
-        }
+        // The trigram index is built from the documents when a document filter first needs it
+        // ([`super::BuildTextOnDemand`]).
+        self.text = None;
         self.next_seq = next_seq;
         self.build_index(vectors, parsed);
         // Derived from the records just loaded.

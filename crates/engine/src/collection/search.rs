@@ -205,6 +205,7 @@ impl Collection {
     /// Invalid queries (dimension, non-finite values, a sparse key without a sparse index);
     /// [`crate::ErrorKind::NotFound`]; storage errors while reading documents.
     pub fn search(&self, plans: &[SearchPlan]) -> Result<Vec<SearchResult>> {
+        let _text = super::BuildTextOnDemand(self);
         let st = self.handle.state.read();
         if st.is_dropped() {
             return Err(self.gone());

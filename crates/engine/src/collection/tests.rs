@@ -462,3 +462,91 @@ fn metadata_filters_answer_the_same_before_and_after_the_index_is_built() {
     let forked: Vec<Vec<String>> = filters.iter().map(|f| selected(&fork, f.clone())).collect();
     assert_eq!(forked, expect_after);
 }
+
+fn with_document(c: &Collection, text: &str) -> Vec<String> {
+    let wd = crate::WhereDocument::from_json(&serde_json::json!({"$contains": text}))
+        .expect("where_document");
+    let got = c
+        .get(crate::GetRequest {
+            ids: None,
+            where_: None,
+            where_document: Some(wd),
+            limit: None,
+            offset: None,
+            include: crate::Include::default(),
+        })
+        .expect("get");
+    let mut ids = got.ids;
+    ids.sort();
+    ids
+}
+
+/// In a database with a store, the trigram index is built only once a document filter needs
+/// it: until then no memory goes to it and document filters scan (with the same answers).
+#[test]
+fn the_text_index_is_built_on_the_first_document_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 200;
+    let db = Ochre::open(dir.path()).expect("open");
+    let c = collection(&db);
+    let mut b = RecordBatch::new(ids(0..n), (0..n).map(|i| vec![i as f32; DIM]).collect());
+    b.documents = Some(
+        (0..n)
+            .map(|i| {
+                Some(format!(
+                    "doc {i} {}",
+                    if i % 4 == 0 { "apple" } else { "pear" }
+                ))
+            })
+            .collect(),
+    );
+    c.add(b).expect("add");
+    let has_text = |c: &Collection| c.handle.state.read().text.is_some();
+    assert!(!has_text(&c), "no index before a document filter");
+    c.query(QueryRequest::new(vec![vec![1.0; DIM]]))
+        .expect("plain query");
+    c.wait_for_index_maintenance();
+    assert!(
+        !has_text(&c),
+        "queries without document filters build nothing"
+    );
+    let apples: Vec<String> = {
+        let mut v: Vec<String> = (0..n)
+            .filter(|i| i % 4 == 0)
+            .map(|i| format!("r{i}"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(with_document(&c, "apple"), apples, "the first one scans");
+    c.wait_for_index_maintenance();
+    assert!(has_text(&c), "and asks for the index");
+    assert_eq!(
+        with_document(&c, "apple"),
+        apples,
+        "the index answers the same"
+    );
+    // Writes after the build are indexed.
+    let mut more = RecordBatch::new(vec!["new".into()], vec![vec![0.5; DIM]]);
+    more.documents = Some(vec![Some("an apple tart".into())]);
+    c.add(more).expect("add");
+    assert!(with_document(&c, "apple tart") == vec!["new".to_owned()]);
+    // A reopened collection starts without one again.
+    let id = c.id();
+    drop(c);
+    drop(db);
+    let db = Ochre::open(dir.path()).expect("reopen");
+    let c = db.collection(id).expect("handle");
+    c.wait_for_index_maintenance();
+    assert!(!has_text(&c));
+    let mut expect = apples.clone();
+    expect.push("new".into());
+    expect.sort();
+    assert_eq!(with_document(&c, "apple"), expect);
+    c.wait_for_index_maintenance();
+    assert!(has_text(&c));
+    // An in-memory database indexes documents as they come.
+    let mem = Ochre::ephemeral();
+    let m = collection(&mem);
+    assert!(has_text(&m));
+}
