@@ -763,6 +763,16 @@ impl std::fmt::Debug for Collection {
     }
 }
 
+/// The share of tombstones past which a write starts a background rebuild.
+#[derive(Debug, Clone, Copy)]
+enum RebuildPast {
+    /// Adds, updates and upserts (replaced vectors), which go on at any pace.
+    Sixth,
+    /// Deletes: a run of them is usually followed by more (or empties the index, which needs no
+    /// rebuild), so compaction waits until half the graph is tombstones.
+    Half,
+}
+
 /// Declared before a read's lock guard, so dropped after it: starts the trigram index's build
 /// when a document filter of the read scanned for want of one.
 struct BuildTextOnDemand<'a>(&'a Collection);
@@ -878,7 +888,7 @@ impl Collection {
         let len = ix.len();
         tracing::info!(collection = %self.handle.id, adopted = report.adopted, linked = report.linked, refused = report.refused.as_deref(), "bulk load finished");
         st.dirty = st.dirty.max(len);
-        self.finish_write(guard);
+        self.finish_write(guard, RebuildPast::Sixth);
         Ok(report)
     }
 
@@ -1143,21 +1153,30 @@ impl Collection {
             );
         }
         // Replaced vectors leave tombstones; past a sixth of the graph it is rebuilt.
-        self.finish_write(st);
+        self.finish_write(st, RebuildPast::Sixth);
         Ok(())
     }
 
     /// After a write applied to memory: starts a background rebuild when tombstones have
-    /// degraded the index, and writes a checkpoint when one is due, under a read lock only (the
-    /// file itself with no lock held).
-    fn finish_write(&self, mut st: RwLockWriteGuard<'_, CollectionState>) {
+    /// degraded the index (past `past` of its nodes), and writes a checkpoint when one is due,
+    /// under a read lock only (the file itself with no lock held).
+    fn finish_write(&self, mut st: RwLockWriteGuard<'_, CollectionState>, past: RebuildPast) {
         // Every vector deleted: nothing to rebuild; an empty graph lets them go at once. While
         // a rebuild runs, the index is its to replace (it walks the graph by node number): it
         // gives up on an empty index and empties it itself.
         if !st.rebuilding {
             st.empty_a_hollow_index();
         }
-        if st.index.as_ref().is_some_and(HnswIndex::needs_rebuild) && !st.rebuilding {
+        let divisor = match past {
+            RebuildPast::Sixth => 6,
+            RebuildPast::Half => 2,
+        };
+        if st
+            .index
+            .as_ref()
+            .is_some_and(|ix| ix.tombstones_exceed(divisor))
+            && !st.rebuilding
+        {
             st.rebuilding = true;
             let handle = self.handle.clone();
             let closing = self.inner.closing.clone();
@@ -1246,7 +1265,9 @@ impl Collection {
             }
         }
         st.dirty += reported;
-        self.finish_write(st);
+        // Deletes often come in runs (emptying a collection batch by batch): a rebuild started at
+        // a sixth would hold a second copy of most of what the next batches delete.
+        self.finish_write(st, RebuildPast::Half);
         Ok(u32::try_from(reported).unwrap_or(u32::MAX))
     }
 

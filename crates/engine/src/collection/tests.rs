@@ -346,14 +346,17 @@ fn a_schema_change_with_a_write_keeps_the_index() {
     );
 }
 
-/// The ids `where` selects, sorted.
-fn selected(c: &Collection, filter: serde_json::Value) -> Vec<String> {
-    let w = crate::Where::from_json(&filter).expect("filter");
+/// The ids a `get` with these filters selects, sorted.
+fn ids_where(
+    c: &Collection,
+    where_: Option<crate::Where>,
+    where_document: Option<crate::WhereDocument>,
+) -> Vec<String> {
     let got = c
         .get(crate::GetRequest {
             ids: None,
-            where_: Some(w),
-            where_document: None,
+            where_,
+            where_document,
             limit: None,
             offset: None,
             include: crate::Include::default(),
@@ -362,6 +365,11 @@ fn selected(c: &Collection, filter: serde_json::Value) -> Vec<String> {
     let mut ids = got.ids;
     ids.sort();
     ids
+}
+
+fn selected(c: &Collection, filter: serde_json::Value) -> Vec<String> {
+    let w = crate::Where::from_json(&filter).expect("filter");
+    ids_where(c, Some(w), None)
 }
 
 /// After an open the metadata index is built in the background. Until it is installed, filters
@@ -466,19 +474,7 @@ fn metadata_filters_answer_the_same_before_and_after_the_index_is_built() {
 fn with_document(c: &Collection, text: &str) -> Vec<String> {
     let wd = crate::WhereDocument::from_json(&serde_json::json!({"$contains": text}))
         .expect("where_document");
-    let got = c
-        .get(crate::GetRequest {
-            ids: None,
-            where_: None,
-            where_document: Some(wd),
-            limit: None,
-            offset: None,
-            include: crate::Include::default(),
-        })
-        .expect("get");
-    let mut ids = got.ids;
-    ids.sort();
-    ids
+    ids_where(c, None, Some(wd))
 }
 
 /// In a database with a store, the trigram index is built only once a document filter needs

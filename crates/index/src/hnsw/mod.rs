@@ -225,7 +225,12 @@ impl HnswIndex {
     /// True when tombstones have grown past a sixth of the graph (they waste neighbour-list
     /// slots, which costs recall; rebuilds run in the background, so this can be early).
     pub fn needs_rebuild(&self) -> bool {
-        self.nodes.n_deleted > 64 && self.nodes.n_deleted * 6 > self.nodes.len()
+        self.tombstones_exceed(6)
+    }
+
+    /// True when more than 64 nodes, and more than `1 / divisor` of the graph, are tombstones.
+    pub fn tombstones_exceed(&self, divisor: usize) -> bool {
+        self.nodes.n_deleted > 64 && self.nodes.n_deleted.saturating_mul(divisor) > self.nodes.len()
     }
 
     /// A fresh graph holding only the live vectors (reclaims tombstones).
