@@ -170,12 +170,12 @@ impl Inner {
             }
             st.text_pending = Some(Vec::new());
         }
-        let handles = vec![h.clone()];
+        let handle = h.clone();
         let closing = self.closing.clone();
         let started = Reader::open(path).map_err(Error::from).and_then(|reader| {
             std::thread::Builder::new()
                 .name("ochre-text".into())
-                .spawn(move || crate::collection::build_text_indexes(handles, reader, closing))
+                .spawn(move || crate::collection::build_text_index(handle, reader, closing))
                 .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
         });
         if let Err(e) = started {

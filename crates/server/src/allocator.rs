@@ -13,12 +13,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// latency (docs/benchmarks.md, soak); 100k records ingested in a Python process ended 21 MiB
 /// lower. For processes that do not run an embedding model.
 pub fn return_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: sets a process-wide allocator option; mimalloc reads options atomically, so this
-    // is sound at any time, and it only changes when freed pages are handed back.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    set_purge_delay(0);
 }
 
 /// Freed memory is kept for reuse, never returned (unless the user set `MIMALLOC_PURGE_DELAY`):
@@ -26,9 +21,15 @@ pub fn return_freed_memory_at_once() {
 /// large activations batch after batch; returning them made every batch fault its pages in
 /// again (14,000 page faults and an eighth of the time for 300 texts, against 700 this way).
 pub fn keep_freed_memory() {
+    set_purge_delay(-1);
+}
+
+/// Sets mimalloc's purge delay (milliseconds; -1 never purges) unless the user chose one.
+fn set_purge_delay(ms: std::ffi::c_long) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
-    // SAFETY: as in `return_freed_memory_at_once`.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // SAFETY: sets a process-wide allocator option; mimalloc reads options atomically, so this
+    // is sound at any time, and it only changes when freed pages are handed back.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
 }

@@ -34,7 +34,7 @@ pub use store::{
 /// and their corpus replay; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::codec::{check_embedding, decode_metadata, decode_metadata_entries};
+    pub use crate::codec::{check_embedding, decode_metadata};
 
     /// An embedding column as [`crate::Store::load_records`] hands it over: checked, undecoded.
     ///

@@ -123,8 +123,9 @@ pub(crate) struct CollectionState {
     /// The schema lets documents be indexed (`fts_index`).
     fts: bool,
     /// A document filter scanned for want of the trigram index: the read's caller starts its
-    /// build once the read is done ([`BuildTextOnDemand`]).
-    text_requested: std::sync::atomic::AtomicBool,
+    /// build once the read is done ([`BuildTextOnDemand`]). Shared with the handle, which reads
+    /// it without taking the lock.
+    text_requested: Arc<std::sync::atomic::AtomicBool>,
     /// While the trigram index is built in the background: the records whose document writes
     /// changed since, to re-read before it is installed.
     pub(crate) text_pending: Option<Vec<SeqNo>>,
@@ -146,6 +147,8 @@ pub(crate) struct CollectionHandle {
     pub(crate) state: RwLock<CollectionState>,
     /// The generation of the last checkpoint written; held while one is written.
     pub(crate) checkpointed: Mutex<u64>,
+    /// The state's `text_requested` flag, read after a read without retaking the lock.
+    text_requested: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CollectionHandle {
@@ -154,6 +157,7 @@ impl CollectionHandle {
             key,
             id: state.row.id,
             database_id: state.row.database_id,
+            text_requested: state.text_requested.clone(),
             state: RwLock::new(state),
             checkpointed: Mutex::new(0),
         }
@@ -232,7 +236,7 @@ impl CollectionState {
             sparse,
             text,
             fts: schema.fts,
-            text_requested: std::sync::atomic::AtomicBool::new(false),
+            text_requested: Arc::default(),
             text_pending: None,
             defer_links: false,
             bulk_expected: 0,
@@ -460,7 +464,7 @@ impl CollectionState {
             // A fork made while the source's index is still being built scans instead.
             text: self.text.clone(),
             fts: self.fts,
-            text_requested: std::sync::atomic::AtomicBool::new(false),
+            text_requested: Arc::default(),
             text_pending: None,
             defer_links: false,
             bulk_expected: 0,
@@ -782,8 +786,6 @@ impl Drop for BuildTextOnDemand<'_> {
         let c = self.0;
         let asked = c
             .handle
-            .state
-            .read()
             .text_requested
             .swap(false, std::sync::atomic::Ordering::Relaxed);
         if asked {
@@ -1608,58 +1610,55 @@ pub(crate) fn build_metadata_indexes(
     }
 }
 
-/// Builds the trigram indexes of collections without one whose build was asked for (their
-/// `text_pending` set, by [`Inner::start_text_build`]), one collection at a time, with its own
-/// store reader: the documents are scanned with no lock
-/// held, then, under the write lock, the records writes touched meanwhile are re-read and the
-/// index installed. Until then their document filters scan. Stops when the database closes.
-pub(crate) fn build_text_indexes(
-    handles: Vec<Arc<CollectionHandle>>,
+/// Builds the trigram index of a collection whose build was asked for (its `text_pending` set,
+/// by [`Inner::start_text_build`]), with its own store reader: the documents are scanned with no
+/// lock held, then, under the write lock, the records writes touched meanwhile are re-read and
+/// the index installed. Until then its document filters scan. Stops when the database closes.
+pub(crate) fn build_text_index(
+    h: Arc<CollectionHandle>,
     reader: Reader,
     closing: Arc<std::sync::atomic::AtomicBool>,
 ) {
     use std::sync::atomic::Ordering;
-    for h in handles {
-        let mut text = TextIndex::new();
-        let scanned = reader.scan_documents(h.key, |seq, doc| {
-            if let Some(d) = doc {
-                text.insert(seq, d);
-            }
-            !closing.load(Ordering::SeqCst)
-        });
-        if closing.load(Ordering::SeqCst) {
-            return;
+    let mut text = TextIndex::new();
+    let scanned = reader.scan_documents(h.key, |seq, doc| {
+        if let Some(d) = doc {
+            text.insert(seq, d);
         }
-        let mut st = h.state.write();
-        let Some(touched) = st.text_pending.take() else {
-            continue;
-        };
-        if let Err(e) = scanned {
-            tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
-            continue;
-        }
-        let mut ok = true;
-        for seq in touched {
-            let doc = if st.records.contains_key(&seq) {
-                match reader.document(h.key, seq) {
-                    Ok(d) => d.flatten(),
-                    Err(e) => {
-                        tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
-                        ok = false;
-                        break;
-                    }
+        !closing.load(Ordering::SeqCst)
+    });
+    if closing.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut st = h.state.write();
+    let Some(touched) = st.text_pending.take() else {
+        return;
+    };
+    if let Err(e) = scanned {
+        tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
+        return;
+    }
+    let mut ok = true;
+    for seq in touched {
+        let doc = if st.records.contains_key(&seq) {
+            match reader.document(h.key, seq) {
+                Ok(d) => d.flatten(),
+                Err(e) => {
+                    tracing::warn!(collection = %h.id, error = %e, "cannot build the full-text index; document filters scan");
+                    ok = false;
+                    break;
                 }
-            } else {
-                None
-            };
-            match doc {
-                Some(d) => text.insert(seq, &d),
-                None => text.remove(seq),
             }
+        } else {
+            None
+        };
+        match doc {
+            Some(d) => text.insert(seq, &d),
+            None => text.remove(seq),
         }
-        if ok && !st.dropped {
-            st.text = Some(text);
-        }
+    }
+    if ok && !st.dropped {
+        st.text = Some(text);
     }
 }
 

@@ -504,12 +504,10 @@ fn derive(
                 }
             }
             let k = i - start;
-            // `inv_norm` is `1 / (sqrt(v·v) + 1e-32)` for cosine: the same bits from one dot.
+            // One dot gives both norms.
             let norm2 = index.kernels.dot(v, v);
-            d.inv.push(match index.space {
-                ochre_types::Space::Cosine => 1.0 / (norm2.sqrt() + 1e-32),
-                ochre_types::Space::L2 | ochre_types::Space::Ip => 1.0,
-            });
+            d.inv
+                .push(super::vectors::inv_norm_from_norm2(index.space, norm2));
             d.scales
                 .push(quantize_to(v, &mut codes[k * dim..(k + 1) * dim]));
             d.norms2.push(norm2);

@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use ochre_types::{SeqNo, Space};
 
 use super::graph::Visited;
-use super::quantize::quantize_into;
+use super::quantize::quantize_to;
 use super::{prefetch_row, HnswIndex};
 use crate::flat::{Candidate, TopK};
 use crate::Neighbor;
@@ -158,8 +158,8 @@ impl HnswIndex {
         let Some(mut ep) = entry else {
             return Vec::new();
         };
-        let mut codes = crate::memory::Arena::with_capacity(self.dim);
-        let q_scale = quantize_into(q, &mut codes);
+        let mut codes = vec![0i8; q.len()];
+        let q_scale = quantize_to(q, &mut codes);
         let q_norm2 = self.kernels.dot(q, q);
         let approx = |n: u32| {
             let dot = self.kernels.dot_i8(&codes, self.codes.row(n, self.dim)) as f32

@@ -98,8 +98,14 @@ impl Rows {
 
 /// `1 / (‖v‖ + 1e-32)` for cosine, 1.0 for the other spaces (which never divide by a norm).
 pub(super) fn inv_norm(kernels: &Kernels, space: Space, v: &[f32]) -> f32 {
+    inv_norm_from_norm2(space, kernels.dot(v, v))
+}
+
+/// [`inv_norm`] of a vector whose `v·v` is `norm2` (the same bits: the norm is `sqrt(v·v)`).
+#[inline]
+pub(super) fn inv_norm_from_norm2(space: Space, norm2: f32) -> f32 {
     match space {
-        Space::Cosine => 1.0 / (kernels.norm(v) + 1e-32),
+        Space::Cosine => 1.0 / (norm2.sqrt() + 1e-32),
         Space::L2 | Space::Ip => 1.0,
     }
 }
