@@ -98,11 +98,11 @@ fn metadata(i: u64) -> Option<Metadata> {
     if i.is_multiple_of(3) {
         m.insert(
             "sparse".into(),
-            MetadataValue::Sparse(ochre::SparseVector {
+            MetadataValue::Sparse(Box::new(ochre::SparseVector {
                 indices: vec![1, 5, 9],
                 values: vec![0.25, 0.1, 3.0],
                 tokens: None,
-            }),
+            })),
         );
     }
     Some(m)

@@ -80,7 +80,7 @@ fn records_strategy() -> impl Strategy<Value = Vec<Rec>> {
                     metadata.insert("r".into(), MetadataValue::Int(r));
                 }
                 if has_sp {
-                    metadata.insert(SPARSE_KEY.into(), MetadataValue::Sparse(sp));
+                    metadata.insert(SPARSE_KEY.into(), MetadataValue::Sparse(Box::new(sp)));
                 }
                 Rec {
                     id: format!("r{i:02}"),
@@ -620,11 +620,11 @@ fn reciprocal_rank_fusion_ranks_records_found_by_both_first() {
         let mut m = Metadata::new();
         m.insert(
             SPARSE_KEY.into(),
-            MetadataValue::Sparse(SparseVector {
+            MetadataValue::Sparse(Box::new(SparseVector {
                 indices: i.to_vec(),
                 values: vec![1.0; i.len()],
                 tokens: None,
-            }),
+            })),
         );
         Some(m)
     };
@@ -720,7 +720,7 @@ fn a_sparse_query_on_a_key_without_an_index_is_refused() {
 fn sparse_vectors_are_refused_in_collection_metadata_and_validated_in_records() {
     let db = Ochre::ephemeral();
     let mut m = Metadata::new();
-    m.insert("s".into(), MetadataValue::Sparse(SparseVector::default()));
+    m.insert("s".into(), MetadataValue::Sparse(Box::default()));
     let e = db
         .create_collection(
             "default_tenant",
@@ -741,11 +741,11 @@ fn sparse_vectors_are_refused_in_collection_metadata_and_validated_in_records() 
     let mut bad = Metadata::new();
     bad.insert(
         SPARSE_KEY.into(),
-        MetadataValue::Sparse(SparseVector {
+        MetadataValue::Sparse(Box::new(SparseVector {
             indices: vec![3, 1],
             values: vec![1.0, 1.0],
             tokens: None,
-        }),
+        })),
     );
     let e = c
         .add(RecordBatch::new(vec!["a".into()], vec![vec![0.0; DIM]]).metadatas(vec![Some(bad)]))

@@ -184,7 +184,7 @@ fn fill_bm25(
             let v = sparse_vector(bm25.embed(doc));
             ms[i]
                 .get_or_insert_with(UpdateMetadata::new)
-                .insert(key.to_owned(), Some(MetadataValue::Sparse(v)));
+                .insert(key.to_owned(), Some(MetadataValue::Sparse(Box::new(v))));
         }
         keys.insert((key.to_owned(), ValueType::Sparse));
     }

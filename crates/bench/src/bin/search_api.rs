@@ -118,7 +118,10 @@ fn main() {
             .map(|i| {
                 let mut m = Metadata::new();
                 m.insert("year".into(), MetadataValue::Int(recs[i].year));
-                m.insert("bm25".into(), MetadataValue::Sparse(doc_vecs[i].clone()));
+                m.insert(
+                    "bm25".into(),
+                    MetadataValue::Sparse(Box::new(doc_vecs[i].clone())),
+                );
                 Some(m)
             })
             .collect();
