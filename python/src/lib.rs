@@ -238,6 +238,7 @@ fn f32_rows_json(data: &[u8], dim: usize) -> PyResult<String> {
 
 #[pymodule]
 fn _ochre(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    ochre_server::allocator::commit_heap_on_demand();
     // Until a model is loaded, freed memory goes back to the system at once, as in `ochre run`.
     ochre_server::allocator::return_freed_memory_at_once();
     m.add_class::<Engine>()?;

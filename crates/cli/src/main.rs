@@ -116,6 +116,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ochre_server::allocator::commit_heap_on_demand();
     match run() {
         Ok(code) => code,
         Err(e) => {

@@ -24,12 +24,35 @@ pub fn keep_freed_memory() {
     set_purge_delay(-1);
 }
 
+/// mimalloc's `mi_option_arena_eager_commit` (index 4 in its v2 and v3 headers).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// The memory mimalloc reserves for its heap is committed as it is used instead of all at once
+/// (unless the user set `MIMALLOC_ARENA_EAGER_COMMIT`). Eagerly committed, the reservation is
+/// advised to use transparent huge pages as a whole, so every 2 MiB region a small allocation
+/// touches becomes resident: 100k records ingested in a Python process peaked 27 MiB higher
+/// (462 against 435 MiB), at the same speed. Takes effect for reservations made after it, so it
+/// is called before anything else allocates much. The vector arenas are mapped on their own
+/// and still ask for huge pages (`ochre_index::memory`).
+pub fn commit_heap_on_demand() {
+    set_option(
+        MI_OPTION_ARENA_EAGER_COMMIT,
+        "MIMALLOC_ARENA_EAGER_COMMIT",
+        0,
+    );
+}
+
 /// Sets mimalloc's purge delay (milliseconds; -1 never purges) unless the user chose one.
 fn set_purge_delay(ms: std::ffi::c_long) {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    set_option(MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", ms);
+}
+
+/// Sets a mimalloc option unless the user set it through its environment variable `env`.
+fn set_option(option: libmimalloc_sys::mi_option_t, env: &str, value: std::ffi::c_long) {
+    if std::env::var_os(env).is_some() {
         return;
     }
     // SAFETY: sets a process-wide allocator option; mimalloc reads options atomically, so this
-    // is sound at any time, and it only changes when freed pages are handed back.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
+    // is sound at any time, and it only changes how memory is committed and handed back.
+    unsafe { libmimalloc_sys::mi_option_set(option, value) };
 }
