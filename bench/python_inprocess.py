@@ -332,6 +332,12 @@ def run_child(args, mode, impl, data_dir, work):
             "--batch", str(args.batch), "--passes", str(args.passes), "--warmup", str(args.warmup),
             "--filter-lt", str(args.filter_lt), "--reopen-queries", str(args.reopen_queries)]
     env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
+    # Runs of one mode share the file: a child that dies before writing must not leave the last
+    # one's result in place.
+    try:
+        os.remove(out)
+    except FileNotFoundError:
+        pass
     t = time.perf_counter()
     # The child's stdout goes to our stderr: stdout is for the table only.
     p = subprocess.run(argv, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL, timeout=args.timeout)

@@ -338,17 +338,31 @@ pub struct Prefault {
 impl Prefault {
     /// Chunks faulted in per call, so a writer following behind finds its pages ready soon.
     const CHUNK: usize = 4 << 20;
+    /// How far ahead of the writer it runs: no more than this is resident before it is needed,
+    /// so capacity the writer never reaches (a checkpoint's tombstones size the buffer too) is
+    /// mostly never touched.
+    const AHEAD: usize = 64 << 20;
 
-    /// Faults the range's pages in (`MADV_POPULATE_WRITE`), front to back, until done, refused
-    /// (a kernel before 5.14), or `stop` is set. Filling fresh memory makes the kernel zero each
-    /// page on first touch, on the writing thread; done here, on another core, the zeroing
-    /// overlaps the writer's own work (the opening of a collection reads the store meanwhile).
-    /// The contents never change, whatever the arena has done since: the advice only faults
-    /// pages in; a range since unmapped makes it fail, one since reused by other memory is
-    /// prefaulted unchanged.
-    pub fn run(self, stop: &std::sync::atomic::AtomicBool) {
+    /// Faults the range's pages in (`MADV_POPULATE_WRITE`), front to back, at most
+    /// [`Prefault::AHEAD`] bytes past `written` (the bytes the writer has filled), until done,
+    /// refused (a kernel before 5.14), or `stop` is set. Filling fresh memory makes the kernel
+    /// zero each page on first touch, on the writing thread; done here, on another core, the
+    /// zeroing overlaps the writer's own work (the opening of a collection reads the store
+    /// meanwhile). The contents never change, whatever the arena has done since: the advice
+    /// only faults pages in; a range since unmapped makes it fail, one since reused by other
+    /// memory is prefaulted unchanged.
+    pub fn run(
+        self,
+        written: &std::sync::atomic::AtomicUsize,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut at = 0;
-        while at < self.bytes && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        while at < self.bytes && !stop.load(Relaxed) {
+            if at >= written.load(Relaxed).saturating_add(Self::AHEAD) {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
             let len = Self::CHUNK.min(self.bytes - at);
             if !map::populate(self.addr + at, len) {
                 return;
@@ -462,12 +476,14 @@ mod tests {
         let p = a.prefault();
         assert_eq!(p.is_some(), cfg!(target_os = "linux"));
         let stop = &std::sync::atomic::AtomicBool::new(false);
+        let written = &std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             if let Some(p) = p {
-                s.spawn(move || p.run(stop));
+                s.spawn(move || p.run(written, stop));
             }
             for i in 0..rows {
                 a.push(i as f32);
+                written.store(a.len() * 4, std::sync::atomic::Ordering::Relaxed);
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
@@ -475,7 +491,10 @@ mod tests {
         assert!(a.iter().enumerate().all(|(i, x)| *x == i as f32));
         // A stale range (the arena has grown since) is still harmless to fault in.
         if let Some(p) = p {
-            p.run(&std::sync::atomic::AtomicBool::new(false));
+            p.run(
+                &std::sync::atomic::AtomicUsize::new(usize::MAX),
+                &std::sync::atomic::AtomicBool::new(false),
+            );
         }
         assert!(a.iter().enumerate().all(|(i, x)| *x == i as f32));
         // An arena small enough to live in a `Vec` has nothing to prefault.

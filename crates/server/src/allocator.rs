@@ -52,7 +52,10 @@ fn set_option(option: libmimalloc_sys::mi_option_t, env: &str, value: std::ffi::
     if std::env::var_os(env).is_some() {
         return;
     }
-    // SAFETY: sets a process-wide allocator option; mimalloc reads options atomically, so this
-    // is sound at any time, and it only changes how memory is committed and handed back.
+    // SAFETY: sets a process-wide allocator option, an aligned `long` that mimalloc reads
+    // without synchronisation: `commit_heap_on_demand` runs before any other thread exists; the
+    // purge delay may change while threads allocate, and a reader then sees the old or the new
+    // value (aligned word stores do not tear on the targets Ochre builds for). It only changes
+    // how memory is committed and handed back.
     unsafe { libmimalloc_sys::mi_option_set(option, value) };
 }

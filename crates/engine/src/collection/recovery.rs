@@ -173,8 +173,8 @@ impl Sink<'_> {
 impl CollectionState {
     /// Reads the collection's records from the store and rebuilds its maps and vector index.
     ///
-    /// Three threads share the work (a fourth faults the vector buffer in ahead of the first):
-    /// this one steps through the file and copies each vector into one buffer for the whole
+    /// Three threads share the work (a fourth faults the vector buffer in, a bounded way ahead
+    /// of the first): this one steps through the file and copies each vector into one buffer for the whole
     /// collection (so recovery does not fragment the heap); a second
     /// decodes metadata and fills the id and record maps from batches this one hands over; a
     /// third parses the index checkpoint, which needs no vectors until the end.
@@ -208,12 +208,14 @@ impl CollectionState {
         // about half the read waiting on it.
         let prefault = vectors.data.prefault();
         let read_done = &std::sync::atomic::AtomicBool::new(false);
+        // Bytes of vectors the reader has copied: the prefault stays a bounded way ahead.
+        let written = &std::sync::atomic::AtomicUsize::new(0);
         let (read, absorbed, parsed) = std::thread::scope(|s| {
             if let Some(p) = prefault {
                 // Not started: the reader faults its pages itself.
                 let _ = std::thread::Builder::new()
                     .name("ochre-recover-prefault".into())
-                    .spawn_scoped(s, move || p.run(read_done));
+                    .spawn_scoped(s, move || p.run(written, read_done));
             }
             let parser = match (checkpoint.as_deref(), dim) {
                 (Some(bytes), Some(d)) => Some(
@@ -257,6 +259,10 @@ impl CollectionState {
                         r.id
                     )));
                 }
+                written.store(
+                    vectors.data.len() * std::mem::size_of::<f32>(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 next_seq = next_seq.max(r.seq.0 + 1);
                 batch.push(Pending {
                     seq: r.seq,
