@@ -235,14 +235,17 @@ fn a_rebuild_walked_in_slices_is_as_good_as_a_batch_build() {
         ef_construction: 40,
         ..HnswConfig::default()
     };
+    // One insert thread on both sides: with two, the interleaving (and so the recall) varies
+    // from run to run by more than the margin under a loaded machine (0.917 against 0.932 once
+    // in a full `cargo test`); slicing is what is compared here, not scheduling.
     let mut batch = HnswIndex::new(16, &config);
-    batch.insert_batch(&numbered(&vs), 2);
+    batch.insert_batch(&numbered(&vs), 1);
     let mut sliced = batch.empty_like();
     let mut next = 0;
     loop {
         let (seqs, data, end) = batch.live_from(next, 4096);
         let items: Vec<(SeqNo, &[f32])> = seqs.iter().copied().zip(data.chunks_exact(16)).collect();
-        sliced.insert_batch(&items, 2);
+        sliced.insert_batch(&items, 1);
         if end == next {
             break;
         }
