@@ -16,7 +16,7 @@ if [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]]; then
     seconds="$1"
     shift
 fi
-all_targets=(filter requests checkpoint store_rows routes)
+all_targets=(filter requests checkpoint store_rows routes vectors)
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
     targets=("${all_targets[@]}")

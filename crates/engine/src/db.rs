@@ -85,6 +85,22 @@ fn checkpoint_path(dir: &Path, id: CollectionId) -> PathBuf {
     dir.join("index").join(format!("{id}.hnsw"))
 }
 
+/// Where a collection's vector file lives (docs/format/vectors.md).
+fn vector_file_path(dir: &Path, id: CollectionId) -> PathBuf {
+    dir.join("index").join(format!("{id}.vec"))
+}
+
+/// Removes a file that may not exist; other failures are logged.
+fn remove_if_present(path: &Path, what: &str) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove {what}")
+        }
+    }
+}
+
 /// Removes files in `index/` that no collection owns: checkpoints of collections deleted while
 /// their file could not be removed (a crash between the commit and the removal), and temporary
 /// files of interrupted checkpoint writes. Anything else in the folder is left alone.
@@ -97,9 +113,12 @@ fn remove_orphaned_checkpoints(dir: &Path, catalog: &Catalog) {
         let Some(name) = name.to_str() else {
             continue;
         };
-        let orphan = if name.ends_with(".hnsw.tmp") {
+        let orphan = if name.ends_with(".hnsw.tmp") || name.ends_with(".vec.tmp") {
             true
-        } else if let Some(stem) = name.strip_suffix(".hnsw") {
+        } else if let Some(stem) = name
+            .strip_suffix(".hnsw")
+            .or_else(|| name.strip_suffix(".vec"))
+        {
             Uuid::parse_str(stem)
                 .is_ok_and(|id| !catalog.collections.contains_key(&CollectionId(id)))
         } else {
@@ -121,20 +140,35 @@ fn remove_orphaned_checkpoints(dir: &Path, catalog: &Catalog) {
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    write_atomically_with(path, |f| f.write_all(bytes))
+}
+
+/// Writes the file `path` atomically with `fill`: into `<path>.tmp`, fsynced, renamed over
+/// `path`, directory fsynced. A crash leaves the old file or the new one (and perhaps the
+/// temporary file, which the next open removes).
+fn write_atomically_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("hnsw.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        fill(&mut f)?;
+        f.flush()?;
+        f.get_ref().sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
 impl Drop for Inner {
-    /// A clean close checkpoints every changed index so the next open is fast.
+    /// A clean close checkpoints every changed index, with its vector file, so the next open
+    /// is fast.
     fn drop(&mut self) {
         self.closing.store(true, Ordering::SeqCst);
         if self.path.is_none() || self.poisoned.load(Ordering::SeqCst) {
@@ -144,12 +178,27 @@ impl Drop for Inner {
             self.catalog.read().collections.values().cloned().collect();
         for h in handles {
             let mut st = h.state.write();
-            let due = st.checkpoint_due(true);
+            // Read under the collection's lock, as writers commit under it: the version is the
+            // one of the records the index holds.
+            let version = self.store.as_ref().map(|s| s.lock().record_version(h.key));
+            let due = match &version {
+                Some(Ok(v)) => st.close_checkpoint_due(*v),
+                Some(Err(e)) => {
+                    tracing::warn!(collection = %h.id, error = %e, "cannot read the records' version; no vector file written");
+                    st.checkpoint_due(true)
+                }
+                None => None,
+            };
             let bytes = due.and_then(|_| st.checkpoint_bytes());
-            // The file is written with the collection's lock let go (as on every write).
-            drop(st);
+            // Readers may go on; nothing writes any more. The vector file is written from the
+            // index under this read lock (streamed: no copy of the vectors is made).
+            let st = parking_lot::RwLockWriteGuard::downgrade(st);
             if let (Some(generation), Some(bytes)) = (due, bytes) {
-                self.write_checkpoint(&h, generation, &bytes);
+                if self.write_checkpoint(&h, generation, &bytes) {
+                    if let (Some(Ok(v)), Some(index)) = (&version, st.index()) {
+                        self.write_vector_file(&h, index, &bytes, *v);
+                    }
+                }
             }
         }
     }
@@ -186,22 +235,61 @@ impl Inner {
 
     /// Writes checkpoint `bytes` of generation `generation` ([`CollectionState::checkpoint_due`])
     /// for the collection, unless a later generation is already written or the collection was
-    /// deleted. Called without the collection's lock held. A failure only costs restart time
-    /// (the index is rebuilt from the store), so it is logged, not returned.
-    pub(crate) fn write_checkpoint(&self, h: &CollectionHandle, generation: u64, bytes: &[u8]) {
+    /// deleted; true when it was written. Called without the collection's lock held, or under
+    /// a read lock. A failure only costs restart time (the index is rebuilt from the store), so
+    /// it is logged, not returned. The collection's vector file, if any, pairs with the
+    /// checkpoint replaced, so it is removed.
+    pub(crate) fn write_checkpoint(
+        &self,
+        h: &CollectionHandle,
+        generation: u64,
+        bytes: &[u8],
+    ) -> bool {
         let Some(dir) = &self.path else {
-            return;
+            return false;
         };
         let mut written = h.checkpointed.lock();
-        if generation <= *written || h.state.read().is_dropped() {
-            return;
+        if generation <= *written || h.state.read_recursive().is_dropped() {
+            return false;
         }
         let path = checkpoint_path(dir, h.id);
         match write_atomically(&path, bytes) {
-            Ok(()) => *written = generation,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "index checkpoint failed; the next open rebuilds the index")
+            Ok(()) => {
+                *written = generation;
+                remove_if_present(&vector_file_path(dir, h.id), "a stale vector file");
+                true
             }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "index checkpoint failed; the next open rebuilds the index");
+                false
+            }
+        }
+    }
+
+    /// Writes the vector file of `index`, paired with the checkpoint `checkpoint` just written
+    /// and the records' version `store_version` (docs/format/vectors.md). A failure only costs
+    /// the next open's time (it reads the vectors from the store), so it is logged.
+    fn write_vector_file(
+        &self,
+        h: &CollectionHandle,
+        index: &ochre_index::hnsw::HnswIndex,
+        checkpoint: &[u8],
+        store_version: u64,
+    ) {
+        let Some(dir) = &self.path else {
+            return;
+        };
+        let Some(pairing) = ochre_index::hnsw::vectorfile::Pairing::of(checkpoint, store_version)
+        else {
+            return;
+        };
+        let _written = h.checkpointed.lock();
+        let path = vector_file_path(dir, h.id);
+        if let Err(e) = write_atomically_with(&path, |w| index.write_vector_file(w, pairing)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the vector file; the next open reads the vectors from the store");
+            let mut tmp = path.into_os_string();
+            tmp.push(".tmp");
+            remove_if_present(Path::new(&tmp), "a partial vector file");
         }
     }
 
@@ -220,17 +308,11 @@ impl Inner {
         }
     }
 
-    /// Removes a dropped collection's checkpoint.
+    /// Removes a dropped collection's checkpoint and vector file.
     pub(crate) fn remove_checkpoint(&self, id: CollectionId) {
         if let Some(dir) = &self.path {
-            let path = checkpoint_path(dir, id);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove index checkpoint")
-                }
-            }
+            remove_if_present(&checkpoint_path(dir, id), "index checkpoint");
+            remove_if_present(&vector_file_path(dir, id), "vector file");
         }
     }
 
@@ -411,7 +493,10 @@ impl Ochre {
             let id = row.id;
             let mut state = CollectionState::new(row, tenant, database, false);
             let checkpoint = std::fs::read(checkpoint_path(path, id)).ok();
-            state.recover(&store, key, checkpoint)?;
+            let vectors = checkpoint
+                .as_ref()
+                .and_then(|_| std::fs::File::open(vector_file_path(path, id)).ok());
+            state.recover(&store, key, checkpoint, vectors)?;
             let handle = Arc::new(CollectionHandle::new(key, state));
             catalog.by_name.insert(
                 (

@@ -32,7 +32,7 @@ use ochre::{
 use serde_json::{json, Value};
 
 /// The store format today's code writes (docs/format/sqlite.md).
-const STORE_FORMAT: i64 = 3;
+const STORE_FORMAT: i64 = 4;
 /// The checkpoint format today's code writes (docs/format/hnsw.md).
 const CHECKPOINT_FORMAT: u32 = 2;
 
@@ -112,6 +112,10 @@ impl Fixture {
 
 fn checkpoint_path(db: &Path, id: &str) -> PathBuf {
     db.join("index").join(format!("{id}.hnsw"))
+}
+
+fn vector_file_path(db: &Path, id: &str) -> PathBuf {
+    db.join("index").join(format!("{id}.vec"))
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
@@ -298,6 +302,29 @@ fn open_logged(db: &Path) -> (Ochre, Vec<Fields>) {
 /// Asserts that every collection with a checkpoint loaded it (with the expected number of
 /// replayed records and stale nodes) and that no checkpoint was rejected.
 fn assert_checkpoints_loaded(f: &Fixture, events: &[Fields], lagging_replayed: bool) {
+    assert_loads(f, events, Load::Store { lagging_replayed });
+}
+
+/// How an open is expected to have loaded each checkpoint.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Vectors from the store (with the lagging collection's replay, or none).
+    Store { lagging_replayed: bool },
+    /// With the vector file written at the last close.
+    VectorFile,
+    /// A fixture's first open: the lagging collection from the store with its replay (its
+    /// vector file pairs with the checkpoint its writer put back over), the others with their
+    /// vector files.
+    FixtureVectors,
+}
+
+fn assert_loads(f: &Fixture, events: &[Fields], how: Load) {
+    let lagging_replayed = matches!(
+        how,
+        Load::Store {
+            lagging_replayed: true
+        } | Load::FixtureVectors
+    );
     for e in events {
         let message = e.get("message").map_or("", String::as_str);
         assert!(
@@ -308,10 +335,21 @@ fn assert_checkpoints_loaded(f: &Fixture, events: &[Fields], lagging_replayed: b
     }
     for (_, _, c) in f.collections() {
         let id = c["id"].as_str().expect("id");
+        let clean = c["checkpoint"]["replayed"] == 0 && c["checkpoint"]["stale"] == 0;
+        let mapped = match how {
+            Load::Store { .. } => false,
+            Load::VectorFile => true,
+            Load::FixtureVectors => clean,
+        };
+        let wanted = if mapped {
+            "loaded index checkpoint with its vector file"
+        } else {
+            "loaded index checkpoint"
+        };
         let loads: Vec<&Fields> = events
             .iter()
             .filter(|e| {
-                e.get("message").map(String::as_str) == Some("loaded index checkpoint")
+                e.get("message").map(String::as_str) == Some(wanted)
                     && e.get("collection").map(String::as_str) == Some(id)
             })
             .collect();
@@ -329,6 +367,9 @@ fn assert_checkpoints_loaded(f: &Fixture, events: &[Fields], lagging_replayed: b
             (0, 0)
         };
         assert_eq!(loads.len(), 1, "{}: {name} loaded its checkpoint", f.name);
+        if mapped {
+            continue;
+        }
         assert_eq!(
             loads[0].get("replayed"),
             Some(&replayed.to_string()),
@@ -553,6 +594,11 @@ fn assert_contents(f: &Fixture, db: &Ochre) {
 
 /// The whole check of one fixture.
 fn check(name: &'static str, store_format: i64, checkpoint_format: u32) {
+    check_with(name, store_format, checkpoint_format, false);
+}
+
+/// As [`check`], for a fixture written with vector files (`vectors`): its first open uses them.
+fn check_with(name: &'static str, store_format: i64, checkpoint_format: u32, vectors: bool) {
     let f = fixture(name);
     assert_eq!(f.store_format(), store_format, "{name}: expected.json");
     assert_eq!(
@@ -604,37 +650,52 @@ fn check(name: &'static str, store_format: i64, checkpoint_format: u32) {
         }
     }
 
-    // First open: migrates the store, loads every checkpoint.
+    // First open: migrates the store, loads every checkpoint (with its vector file, where the
+    // fixture has one that pairs).
     let (db, events) = open_logged(&f.db);
-    assert_checkpoints_loaded(&f, &events, true);
+    if vectors {
+        assert_loads(&f, &events, Load::FixtureVectors);
+    } else {
+        assert_checkpoints_loaded(&f, &events, true);
+    }
     assert_contents(&f, &db);
     drop(db);
     assert_eq!(
         store_version(&f.db),
-        (STORE_FORMAT, vec![1, 2, 3]),
+        (STORE_FORMAT, vec![1, 2, 3, 4]),
         "{name}: migrated on open"
     );
-    // A clean checkpoint that was loaded is not rewritten (a rebuilt index would be, in today's
-    // format and without the fixture's tombstones); the lagging one replayed records, so it is.
+    // The close wrote every checkpoint again, in today's format, with a vector file beside it.
+    // A clean checkpoint that was loaded is the same graph: in today's format, the same bytes (a
+    // rebuilt index would differ, without the fixture's tombstones); the lagging one replayed
+    // records, so it differs.
     for (_, _, c) in f.collections() {
+        let id = c["id"].as_str().expect("id");
+        let vectors = vector_file_path(&f.db, id);
         if c["checkpoint"].is_null() {
+            assert!(!vectors.exists(), "{name}: {} has no index", c["name"]);
             continue;
         }
-        let id = c["id"].as_str().expect("id");
+        let v = std::fs::read(&vectors).expect("vector file");
+        assert_eq!(&v[..8], b"OCHRVECS", "{name}: {}", c["name"]);
         let now = std::fs::read(checkpoint_path(&f.db, id)).expect("checkpoint");
         let before = std::fs::read(checkpoint_path(&f.original, id)).expect("checkpoint");
-        if c["checkpoint"]["replayed"] == 0 && c["checkpoint"]["stale"] == 0 {
-            assert!(now == before, "{name}: {} checkpoint rewritten", c["name"]);
-        } else {
+        assert_eq!(u32_at(&now, 8), CHECKPOINT_FORMAT);
+        let clean = c["checkpoint"]["replayed"] == 0 && c["checkpoint"]["stale"] == 0;
+        if clean {
+            assert_eq!(u32_at(&now, 32), u32_at(&before, 32), "{name}: same nodes");
+        }
+        if clean && checkpoint_format == CHECKPOINT_FORMAT {
+            assert!(now == before, "{name}: {} checkpoint changed", c["name"]);
+        } else if !clean {
             assert!(now != before, "{name}: {} checkpoint kept", c["name"]);
-            assert_eq!(u32_at(&now, 8), CHECKPOINT_FORMAT);
         }
     }
 
-    // Second open: everything loads cleanly (the lagging checkpoint now matches the store), and
+    // Second open: everything loads cleanly from the checkpoints and their vector files, and
     // the contents are unchanged. A new record is written.
     let (db, events) = open_logged(&f.db);
-    assert_checkpoints_loaded(&f, &events, false);
+    assert_loads(&f, &events, Load::VectorFile);
     assert_contents(&f, &db);
     let l2 = db
         .get_collection("default_tenant", "default_database", "l2_default")
@@ -651,17 +712,18 @@ fn check(name: &'static str, store_format: i64, checkpoint_format: u32) {
         )
         .expect("add");
     drop(db);
-    assert_eq!(store_version(&f.db), (STORE_FORMAT, vec![1, 2, 3]));
+    assert_eq!(store_version(&f.db), (STORE_FORMAT, vec![1, 2, 3, 4]));
     let bytes = std::fs::read(checkpoint_path(&f.db, &l2.id.to_string())).expect("checkpoint");
     assert_eq!(u32_at(&bytes, 8), CHECKPOINT_FORMAT, "{name}: rewritten");
 
-    // Third open: the new record is there, after the old ones; its checkpoint loads.
+    // Third open: the new record is there, after the old ones; its checkpoint loads, with the
+    // vector file the close wrote after the write.
     let (db, events) = open_logged(&f.db);
     assert!(
         events.iter().any(|e| {
-            e.get("message").map(String::as_str) == Some("loaded index checkpoint")
+            e.get("message").map(String::as_str)
+                == Some("loaded index checkpoint with its vector file")
                 && e.get("collection") == Some(&l2.id.to_string())
-                && e.get("replayed").map(String::as_str) == Some("0")
         }),
         "{name}: rewritten checkpoint loads"
     );

@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ochre::{
-    CreateCollection, DeleteRequest, GetRequest, Include, MetadataValue, Ochre, RecordBatch,
-    UpdateMetadata, Where,
+    CreateCollection, DeleteRequest, GetRequest, Include, MetadataValue, Ochre, QueryRequest,
+    RecordBatch, UpdateMetadata, Where,
 };
 use rand::{Rng, SeedableRng};
 
@@ -295,6 +295,22 @@ fn acknowledged_batches_survive_sigkill() {
             unexpected.is_empty(),
             "round {round}: unacknowledged batches {unexpected:?}"
         );
+        // The vector index holds each record with its vector (whether it came from a vector
+        // file the last clean close wrote, which later writes made stale, or from the store):
+        // restricted to its batch's ids (few enough candidates to be scanned exactly, with the
+        // index's own vectors), each batch's first vector finds its record first.
+        for b in per_batch.keys() {
+            let mut req = QueryRequest::new(vec![vec![*b as f32; DIM]]);
+            req.n_results = 1;
+            req.ids = Some((0..BATCH).map(|j| format!("b{b}-{j}")).collect());
+            let got = coll.query(req).expect("query");
+            assert_eq!(
+                got.ids[0],
+                [format!("b{b}-0")],
+                "round {round}: batch {b} in the index"
+            );
+        }
+        // Closed cleanly: the next child opens from the checkpoint and vector file this writes.
         drop(db);
     }
     assert!(

@@ -220,20 +220,31 @@ fn index_checkpoints_survive_reopen_staleness_and_corruption() {
         first = queries.iter().map(|q| top_ids(&c, q)).collect();
     }
     let ckpt_dir = dir.path().join("index");
-    let files: Vec<_> = std::fs::read_dir(&ckpt_dir)
+    let mut files: Vec<_> = std::fs::read_dir(&ckpt_dir)
         .expect("index dir")
         .map(|e| e.expect("entry").path())
         .collect();
-    assert_eq!(files.len(), 1, "one checkpoint per collection");
-    let file = files[0].clone();
+    files.sort();
+    assert_eq!(files.len(), 2, "a checkpoint and a vector file: {files:?}");
+    let (file, vec_file) = (files[0].clone(), files[1].clone());
+    assert_eq!(file.extension().and_then(|e| e.to_str()), Some("hnsw"));
+    assert_eq!(vec_file.extension().and_then(|e| e.to_str()), Some("vec"));
     let old = std::fs::read(&file).expect("checkpoint");
+    let old_vec = std::fs::read(&vec_file).expect("vector file");
     assert_eq!(&old[..8], b"OCHRHNSW");
+    assert_eq!(&old_vec[..8], b"OCHRVECS");
 
-    // Reopen from the checkpoint: same answers.
+    // Reopen from the checkpoint and its vector file: same answers; a close without changes
+    // leaves both files alone.
     {
         let (_db, c) = open_big(dir.path());
         let again: Vec<Vec<String>> = queries.iter().map(|q| top_ids(&c, q)).collect();
         assert_eq!(again, first, "a checkpoint restores the same graph");
+    }
+    assert_eq!(std::fs::read(&file).expect("checkpoint"), old);
+    assert_eq!(std::fs::read(&vec_file).expect("vector file"), old_vec);
+    {
+        let (_db, c) = open_big(dir.path());
         // Change things: delete some, add new, move one.
         c.delete(DeleteRequest {
             ids: Some(ids[..1000].to_vec()),
@@ -248,15 +259,15 @@ fn index_checkpoints_survive_reopen_staleness_and_corruption() {
         ))
         .expect("move");
     }
-    // Put the stale checkpoint back, as if the process died before checkpointing the changes.
-    std::fs::write(&file, &old).expect("stale checkpoint");
-    {
+    let new_vec = std::fs::read(&vec_file).expect("vector file rewritten at close");
+    assert_ne!(new_vec, old_vec);
+    let check_changed = |what: &str| {
         let (_db, c) = open_big(dir.path());
-        assert_eq!(c.count().expect("count"), 4000);
+        assert_eq!(c.count().expect("count"), 4000, "{what}");
         let got = top_ids(&c, &queries[0]);
         assert_eq!(
             got[0], "r1500",
-            "the moved record is found at its new place: {got:?}"
+            "{what}: the moved record is found at its new place: {got:?}"
         );
         for q in &queries {
             let got = top_ids(&c, q);
@@ -264,10 +275,24 @@ fn index_checkpoints_survive_reopen_staleness_and_corruption() {
             assert!(
                 got.iter()
                     .all(|id| id[1..].parse::<usize>().expect("n") >= 1000),
-                "deleted records never come back"
+                "{what}: deleted records never come back"
             );
         }
-    }
+    };
+    // Put the stale checkpoint back, as if the process died before checkpointing the changes:
+    // the newer vector file does not pair with it.
+    std::fs::write(&file, &old).expect("stale checkpoint");
+    check_changed("stale checkpoint");
+    // Both stale files back: they pair, but the store's records have changed since.
+    std::fs::write(&file, &old).expect("stale checkpoint");
+    std::fs::write(&vec_file, &old_vec).expect("stale vector file");
+    check_changed("stale checkpoint and vector file");
+    // A vector file damaged in its vectors is not used (its CRC fails); the store's are.
+    check_changed("rewritten");
+    let mut bad = std::fs::read(&vec_file).expect("vector file");
+    bad[4096 + 17] ^= 0x40;
+    std::fs::write(&vec_file, &bad).expect("corrupt");
+    check_changed("damaged vector file");
     // A damaged checkpoint is rebuilt from the store.
     let mut bad = std::fs::read(&file).expect("checkpoint");
     let mid = bad.len() / 2;
@@ -279,13 +304,14 @@ fn index_checkpoints_survive_reopen_staleness_and_corruption() {
         let got = top_ids(&c, &queries[0]);
         assert_eq!(got[0], "r1500");
     }
-    // Deleting the collection removes its checkpoint.
+    // Deleting the collection removes its checkpoint and vector file.
     {
         let db = Ochre::open(dir.path()).expect("open");
         db.delete_collection("default_tenant", "default_database", "big")
             .expect("delete");
     }
     assert!(!file.exists());
+    assert!(!vec_file.exists());
 }
 
 fn recall_at_10(c: &ochre::Collection, base: &[(String, Vec<f32>)], queries: &[Vec<f32>]) -> f64 {

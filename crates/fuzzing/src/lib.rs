@@ -17,12 +17,14 @@ mod filter;
 mod requests;
 mod routes;
 mod store_rows;
+mod vectors;
 
 pub use checkpoint::{checkpoint, vector_of};
 pub use filter::filter;
 pub use requests::requests;
 pub use routes::routes;
 pub use store_rows::store_rows;
+pub use vectors::vectors;
 
 /// What a target runs on one input.
 pub type Harness = fn(&[u8]);
@@ -34,4 +36,5 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("checkpoint", checkpoint),
     ("store_rows", store_rows),
     ("routes", routes),
+    ("vectors", vectors),
 ];

@@ -109,3 +109,49 @@ fn write_checkpoint_seeds() {
         }
     }
 }
+
+/// Writes the vector file seeds of `fuzz/corpus/vectors/` (the files of small graphs, each
+/// under every control byte): run by hand with
+/// `cargo test -p ochre-fuzzing --test corpus -- --ignored write_vector_seeds`.
+#[test]
+#[ignore = "writes the checked-in seeds; run by hand"]
+fn write_vector_seeds() {
+    use ochre_index::hnsw::vectorfile::Pairing;
+    use ochre_index::HnswIndex;
+    use ochre_types::{HnswConfig, SeqNo, Space};
+
+    let dir = fuzz_dir().join("corpus/vectors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shapes: &[(&str, Space, usize, u64, u64)] = &[
+        // name, space, dimension, records, of which removed
+        ("l2_d8_empty", Space::L2, 8, 0, 0),
+        ("l2_d8_one", Space::L2, 8, 1, 0),
+        ("l2_d8_n12", Space::L2, 8, 12, 0),
+        ("l2_d8_n30_tombstones", Space::L2, 8, 30, 7),
+        ("cosine_d3_n9", Space::Cosine, 3, 9, 1),
+        ("ip_d5_n16", Space::Ip, 5, 16, 0),
+    ];
+    for &(name, space, dim, n, removed) in shapes {
+        let config = HnswConfig {
+            space,
+            max_neighbors: 4,
+            num_threads: 1,
+            ..Default::default()
+        };
+        let mut index = HnswIndex::new(dim, &config);
+        for s in 0..n {
+            index.insert(SeqNo(s), &ochre_fuzzing::vector_of(s + 100, dim));
+        }
+        for s in 0..removed {
+            index.remove(SeqNo(s * 2));
+        }
+        let pairing = Pairing::of(&index.to_checkpoint(), n * 3).unwrap();
+        let mut file = Vec::new();
+        index.write_vector_file(&mut file, pairing).unwrap();
+        for (suffix, ctrl) in [("l2", 0u8), ("resealed", 1), ("cosine", 2), ("ip", 4)] {
+            let mut seed = vec![ctrl];
+            seed.extend_from_slice(&file);
+            std::fs::write(dir.join(format!("{name}_{suffix}")), seed).unwrap();
+        }
+    }
+}

@@ -45,6 +45,9 @@ pub struct Arena<T: Plain> {
     /// The memory is a mapping of `cap * size_of::<T>()` bytes; otherwise a `Vec`'s allocation
     /// of `cap` elements (or nothing, with `cap` 0).
     mapped: bool,
+    /// The mapping starts with a private (copy-on-write) map of a file ([`Arena::map_file`]):
+    /// growing it copies into a fresh mapping instead of remapping.
+    file: bool,
 }
 
 // SAFETY: an arena owns its memory exclusively, like a `Vec<T>`, and `T` is `Send + Sync`.
@@ -59,6 +62,7 @@ impl<T: Plain> Default for Arena<T> {
             len: 0,
             cap: 0,
             mapped: false,
+            file: false,
         }
     }
 }
@@ -73,6 +77,7 @@ impl<T: Plain> From<Vec<T>> for Arena<T> {
             len: v.len(),
             cap: v.capacity(),
             mapped: false,
+            file: false,
         }
     }
 }
@@ -181,10 +186,80 @@ impl<T: Plain> Arena<T> {
     /// What [`Prefault::run`] needs to fault in this arena's memory from another thread while
     /// this one fills it: `None` unless the arena is its own mapping (Linux, large).
     pub fn prefault(&self) -> Option<Prefault> {
-        self.mapped.then(|| Prefault {
+        (self.mapped && !self.file).then(|| Prefault {
             addr: self.ptr.as_ptr() as usize,
             bytes: self.cap * std::mem::size_of::<T>(),
         })
+    }
+
+    /// `len` elements read from `file` at byte `offset` (a multiple of the page size), with room
+    /// for `capacity` in all, as a private copy-on-write mapping: the file's pages in the page
+    /// cache are used as they are (nothing is copied, and no fresh memory is zeroed, until an
+    /// element is written), and the room past them is fresh memory. Growing past `capacity`
+    /// copies into a fresh mapping. Not Linux: the elements are read into memory.
+    ///
+    /// # Errors
+    /// The file is shorter than `offset` plus the elements, `offset` is not page-aligned, or the
+    /// mapping (or the read) fails.
+    ///
+    /// # Safety
+    /// While the arena lives, no one may truncate the file (a page mapped past its end faults
+    /// with SIGBUS) or write to it in place (unwritten elements would change). Replacing the
+    /// file by a rename is fine: the mapping keeps the old one.
+    pub unsafe fn map_file(
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+        capacity: usize,
+    ) -> std::io::Result<Arena<T>> {
+        let size = std::mem::size_of::<T>();
+        let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+        let bytes = len
+            .checked_mul(size)
+            .ok_or_else(|| invalid("arena too large"))?;
+        let end = offset
+            .checked_add(bytes as u64)
+            .ok_or_else(|| invalid("arena too large"))?;
+        if file.metadata()?.len() < end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shorter than the arena",
+            ));
+        }
+        if !cfg!(target_os = "linux") || bytes < MAP_FROM_BYTES {
+            let mut a = Arena::with_capacity(capacity.max(len));
+            a.resize(len, T::default());
+            // SAFETY: any bytes are a valid `T` (plain numbers); the slice is the arena's own.
+            let dst = unsafe { std::slice::from_raw_parts_mut(a.ptr.as_ptr().cast::<u8>(), bytes) };
+            read_exact_at(file, dst, offset)?;
+            return Ok(a);
+        }
+        let page = map::page_size();
+        if !offset.is_multiple_of(page as u64) {
+            return Err(invalid("offset is not page-aligned"));
+        }
+        let cap_bytes = capacity
+            .max(len)
+            .checked_mul(size)
+            .and_then(|b| b.checked_next_multiple_of(MAP_UNIT))
+            .ok_or_else(|| invalid("arena too large"))?;
+        let file_bytes = bytes
+            .checked_next_multiple_of(page)
+            .ok_or_else(|| invalid("arena too large"))?;
+        let ptr = map::map_file(file, offset, file_bytes, cap_bytes)?;
+        Ok(Arena {
+            // SAFETY: a mapping's address is never null (`map_file` fails otherwise).
+            ptr: unsafe { std::ptr::NonNull::new_unchecked(ptr.cast()) },
+            len,
+            cap: cap_bytes / size,
+            mapped: true,
+            file: true,
+        })
+    }
+
+    /// True when some of the elements are still the pages of a file ([`Arena::map_file`]).
+    pub fn is_file_backed(&self) -> bool {
+        self.file
     }
 
     /// Elements it can hold without growing.
@@ -269,7 +344,7 @@ impl<T: Plain> Arena<T> {
                 .checked_next_multiple_of(MAP_UNIT)
                 .unwrap_or_else(|| capacity_overflow());
             let len = self.len;
-            let ptr = if self.mapped {
+            let ptr = if self.mapped && !self.file {
                 map::remap(self.ptr.as_ptr().cast(), self.cap * size, bytes)
             } else {
                 let fresh = map::map(bytes);
@@ -286,6 +361,7 @@ impl<T: Plain> Arena<T> {
             self.len = len;
             self.cap = bytes / size;
             self.mapped = true;
+            self.file = false;
             map::advise(ptr, bytes);
         } else {
             let mut v = self.take_vec();
@@ -372,6 +448,25 @@ impl Prefault {
     }
 }
 
+/// Fills `buf` from `file` at `offset`.
+pub(crate) fn read_exact_at(
+    file: &std::fs::File,
+    buf: &mut [u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
 #[cold]
 fn capacity_overflow() -> ! {
     panic!("arena capacity overflow")
@@ -420,10 +515,67 @@ mod map {
         q.cast()
     }
 
+    /// The system's page size.
+    pub(super) fn page_size() -> usize {
+        // SAFETY: sysconf reads a constant of the system.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(p)
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
+    }
+
+    /// A region of `cap_bytes` whose first `file_bytes` (page-rounded, at most `cap_bytes`) are a
+    /// private map of `file` from `offset`, the rest fresh zeroed memory.
+    pub(super) fn map_file(
+        file: &std::fs::File,
+        offset: u64,
+        file_bytes: usize,
+        cap_bytes: usize,
+    ) -> std::io::Result<*mut u8> {
+        use std::os::fd::AsRawFd;
+        let offset = libc::off_t::try_from(offset).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset too large")
+        })?;
+        // SAFETY: an anonymous reservation at an address of the kernel's choosing touches no
+        // existing memory.
+        let region = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if region == libc::MAP_FAILED || region.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: MAP_FIXED replaces the start of the reservation just made, which nothing
+        // else uses; `file_bytes <= cap_bytes`.
+        let p = unsafe {
+            libc::mmap(
+                region,
+                file_bytes.min(cap_bytes),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = std::io::Error::last_os_error();
+            unmap(region.cast(), cap_bytes);
+            return Err(e);
+        }
+        Ok(region.cast())
+    }
+
     /// Unmaps the mapping at `p` of `bytes`.
     pub(super) fn unmap(p: *mut u8, bytes: usize) {
-        // SAFETY: `p` and `bytes` describe exactly one mapping the arena owns and no longer
-        // uses. A failure (impossible for a valid mapping) would leave it mapped: a leak.
+        // SAFETY: `p` and `bytes` describe exactly the region the arena owns (one mapping, or
+        // a file's map followed by fresh memory) and no longer uses. A failure (impossible for a valid mapping) would leave it mapped: a leak.
         unsafe {
             libc::munmap(p.cast(), bytes);
         }
@@ -457,6 +609,17 @@ mod map {
         unreachable!("arenas are mapped only on Linux")
     }
     pub(super) fn unmap(_p: *mut u8, _bytes: usize) {}
+    pub(super) fn page_size() -> usize {
+        4096
+    }
+    pub(super) fn map_file(
+        _file: &std::fs::File,
+        _offset: u64,
+        _file_bytes: usize,
+        _cap_bytes: usize,
+    ) -> std::io::Result<*mut u8> {
+        unreachable!("arenas are mapped only on Linux")
+    }
     pub(super) fn populate(_addr: usize, _bytes: usize) -> bool {
         false
     }
@@ -499,6 +662,48 @@ mod tests {
         assert!(a.iter().enumerate().all(|(i, x)| *x == i as f32));
         // An arena small enough to live in a `Vec` has nothing to prefault.
         assert!(Arena::<f32>::with_capacity(4).prefault().is_none());
+    }
+
+    /// A file-backed arena reads the file's values, writes to its own copy (never the file),
+    /// appends into the room after them, and keeps every value when it grows past that room.
+    #[test]
+    fn a_file_backed_arena_is_copy_on_write_and_grows_by_copying() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.bin");
+        let page = map::page_size();
+        let n = 20_000usize;
+        let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut bytes = vec![7u8; page];
+        bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+        std::fs::write(&path, &bytes).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        // SAFETY: the test's own file, untouched while the arena lives.
+        let mut a: Arena<f32> =
+            unsafe { Arena::map_file(&file, page as u64, n, n + 10) }.expect("map");
+        assert_eq!(a.is_file_backed(), cfg!(target_os = "linux"));
+        assert_eq!(a[..], values[..]);
+        a[3] = -1.0;
+        a.push(0.5);
+        let cap = a.capacity();
+        while a.len() <= cap {
+            a.push(1.5);
+        }
+        assert!(!a.is_file_backed());
+        assert_eq!((a[3], a[4], a[n]), (-1.0, 4.0, 0.5));
+        assert_eq!(a[5..n], values[5..]);
+        drop(a);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            bytes,
+            "the file is never written"
+        );
+        // Past the file's end, or off a page boundary on Linux, is refused.
+        // SAFETY: as above.
+        assert!(unsafe { Arena::<f32>::map_file(&file, page as u64, n + 1, 0) }.is_err());
+        if cfg!(target_os = "linux") {
+            // SAFETY: as above.
+            assert!(unsafe { Arena::<f32>::map_file(&file, 4, n, 0) }.is_err());
+        }
     }
 
     /// One step of the arena model test.

@@ -26,8 +26,9 @@ mod store;
 pub use codec::{decode_configuration, encode_configuration, DecodeError};
 pub use lock::DirLock;
 pub use store::{
-    CollectionRow, DatabaseRow, DocumentWrite, LoadedRecord, Mutation, RawEmbedding, Reader,
-    RecordRow, Store, StoredMetadata, TenantRow, DB_FILE, FORMAT_VERSION, OLDEST_SUPPORTED_FORMAT,
+    CollectionRow, Columns, DatabaseRow, DocumentWrite, LoadedRecord, Mutation, RawEmbedding,
+    Reader, RecordRow, Store, StoredMetadata, TenantRow, DB_FILE, FORMAT_VERSION,
+    OLDEST_SUPPORTED_FORMAT,
 };
 
 /// The row decoders recovery runs on the bytes of the store file, for the fuzz targets (`fuzz/`)

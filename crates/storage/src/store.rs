@@ -13,7 +13,7 @@ use crate::codec::{
 use crate::{Error, Result};
 
 /// The store format this build writes.
-pub const FORMAT_VERSION: i64 = 3;
+pub const FORMAT_VERSION: i64 = 4;
 /// The oldest store format this build opens.
 pub const OLDEST_SUPPORTED_FORMAT: i64 = 1;
 /// SQLite `application_id` of an Ochre store: ASCII "OCHR".
@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_counters.sql")),
     (3, include_str!("migrations/0003_purges.sql")),
+    (4, include_str!("migrations/0004_record_versions.sql")),
 ];
 
 /// A tenant.
@@ -91,11 +92,19 @@ pub enum DocumentWrite<'a> {
 pub struct LoadedRecord<'a> {
     pub seq: SeqNo,
     pub id: String,
-    /// The stored vector, still in its on-disk encoding (checked: non-empty, whole floats).
-    pub embedding: RawEmbedding<'a>,
+    /// The stored vector, still in its on-disk encoding (checked: non-empty, whole floats);
+    /// `None` when not asked for ([`Columns::embeddings`]).
+    pub embedding: Option<RawEmbedding<'a>>,
     pub document: Option<String>,
     pub uri: Option<String>,
     pub metadata: Option<StoredMetadata>,
+}
+
+/// Which of a record's large columns [`Store::load_records`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub embeddings: bool,
+    pub documents: bool,
 }
 
 /// A record's metadata as stored, not yet decoded: recovery decodes it on another thread than
@@ -628,24 +637,30 @@ impl Store {
     ///
     /// # Errors
     /// On SQLite failure or a malformed row, naming the file.
-    /// With `documents` false, every record's `document` is `None` (the caller reads documents
-    /// through a [`Reader`] when it needs them).
+    /// With `columns.documents` false, every record's `document` is `None` (the caller reads
+    /// documents through a [`Reader`] when it needs them); with `columns.embeddings` false,
+    /// every `embedding` is `None` and the column is not decoded.
     pub fn load_records(
         &self,
         collection_key: i64,
-        documents: bool,
+        columns: Columns,
         mut f: impl FnMut(LoadedRecord) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare(if documents {
-                "SELECT rowid, id, embedding, document, uri, metadata FROM records
-                 WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid"
+        let sql = format!(
+            "SELECT rowid, id, {}, {}, uri, metadata FROM records
+             WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid",
+            if columns.embeddings {
+                "embedding"
             } else {
-                "SELECT rowid, id, embedding, NULL, uri, metadata FROM records
-                 WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid"
-            })
-            .map_err(|e| self.sql(e))?;
+                "NULL"
+            },
+            if columns.documents {
+                "document"
+            } else {
+                "NULL"
+            },
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.sql(e))?;
         let mut rows = stmt
             .query(params![
                 collection_key << SEQ_BITS,
@@ -655,13 +670,17 @@ impl Store {
         while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
             let rowid: i64 = row.get(0).map_err(|e| self.sql(e))?;
             let id: String = row.get(1).map_err(|e| self.sql(e))?;
-            let blob = row.get_ref(2).map_err(|e| self.sql(e))?;
-            let bytes = blob
-                .as_blob()
-                .map_err(|_| self.corrupted(format!("record {id:?}: embedding is not a blob")))?;
-            check_embedding(bytes)
-                .map_err(|source| self.undecodable(format!("record {id:?}"), source))?;
-            let embedding = RawEmbedding(bytes);
+            let embedding = if columns.embeddings {
+                let blob = row.get_ref(2).map_err(|e| self.sql(e))?;
+                let bytes = blob.as_blob().map_err(|_| {
+                    self.corrupted(format!("record {id:?}: embedding is not a blob"))
+                })?;
+                check_embedding(bytes)
+                    .map_err(|source| self.undecodable(format!("record {id:?}"), source))?;
+                Some(RawEmbedding(bytes))
+            } else {
+                None
+            };
             let metadata: Option<String> = row.get(5).map_err(|e| self.sql(e))?;
             f(LoadedRecord {
                 seq: SeqNo((rowid & MAX_SEQ as i64) as u64),
@@ -673,6 +692,27 @@ impl Store {
             })?;
         }
         Ok(())
+    }
+
+    /// The version of a collection's records: raised by every commit that inserts, changes or
+    /// deletes one of them (by the store's triggers, however the row was written), so it tells
+    /// whether the records changed since it was last read.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; [`Error::Corrupted`] when the collection does not exist.
+    pub fn record_version(&self, collection_key: i64) -> Result<u64> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT record_version FROM collections WHERE key = ?1",
+                [collection_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let v =
+            v.ok_or_else(|| self.corrupted(format!("collection {collection_key} is missing")))?;
+        u64::try_from(v).map_err(|_| self.corrupted(format!("record_version {v}")))
     }
 
     /// Keys of deleted collections whose records are not all removed yet.
@@ -1069,18 +1109,26 @@ mod tests {
         expected.total_ops = 9;
         assert_eq!(s.collections().expect("collections"), vec![expected]);
         let mut got = vec![];
-        s.load_records(3, true, |r| {
-            let mut embedding = Vec::new();
-            r.embedding.append_to(&mut embedding);
-            got.push((
-                r.seq,
-                embedding,
-                r.embedding.dimension(),
-                r.document,
-                r.metadata.map(|m| m.decode().expect("valid metadata")),
-            ));
-            Ok(())
-        })
+        s.load_records(
+            3,
+            Columns {
+                embeddings: true,
+                documents: true,
+            },
+            |r| {
+                let mut embedding = Vec::new();
+                let e = r.embedding.expect("asked for");
+                e.append_to(&mut embedding);
+                got.push((
+                    r.seq,
+                    embedding,
+                    e.dimension(),
+                    r.document,
+                    r.metadata.map(|m| m.decode().expect("valid metadata")),
+                ));
+                Ok(())
+            },
+        )
         .expect("load");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, SeqNo(7));
@@ -1230,7 +1278,16 @@ mod tests {
             .expect("insert");
         }
         let s = Store::open(dir.path()).expect("open");
-        let err = s.load_records(1, true, |_| Ok(())).expect_err("torn blob");
+        let err = s
+            .load_records(
+                1,
+                Columns {
+                    embeddings: true,
+                    documents: true,
+                },
+                |_| Ok(()),
+            )
+            .expect_err("torn blob");
         assert!(matches!(err, Error::Corrupted { .. }), "{err}");
         assert!(err.to_string().contains(DB_FILE), "{err}");
     }
@@ -1268,12 +1325,90 @@ mod tests {
 
     fn record_count(s: &Store, key: i64) -> usize {
         let mut n = 0;
-        s.load_records(key, false, |_| {
-            n += 1;
-            Ok(())
-        })
+        s.load_records(
+            key,
+            Columns {
+                embeddings: true,
+                documents: false,
+            },
+            |_| {
+                n += 1;
+                Ok(())
+            },
+        )
         .expect("load");
         n
+    }
+
+    /// Every change to a collection's records raises its version, whichever way it was
+    /// written; nothing else does, and other collections keep theirs.
+    #[test]
+    fn record_versions_rise_with_every_record_change_and_only_then() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(dir.path()).expect("open");
+        let a = collection_with_records(&mut s, 1, 3);
+        collection_with_records(&mut s, 2, 2);
+        let v = |s: &Store, k| s.record_version(k).expect("version");
+        let (a0, b0) = (v(&s, 1), v(&s, 2));
+        assert!(a0 > 0 && b0 > 0);
+        let mut renamed = a.clone();
+        renamed.name = "renamed".into();
+        s.commit(&[
+            Mutation::UpdateCollection(&renamed),
+            Mutation::CountOps { key: 1, n: 3 },
+        ])
+        .expect("rename");
+        assert_eq!(v(&s, 1), a0, "the collection row is not a record");
+        let put = |seq, document| {
+            Mutation::PutRecord(RecordRow {
+                collection_key: 1,
+                seq: SeqNo(seq),
+                id: "r0",
+                embedding: &[3.0, 4.0],
+                document,
+                uri: None,
+                metadata: None,
+            })
+        };
+        let mut seen = vec![a0];
+        for m in [
+            put(1, DocumentWrite::Keep),
+            put(1, DocumentWrite::Set(None)),
+            put(9, DocumentWrite::Set(Some("new"))),
+            Mutation::DeleteRecord {
+                collection_key: 1,
+                seq: SeqNo(9),
+            },
+        ] {
+            s.commit(&[m]).expect("write");
+            let now = v(&s, 1);
+            assert!(now > *seen.last().expect("seen"), "{seen:?} then {now}");
+            seen.push(now);
+        }
+        s.conn
+            .execute(
+                "UPDATE records SET metadata = '{}' WHERE rowid = ?1",
+                [rowid(1, SeqNo(2))],
+            )
+            .expect("raw update");
+        assert!(
+            v(&s, 1) > *seen.last().expect("seen"),
+            "a raw SQL edit counts too"
+        );
+        let copy = CollectionRow {
+            key: 3,
+            id: CollectionId::new_random(),
+            name: "copy".into(),
+            ..a.clone()
+        };
+        s.commit(&[
+            Mutation::PutCollection(&copy),
+            Mutation::CopyRecords { from: 1, to: 3 },
+        ])
+        .expect("copy");
+        assert!(v(&s, 3) > 0, "copied records count for the copy");
+        assert_eq!(v(&s, 2), b0, "another collection's version stays");
+        assert!(matches!(s.record_version(7), Err(Error::Corrupted { .. })));
     }
 
     #[test]
@@ -1305,10 +1440,17 @@ mod tests {
             .expect("copy");
         let collect = |key| {
             let mut got = Vec::new();
-            s.load_records(key, true, |r| {
-                got.push((r.seq, r.id, r.document));
-                Ok(())
-            })
+            s.load_records(
+                key,
+                Columns {
+                    embeddings: true,
+                    documents: true,
+                },
+                |r| {
+                    got.push((r.seq, r.id, r.document));
+                    Ok(())
+                },
+            )
             .expect("load");
             got
         };
@@ -1339,12 +1481,19 @@ mod tests {
             Some(Some("document 0".to_owned()))
         );
         let mut uri = None;
-        s.load_records(1, false, |r| {
-            if r.seq == SeqNo(1) {
-                uri = r.uri;
-            }
-            Ok(())
-        })
+        s.load_records(
+            1,
+            Columns {
+                embeddings: true,
+                documents: false,
+            },
+            |r| {
+                if r.seq == SeqNo(1) {
+                    uri = r.uri;
+                }
+                Ok(())
+            },
+        )
         .expect("load");
         assert_eq!(uri.as_deref(), Some("u"));
         // Keeping the document of a record that is not there is refused, and nothing changes.

@@ -107,6 +107,10 @@ pub(crate) struct CollectionState {
     next_seq: u64,
     /// Index changes since the last checkpoint.
     dirty: usize,
+    /// The store's version of the records ([`ochre_storage::Store::record_version`]) that the
+    /// vector file on disk was written at, while it pairs with the checkpoint on disk: loaded
+    /// from it, or written at a close. Any checkpoint written since forgets it.
+    pub(crate) vectors_written: Option<u64>,
     /// Documents live in `records` (no store) rather than only in the store.
     docs_held: bool,
     /// A background rebuild of the index is under way.
@@ -230,6 +234,7 @@ impl CollectionState {
             index,
             next_seq: 1,
             dirty: 0,
+            vectors_written: None,
             docs_held,
             rebuilding: false,
             checkpoints: 0,
@@ -309,8 +314,28 @@ impl CollectionState {
             return None;
         }
         self.dirty = 0;
+        // A new checkpoint breaks the pairing with the vector file (its writer removes it).
+        self.vectors_written = None;
         self.checkpoints += 1;
         Some(self.checkpoints)
+    }
+
+    /// At a clean close: the generation of the checkpoint to write with a vector file, when the
+    /// index changed since the last checkpoint or the vector file on disk does not match
+    /// `store_version` (the records' version in the store now); `None` when the files on disk
+    /// are current, or the index cannot be written (no index, or nodes waiting to be linked).
+    pub(crate) fn close_checkpoint_due(&mut self, store_version: u64) -> Option<u64> {
+        if self.index.is_none() || (self.dirty == 0 && self.vectors_written == Some(store_version))
+        {
+            return None;
+        }
+        self.dirty = self.dirty.max(1);
+        self.checkpoint_due(true)
+    }
+
+    /// The vector index, if the collection has one.
+    pub(crate) fn index(&self) -> Option<&HnswIndex> {
+        self.index.as_ref()
     }
 
     /// Replaces an index whose every node is a tombstone with an empty one, freeing them (the
@@ -457,6 +482,7 @@ impl CollectionState {
             }),
             next_seq: self.next_seq,
             dirty: self.records.len().max(1),
+            vectors_written: None,
             docs_held: self.docs_held,
             rebuilding: false,
             checkpoints: 0,

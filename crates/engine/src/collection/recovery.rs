@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 
 use ochre_index::hnsw::format::{FormatError, ParsedCheckpoint};
-use ochre_storage::{DecodeError, RawEmbedding, Store, StoredMetadata};
-use ochre_types::SeqNo;
+use ochre_index::hnsw::load::LiveNodes;
+use ochre_index::hnsw::vectorfile::{Pairing, VectorFile, VectorFileError};
+use ochre_storage::{Columns, DecodeError, LoadedRecord, RawEmbedding, Store, StoredMetadata};
+use ochre_types::{CollectionId, SeqNo};
 
 use super::{insert_all, maintain, new_index, CollectionState, StoredRecord};
 use crate::error::{Error, ErrorKind, Result};
@@ -41,6 +43,42 @@ impl LoadedVectors {
         self.dim = v.dimension();
         self.seqs.push(seq);
         true
+    }
+
+    /// Records a row whose vector is not read (a vector file holds it).
+    fn push_seq(&mut self, seq: SeqNo) {
+        self.seqs.push(seq);
+    }
+
+    /// Appends a stored record's vector after checking it against the collection: the
+    /// `Corrupted` error for a wrong dimension or a non-finite component.
+    fn take(
+        &mut self,
+        r: &LoadedRecord<'_>,
+        embedding: RawEmbedding<'_>,
+        collection: CollectionId,
+        dim: Option<usize>,
+        corrupted: impl Fn(String) -> ochre_storage::Error,
+    ) -> ochre_storage::Result<()> {
+        let Some(d) = dim else {
+            return Err(corrupted(format!(
+                "collection {collection} has records but no dimension"
+            )));
+        };
+        if embedding.dimension() != d {
+            return Err(corrupted(format!(
+                "record {:?} has dimension {}, collection {collection} has {d}",
+                r.id,
+                embedding.dimension(),
+            )));
+        }
+        if !self.push(r.seq, embedding) {
+            return Err(corrupted(format!(
+                "record {:?} has a non-finite embedding",
+                r.id
+            )));
+        }
+        Ok(())
     }
 
     fn iter(&self) -> impl Iterator<Item = (SeqNo, &[f32])> {
@@ -179,6 +217,12 @@ impl CollectionState {
     /// metadata and fills the id and record maps from batches this one hands over; a third
     /// parses the index checkpoint, which needs no vectors until the end.
     ///
+    /// With a vector file that pairs with the checkpoint and the store's records
+    /// ([`VectorFile`]), no vector is read from the store: the file is mapped, a thread checks
+    /// its CRC in place of the prefault, and the index takes the file's vectors and codes as
+    /// they are. If anything about it does not hold up, the vectors are read from the store
+    /// after all, as without one.
+    ///
     /// # Errors
     /// [`ErrorKind::Corrupted`] naming the file for a malformed or inconsistent record; store
     /// errors.
@@ -187,6 +231,7 @@ impl CollectionState {
         store: &Store,
         key: i64,
         checkpoint: Option<Vec<u8>>,
+        vector_file: Option<std::fs::File>,
     ) -> Result<()> {
         let corrupted = |detail: String| ochre_storage::Error::Corrupted {
             path: store.path().to_owned(),
@@ -200,7 +245,15 @@ impl CollectionState {
         let hint = checkpoint.as_deref().map_or(0, |b| {
             ochre_index::hnsw::format::checkpoint_nodes(b).unwrap_or(0)
         });
-        let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
+        let mapped = match (checkpoint.as_deref(), dim, vector_file) {
+            (Some(bytes), Some(d), Some(file)) => {
+                self.open_vector_file(store, key, bytes, d, hint, &file)?
+            }
+            _ => None,
+        };
+        let mut vectors =
+            LoadedVectors::with_capacity(if mapped.is_some() { 0 } else { hint }, dim.unwrap_or(0));
+        vectors.seqs.reserve(hint);
         let mut next_seq = self.next_seq;
         let row_id = self.row.id;
         // Fresh memory is zeroed by the kernel on first touch, on the touching thread: a fourth
@@ -210,13 +263,22 @@ impl CollectionState {
         let read_done = &std::sync::atomic::AtomicBool::new(false);
         // Bytes of vectors the reader has copied: the prefault stays a bounded way ahead.
         let written = &std::sync::atomic::AtomicUsize::new(0);
-        let (read, absorbed, parsed) = std::thread::scope(|s| {
+        let columns = Columns {
+            embeddings: mapped.is_none(),
+            documents: false,
+        };
+        let (read, absorbed, parsed, verified) = std::thread::scope(|s| {
             if let Some(p) = prefault {
                 // Not started: the reader faults its pages itself.
                 let _ = std::thread::Builder::new()
                     .name("ochre-recover-prefault".into())
                     .spawn_scoped(s, move || p.run(written, read_done));
             }
+            let verifier = mapped.as_ref().map(|(file, _)| {
+                std::thread::Builder::new()
+                    .name("ochre-recover-verify".into())
+                    .spawn_scoped(s, move || file.verify())
+            });
             let parser = match (checkpoint.as_deref(), dim) {
                 (Some(bytes), Some(d)) => Some(
                     std::thread::Builder::new()
@@ -240,24 +302,10 @@ impl CollectionState {
                 Err(_) => Sink::Inline(Box::new(Ok(RecoveredMaps::with_capacity(hint)))),
             };
             let mut batch = Vec::with_capacity(RECOVER_BATCH);
-            let read = store.load_records(key, false, |r| {
-                let Some(d) = dim else {
-                    return Err(corrupted(format!(
-                        "collection {row_id} has records but no dimension"
-                    )));
-                };
-                if r.embedding.dimension() != d {
-                    return Err(corrupted(format!(
-                        "record {:?} has dimension {}, collection {row_id} has {d}",
-                        r.id,
-                        r.embedding.dimension(),
-                    )));
-                }
-                if !vectors.push(r.seq, r.embedding) {
-                    return Err(corrupted(format!(
-                        "record {:?} has a non-finite embedding",
-                        r.id
-                    )));
+            let read = store.load_records(key, columns, |r| {
+                match r.embedding {
+                    Some(e) => vectors.take(&r, e, row_id, dim, corrupted)?,
+                    None => vectors.push_seq(r.seq),
                 }
                 next_seq = next_seq.max(r.seq.0 + 1);
                 batch.push(Pending {
@@ -293,7 +341,11 @@ impl CollectionState {
                     .unwrap_or(Err(FormatError::Malformed("parser thread panicked"))),
                 Err(bytes) => ParsedCheckpoint::parse(bytes, dim.unwrap_or(0), config),
             });
-            (read, absorbed, parsed)
+            let verified = verifier.map(|v| match v {
+                Ok(thread) => thread.join().unwrap_or(Err(VectorFileError::Checksum)),
+                Err(_) => mapped.as_ref().map_or(Ok(()), |(file, _)| file.verify()),
+            });
+            (read, absorbed, parsed, verified)
         });
         // The maps only ever see records the reader already passed, so their error, if any, is
         // the first damage in storage order (and the reason the reader stopped early).
@@ -313,11 +365,82 @@ impl CollectionState {
         // ([`super::BuildTextOnDemand`]).
         self.text = None;
         self.next_seq = next_seq;
-        self.build_index(vectors, parsed);
+        match mapped {
+            Some((file, version)) => {
+                let fits = match (&parsed, verified) {
+                    (Some(Ok(p)), Some(Ok(()))) => p
+                        .match_vector_file(&vectors.seqs, &file)
+                        .map_err(|e| e.to_string()),
+                    (Some(Err(e)), _) => Err(e.to_string()),
+                    (_, Some(Err(e))) => Err(e.to_string()),
+                    _ => Err("no checkpoint".to_owned()),
+                };
+                match (fits, parsed) {
+                    (Ok(live), Some(Ok(p))) => self.adopt_vector_file(p, live, file, version),
+                    (fits, parsed) => {
+                        let why = fits.err().unwrap_or_default();
+                        tracing::warn!(collection = %self.row.id, reason = %why, "vector file unusable; reading the vectors from the store");
+                        drop(file);
+                        let vectors = read_vectors(store, key, row_id, dim, hint)?;
+                        self.build_index(vectors, parsed);
+                    }
+                }
+            }
+            None => self.build_index(vectors, parsed),
+        }
         // Derived from the records just loaded.
         self.sparse = None;
         self.refresh_indexes();
         Ok(())
+    }
+
+    /// The collection's vector file, opened and mapped, with the store's version of the records,
+    /// when it pairs with `checkpoint` and that version; `None` (logged) when it does not.
+    ///
+    /// # Errors
+    /// Store errors reading the version.
+    fn open_vector_file(
+        &self,
+        store: &Store,
+        key: i64,
+        checkpoint: &[u8],
+        dim: usize,
+        nodes: usize,
+        file: &std::fs::File,
+    ) -> Result<Option<(VectorFile, u64)>> {
+        let version = store.record_version(key)?;
+        let Some(pairing) = Pairing::of(checkpoint, version) else {
+            return Ok(None);
+        };
+        // Room for the collection to double before its arenas move off the file's pages (address
+        // space only until written).
+        let room = nodes.saturating_mul(2);
+        // SAFETY: the vector file is the engine's own: written once to a temporary file and
+        // renamed into place, never written in place or truncated; the directory lock keeps
+        // other Ochre processes out of the data directory while it is open.
+        match unsafe { VectorFile::open(file, dim, nodes, room, &pairing) } {
+            Ok(v) => Ok(Some((v, version))),
+            Err(e) => {
+                tracing::info!(collection = %self.row.id, reason = %e, "vector file not used; reading the vectors from the store");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Installs the index built from the checkpoint and its vector file, matched.
+    fn adopt_vector_file(
+        &mut self,
+        parsed: ParsedCheckpoint,
+        live: LiveNodes,
+        file: VectorFile,
+        version: u64,
+    ) {
+        let mut index = parsed.into_index_mapped(live, file);
+        tracing::info!(collection = %self.row.id, nodes = index.nodes(), "loaded index checkpoint with its vector file");
+        // Rebuilt (too many tombstones), it differs from the files: the next close rewrites them.
+        self.dirty = usize::from(maintain(&mut index));
+        self.index = Some(index);
+        self.vectors_written = Some(version);
     }
 
     /// Builds the vector index after loading: from the checkpoint when it is valid (inserting
@@ -364,4 +487,33 @@ impl CollectionState {
         self.dirty = items.len().max(1);
         self.index = Some(index);
     }
+}
+
+/// The vectors of a collection's records, read from the store (when a vector file could not be
+/// used after all).
+///
+/// # Errors
+/// As [`CollectionState::recover`].
+fn read_vectors(
+    store: &Store,
+    key: i64,
+    collection: CollectionId,
+    dim: Option<usize>,
+    hint: usize,
+) -> Result<LoadedVectors> {
+    let corrupted = |detail: String| ochre_storage::Error::Corrupted {
+        path: store.path().to_owned(),
+        detail,
+        source: None,
+    };
+    let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
+    let columns = Columns {
+        embeddings: true,
+        documents: false,
+    };
+    store.load_records(key, columns, |r| match r.embedding {
+        Some(e) => vectors.take(&r, e, collection, dim, corrupted),
+        None => Err(corrupted(format!("record {:?} has no embedding", r.id))),
+    })?;
+    Ok(vectors)
 }

@@ -17,9 +17,15 @@ use super::format::{FormatError, ParsedCheckpoint, PrebuiltGraph};
 use super::graph::Graph;
 use super::insert::Levels;
 use super::quantize::{quantize_to, Codes};
+use super::vectorfile::VectorFile;
 use super::vectors::Rows;
 use super::HnswIndex;
 use crate::memory::Arena;
+
+/// The live node of each record, checked against a vector file
+/// ([`ParsedCheckpoint::match_vector_file`]).
+#[derive(Debug)]
+pub struct LiveNodes(FxHashMap<SeqNo, u32>);
 
 /// What loading a checkpoint found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,14 +164,19 @@ impl HnswIndex {
         drop(graph_layer0);
         drop(graph_upper);
         drop(graph_levels);
-        // The appended tombstones route through their nearest neighbour holding a record.
+        // The appended tombstones route through an estimate of their vector from their
+        // neighbours holding a record.
         self.rows.resize(total);
         self.codes.resize(total, self.dim);
-        for t in n..total {
-            if let Some(nb) = first_neighbour(&layer0, m0, t, |x| (x as usize) < n) {
-                self.rows.copy_row(nb, t as u32);
-                self.codes.copy_row(nb, t as u32, self.dim);
-            }
+        let mut known: Vec<bool> = (0..total).map(|i| i < n).collect();
+        estimate_unknown(&layer0, m0, &mut known, self.rows.all_mut(), self.dim);
+        let mut v = vec![0.0f32; self.dim];
+        for t in n as u32..total as u32 {
+            v.copy_from_slice(self.rows.row(t));
+            let norm2 = self.kernels.dot(&v, &v);
+            let inv = super::vectors::inv_norm_from_norm2(self.space, norm2);
+            self.rows.set_row(t, &v, inv, norm2);
+            self.codes.set_row(t, &v);
         }
         self.nodes.seq.resize(total, SeqNo(0));
         self.nodes.deleted.resize(total, true);
@@ -224,6 +235,78 @@ impl ParsedCheckpoint {
         }))
     }
 
+    /// Whether [`ParsedCheckpoint::into_index_mapped`] can join this graph with `file`, and the
+    /// live node of each record if so: the file holds every node, and the checkpoint's live
+    /// nodes are exactly the stored records `seqs` (in any order; tombstones anywhere).
+    ///
+    /// # Errors
+    /// [`FormatError::Mismatch`] naming what differs.
+    pub fn match_vector_file(
+        &self,
+        seqs: &[SeqNo],
+        file: &VectorFile,
+    ) -> Result<LiveNodes, FormatError> {
+        let n = self.node_seq.len();
+        if file.dim != self.dim || file.nodes() != n {
+            return Err(FormatError::Mismatch("vector file shape"));
+        }
+        if file.data.len() != n * self.dim || file.codes.len() != n * self.dim {
+            return Err(FormatError::Mismatch("vector file rows"));
+        }
+        let mut seq_node = FxHashMap::with_capacity_and_hasher(seqs.len(), Default::default());
+        for (i, (seq, gone)) in self.node_seq.iter().zip(&self.deleted).enumerate() {
+            if !gone && seq_node.insert(*seq, i as u32).is_some() {
+                return Err(FormatError::Mismatch("a record with two live nodes"));
+            }
+        }
+        // The store's sequence numbers are unique (row ids), so equal counts and every one
+        // found make the sets equal.
+        if seq_node.len() != seqs.len() || seqs.iter().any(|s| !seq_node.contains_key(s)) {
+            return Err(FormatError::Mismatch("stored records"));
+        }
+        Ok(LiveNodes(seq_node))
+    }
+
+    /// Builds the index from the graph and a vector file written with it, without deriving
+    /// anything: the file's vectors and codes become the index's arenas as they are (mapped).
+    /// `live` comes from [`ParsedCheckpoint::match_vector_file`] on the same two.
+    pub fn into_index_mapped(self, live: LiveNodes, file: VectorFile) -> HnswIndex {
+        let index = HnswIndex::new(self.dim, &self.config);
+        let space = index.space;
+        let n = self.node_seq.len();
+        let n_deleted = self.deleted.iter().filter(|d| **d).count();
+        let derived = Derived {
+            inv: file
+                .norms2
+                .iter()
+                .map(|&n2| super::vectors::inv_norm_from_norm2(space, n2))
+                .collect(),
+            scales: file.scales,
+            norms2: file.norms2,
+        };
+        debug_assert_eq!(n - n_deleted, live.0.len());
+        let mut index = finish(
+            index,
+            Parts {
+                vecs: file.data,
+                codes: file.codes,
+                derived,
+                node_seq: self.node_seq,
+                seq_node: live.0,
+                deleted: self.deleted,
+                n_deleted,
+                levels: self.levels,
+                layer0: self.layer0,
+                upper: self.upper,
+                m: self.m,
+                entry: self.entry,
+                max_level: self.max_level,
+            },
+        );
+        index.levels = Levels::resume(self.m, self.rng);
+        index
+    }
+
     /// Checks each node's vector against its fingerprint and builds the index: nodes whose record
     /// is gone or changed become tombstones, records the graph lacks are reported as missing.
     fn attach(self, vectors: Source<'_>) -> (HnswIndex, LoadReport) {
@@ -269,16 +352,12 @@ impl ParsedCheckpoint {
                 seq_node.insert(*seq, i as u32);
             }
             let mut vecs = vectors.into_data();
-            // The trailing tombstones route through their nearest live neighbour's vector (the
-            // engine sizes the buffer by the checkpoint's node count, so there this does not
-            // reallocate).
+            // The trailing tombstones route through an estimate of their vector from their live
+            // neighbours' (the engine sizes the buffer by the checkpoint's node count, so there
+            // this does not reallocate).
             vecs.resize(n * dim, 0.0);
-            for i in rows..n {
-                if let Some(nb) = first_neighbour(&layer0, m0, i, |x| (x as usize) < rows) {
-                    let (a, b) = (i * dim, nb as usize * dim);
-                    vecs.copy_within(b..b + dim, a);
-                }
-            }
+            let mut known: Vec<bool> = (0..n).map(|i| i < rows).collect();
+            estimate_unknown(&layer0, m0, &mut known, &mut vecs, dim);
             n_deleted = n - rows;
             vecs
         } else {
@@ -308,16 +387,8 @@ impl ParsedCheckpoint {
                     n_deleted += 1;
                 }
             }
-            // Tombstones without a vector route through their nearest known neighbour's vector.
-            for i in 0..n {
-                if known[i] {
-                    continue;
-                }
-                if let Some(nb) = first_neighbour(&layer0, m0, i, |x| known[x as usize]) {
-                    let (a, b) = (i * dim, nb as usize * dim);
-                    vecs.copy_within(b..b + dim, a);
-                }
-            }
+            // Tombstones without a vector route through an estimate of it.
+            estimate_unknown(&layer0, m0, &mut known, &mut vecs, dim);
             for seq in vectors.seqs() {
                 if !seq_node.contains_key(&seq) {
                     report.missing.push(seq);
@@ -350,20 +421,71 @@ impl ParsedCheckpoint {
     }
 }
 
-/// The first of `node`'s layer-0 neighbours (in flat `layer0` slots, `m0 + 1` per node) that
-/// `usable` accepts: where a tombstone without a vector of its own borrows one.
-fn first_neighbour(
+/// The mean of the vectors of `node`'s layer-0 neighbours (in flat `layer0` slots, `m0 + 1` per
+/// node) that `usable` accepts, into `out`; false when it has none. Where a tombstone without a
+/// vector of its own gets one to route through: its neighbours were chosen around it, so their
+/// mean lies near where it was, where any single one of them may be a cluster away (routing
+/// through a neighbour's own vector left records unreachable after a lagging checkpoint).
+fn neighbour_mean<'v>(
     layer0: &[u32],
     m0: usize,
     node: usize,
     usable: impl Fn(u32) -> bool,
-) -> Option<u32> {
+    vector: impl Fn(u32) -> &'v [f32],
+    out: &mut [f32],
+) -> bool {
     let s = node * (m0 + 1);
     let count = layer0[s] as usize;
-    layer0[s + 1..s + 1 + count]
-        .iter()
-        .copied()
-        .find(|&x| usable(x))
+    out.fill(0.0);
+    let mut k = 0usize;
+    for &x in &layer0[s + 1..s + 1 + count] {
+        if usable(x) {
+            for (o, v) in out.iter_mut().zip(vector(x)) {
+                *o += v;
+            }
+            k += 1;
+        }
+    }
+    if k > 1 {
+        let inv = 1.0 / k as f32;
+        out.iter_mut().for_each(|o| *o *= inv);
+    }
+    k > 0
+}
+
+/// Gives every node not `known` an estimate of its vector: the mean of its neighbours' vectors
+/// that are known or already estimated, pass after pass outwards from the known nodes (a
+/// tombstone whose neighbours are all tombstones too, as in a deleted cluster, gets one from
+/// theirs). Nodes no pass reaches keep what `vecs` holds.
+fn estimate_unknown(layer0: &[u32], m0: usize, known: &mut [bool], vecs: &mut [f32], dim: usize) {
+    let mut mean = vec![0.0f32; dim];
+    let mut pending: Vec<usize> = (0..known.len()).filter(|&i| !known[i]).collect();
+    while !pending.is_empty() {
+        // Estimated in this pass: usable from the next one (so a pass does not depend on the
+        // order it visits nodes in).
+        let mut done = Vec::new();
+        pending.retain(|&i| {
+            let found = neighbour_mean(
+                layer0,
+                m0,
+                i,
+                |x| known.get(x as usize).copied().unwrap_or(false),
+                |x| &vecs[x as usize * dim..(x as usize + 1) * dim],
+                &mut mean,
+            );
+            if found {
+                done.push((i, mean.clone()));
+            }
+            !found
+        });
+        if done.is_empty() {
+            break;
+        }
+        for (i, v) in done {
+            vecs[i * dim..(i + 1) * dim].copy_from_slice(&v);
+            known[i] = true;
+        }
+    }
 }
 
 /// Where a checkpoint load finds the stored vectors.

@@ -30,6 +30,7 @@ mod insert;
 pub mod load;
 mod quantize;
 mod search;
+pub mod vectorfile;
 mod vectors;
 
 pub use load::LoadReport;
@@ -215,6 +216,12 @@ impl HnswIndex {
             .zip(&self.nodes.deleted)
             .filter(|(_, d)| !**d)
             .map(|(s, _)| *s)
+    }
+
+    /// True while the vectors or codes are still (partly) the pages of a vector file
+    /// ([`vectorfile`]) rather than memory of their own.
+    pub fn file_backed(&self) -> bool {
+        self.rows.file_backed() || self.codes.file_backed()
     }
 
     /// Nodes including tombstones.

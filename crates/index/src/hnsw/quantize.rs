@@ -31,11 +31,10 @@ impl Codes {
         self.scales.resize(rows, 0.0);
     }
 
-    /// Copies code `from` over code `to`.
-    pub(super) fn copy_row(&mut self, from: u32, to: u32, dim: usize) {
-        let (f, t) = (from as usize, to as usize);
-        self.codes.copy_within(f * dim..(f + 1) * dim, t * dim);
-        self.scales[t] = self.scales[f];
+    /// Overwrites code `n` with the code of `v`.
+    pub(super) fn set_row(&mut self, n: u32, v: &[f32]) {
+        let s = n as usize * v.len();
+        self.scales[n as usize] = quantize_to(v, &mut self.codes[s..s + v.len()]);
     }
 
     /// Appends the code of `v`.
@@ -55,6 +54,11 @@ impl Codes {
     #[inline]
     pub(super) fn scale(&self, n: u32) -> f32 {
         self.scales[n as usize]
+    }
+
+    /// True while the codes are a vector file's pages.
+    pub(super) fn file_backed(&self) -> bool {
+        self.codes.is_file_backed()
     }
 
     /// All codes, node after node (for prefetching).

@@ -57,13 +57,12 @@ impl Rows {
         self.norms2.resize(rows, 0.0);
     }
 
-    /// Copies row `from` (vector and norms) over row `to`.
-    pub(super) fn copy_row(&mut self, from: u32, to: u32) {
-        let (f, t) = (from as usize, to as usize);
-        self.data
-            .copy_within(f * self.dim..(f + 1) * self.dim, t * self.dim);
-        self.inv_norms[t] = self.inv_norms[f];
-        self.norms2[t] = self.norms2[f];
+    /// Overwrites row `n` (vector and norms).
+    pub(super) fn set_row(&mut self, n: u32, v: &[f32], inv_norm: f32, norm2: f32) {
+        let s = n as usize * self.dim;
+        self.data[s..s + self.dim].copy_from_slice(v);
+        self.inv_norms[n as usize] = inv_norm;
+        self.norms2[n as usize] = norm2;
     }
 
     /// Appends a row.
@@ -88,6 +87,16 @@ impl Rows {
     #[inline]
     pub(super) fn norm2(&self, n: u32) -> f32 {
         self.norms2[n as usize]
+    }
+
+    /// True while the arena is a vector file's pages.
+    pub(super) fn file_backed(&self) -> bool {
+        self.data.is_file_backed()
+    }
+
+    /// Every row, node after node, to change in place (the caller sets the norms after).
+    pub(super) fn all_mut(&mut self) -> &mut [f32] {
+        &mut self.data
     }
 
     /// Every row, node after node (for prefetching).

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use ochre_types::{HnswConfig, SeqNo, Space};
 
-use crate::hnsw::format::{crc32, fingerprint_v1, FormatError, MAGIC};
+use crate::hnsw::format::{crc32, fingerprint_v1, FormatError, ParsedCheckpoint, MAGIC};
+use crate::hnsw::vectorfile::{Pairing, VectorFile, VectorFileError};
 use crate::hnsw::{HnswIndex, LoadReport};
 use crate::memory::Arena;
 
@@ -560,4 +561,217 @@ fn adoption_renumbers_the_graph_and_leaves_the_vectors_in_place() {
     for q in vs.iter().step_by(7) {
         assert_eq!(again.search(q, 5), fresh.search(q, 5));
     }
+}
+
+/// A dense graph of `n` 8-d cosine vectors (large enough for its arenas to be mapped from a
+/// file), records `0..n` in order.
+fn dense(n: usize) -> (HnswIndex, Vec<Vec<f32>>) {
+    let mut h = HnswIndex::new(8, &config());
+    let vs: Vec<Vec<f32>> = (0..n)
+        .map(|i| (0..8).map(|j| ((i * 8 + j) as f32 * 0.37).sin()).collect())
+        .collect();
+    for (i, v) in vs.iter().enumerate() {
+        h.insert(SeqNo(i as u64), v);
+    }
+    (h, vs)
+}
+
+fn vector_file_bytes(h: &HnswIndex, pairing: Pairing) -> Vec<u8> {
+    let mut out = Vec::new();
+    h.write_vector_file(&mut out, pairing).expect("write");
+    out
+}
+
+#[test]
+fn a_mapped_vector_file_gives_the_same_index_and_writes_back_the_same_bytes() {
+    let (mut h, vs) = dense(1500);
+    // Tombstones among the live nodes: one record deleted, one whose vector changed.
+    h.remove(SeqNo(10));
+    h.remove(SeqNo(20));
+    h.insert(SeqNo(20), &vs[700]);
+    let bytes = h.to_checkpoint();
+    let pairing = Pairing::of(&bytes, 7).expect("pairing");
+    let file_bytes = vector_file_bytes(&h, pairing);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x.vec");
+    std::fs::write(&path, &file_bytes).expect("write");
+    let file = std::fs::File::open(&path).expect("open");
+    // SAFETY: the test's own file, left alone while the index lives.
+    let mapped = unsafe { VectorFile::open(&file, 8, 1501, 1501, &pairing) }.expect("open");
+    mapped.verify().expect("intact");
+    let seqs: Vec<SeqNo> = (0..1500).filter(|s| *s != 10).map(SeqNo).collect();
+    let parsed = ParsedCheckpoint::parse(&bytes, 8, &config()).expect("parse");
+    let live = parsed.match_vector_file(&seqs, &mapped).expect("fits");
+    let mut back = parsed.into_index_mapped(live, mapped);
+    assert_eq!(back.file_backed(), cfg!(target_os = "linux"));
+    assert_eq!(back.to_checkpoint(), bytes);
+    assert_eq!(vector_file_bytes(&back, pairing), file_bytes);
+    for q in &vs[..30] {
+        assert_eq!(back.search(q, 5), h.search(q, 5));
+    }
+    // Writes after the load (into the fresh room after the file's pages, and over them, copied
+    // on write) give what the same writes give the original; the file itself is never written.
+    let mut orig = h;
+    let extra: Vec<Vec<f32>> = (0..300)
+        .map(|i| (0..8).map(|j| ((i * 5 + j) as f32 * 0.11).cos()).collect())
+        .collect();
+    for (i, v) in extra.iter().enumerate() {
+        back.insert(SeqNo(2000 + i as u64), v);
+        orig.insert(SeqNo(2000 + i as u64), v);
+    }
+    for s in [3u64, 400, 1499, 2001] {
+        back.remove(SeqNo(s));
+        orig.remove(SeqNo(s));
+    }
+    for q in vs[..30].iter().chain(&extra[..10]) {
+        assert_eq!(back.search(q, 5), orig.search(q, 5));
+    }
+    assert_eq!(back.to_checkpoint(), orig.to_checkpoint());
+    drop(back);
+    assert_eq!(std::fs::read(&path).expect("read"), file_bytes);
+}
+
+#[test]
+fn a_vector_file_is_used_only_with_its_checkpoint_store_version_and_records() {
+    let (h, _) = dense(600);
+    let bytes = h.to_checkpoint();
+    let pairing = Pairing::of(&bytes, 3).expect("pairing");
+    let file = vector_file_bytes(&h, pairing);
+    let stale = |p: Pairing| VectorFile::from_bytes(&file, 8, 600, &p).map(|_| ());
+    assert!(stale(pairing).is_ok());
+    for other in [
+        Pairing {
+            store_version: 4,
+            ..pairing
+        },
+        Pairing {
+            graph_crc: pairing.graph_crc ^ 1,
+            ..pairing
+        },
+        Pairing {
+            graph_len: pairing.graph_len + 1,
+            ..pairing
+        },
+    ] {
+        assert!(
+            matches!(stale(other), Err(VectorFileError::Stale(_))),
+            "{other:?}"
+        );
+    }
+    assert!(matches!(
+        VectorFile::from_bytes(&file, 8, 599, &pairing),
+        Err(VectorFileError::Stale(_))
+    ));
+    assert!(matches!(
+        VectorFile::from_bytes(&file, 4, 600, &pairing),
+        Err(VectorFileError::Stale(_))
+    ));
+    // Records that are not the checkpoint's live nodes (one deleted since, one added) do not
+    // fit; the same ones in another order do.
+    let parsed = || ParsedCheckpoint::parse(&bytes, 8, &config()).expect("parse");
+    let v = VectorFile::from_bytes(&file, 8, 600, &pairing).expect("valid");
+    let fewer: Vec<SeqNo> = (0..600).filter(|s| *s != 9).map(SeqNo).collect();
+    let other: Vec<SeqNo> = (1..601).map(SeqNo).collect();
+    for seqs in [&fewer, &other] {
+        assert!(matches!(
+            parsed().match_vector_file(seqs, &v),
+            Err(FormatError::Mismatch(_))
+        ));
+    }
+    let all: Vec<SeqNo> = (0..600).rev().map(SeqNo).collect();
+    assert!(parsed().match_vector_file(&all, &v).is_ok());
+}
+
+#[test]
+fn vector_file_damage_is_detected_never_a_panic() {
+    let (h, _) = dense(300);
+    let bytes = h.to_checkpoint();
+    let pairing = Pairing::of(&bytes, 1).expect("pairing");
+    let file = vector_file_bytes(&h, pairing);
+    let open =
+        |b: &[u8]| VectorFile::from_bytes(b, 8, 300, &pairing).and_then(|v| v.verify().map(|()| v));
+    assert!(open(&file).is_ok());
+    for cut in (0..file.len()).step_by(97).chain([file.len() - 1]) {
+        assert!(open(&file[..cut]).is_err(), "truncated at {cut}");
+    }
+    let mut flipped = 0;
+    for at in (0..file.len()).step_by(61) {
+        let mut b = file.clone();
+        b[at] ^= 0x10;
+        if open(&b).is_ok() {
+            // Only padding (which no check reads) may change unnoticed.
+            flipped += 1;
+            assert!(
+                at >= crate::hnsw::vectorfile::HEADER_BYTES,
+                "header byte {at}"
+            );
+        }
+    }
+    assert!(flipped < file.len() / 61 / 2, "most flips are seen");
+}
+
+/// Records on a chain of clusters (each batch of 40 a tight cluster one step along the diagonal
+/// from the last, some batches deleted, some re-added), as the crash test writes them: loaded
+/// from a checkpoint, lagging or current, every record's own vector finds it. Tombstones have no
+/// vector in the store; routing them through one neighbour's vector (as loads once did) put a
+/// deleted cluster's nodes a cluster away and left records unreachable.
+#[test]
+fn tombstone_estimates_keep_every_record_reachable_after_a_load() {
+    let dim = 8;
+    let cfg = HnswConfig {
+        num_threads: 1,
+        ..HnswConfig::default()
+    };
+    let vec_of = |i: u64, j: u64| -> Vec<f32> {
+        (0..dim)
+            .map(|d| i as f32 + (j * d as u64) as f32 * 0.01)
+            .collect()
+    };
+    let seq_of = |i: u64, j: u64| SeqNo(i * 100 + j);
+    let mut h = HnswIndex::new(dim, &cfg);
+    let mut live: std::collections::BTreeMap<SeqNo, Vec<f32>> = Default::default();
+    let mut lagging = None;
+    for i in 0..110u64 {
+        for j in 0..40 {
+            let (b, s) = if i % 7 == 6 || i % 5 == 4 {
+                (i - 1, seq_of(i - 1, j))
+            } else {
+                (i, seq_of(i, j))
+            };
+            if i % 7 == 6 {
+                h.remove(s);
+                live.remove(&s);
+            } else if let std::collections::btree_map::Entry::Vacant(e) = live.entry(s) {
+                h.insert(s, &vec_of(b, j));
+                e.insert(vec_of(b, j));
+            }
+        }
+        if i == 90 {
+            lagging = Some(h.to_checkpoint());
+        }
+    }
+    let map: HashMap<SeqNo, &[f32]> = live.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+    let unreachable = |ix: &HnswIndex| -> Vec<SeqNo> {
+        live.keys()
+            .filter(|s| ix.search(&live[s], 1).first().map(|h| h.seq) != Some(**s))
+            .copied()
+            .collect()
+    };
+    // HNSW is approximate: here it misses 7 of 3,520 records at k = 1 built in memory, and
+    // 8 and 15 loaded; routing tombstones through a single neighbour missed 7 % of the clusters'
+    // first records (the crash test's check). Allow 1 %.
+    let at_most = live.len() / 100;
+    assert!(unreachable(&h).len() <= at_most);
+    let (mut behind, report) =
+        HnswIndex::from_checkpoint(&lagging.expect("written"), dim, &cfg, &map).expect("valid");
+    for s in &report.missing {
+        behind.insert(*s, map[s]);
+    }
+    let missed = unreachable(&behind);
+    assert!(missed.len() <= at_most, "lagging checkpoint: {missed:?}");
+    let (current, report) =
+        HnswIndex::from_checkpoint(&h.to_checkpoint(), dim, &cfg, &map).expect("valid");
+    assert!(report.missing.is_empty());
+    let missed = unreachable(&current);
+    assert!(missed.len() <= at_most, "current checkpoint: {missed:?}");
 }
