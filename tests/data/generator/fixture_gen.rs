@@ -245,7 +245,13 @@ impl Coll {
                 uri: uris[i].clone(),
                 metadata: metadatas[i].clone(),
             };
-            assert_eq!(&g, *w, "{name}: record {i}");
+            // Engines since Chroma's uri parity read a record with a uri and no metadata back with
+            // an empty map (Chroma keeps the uri among the metadata); what was written is none.
+            let mut want = (*w).clone();
+            if want.metadata.is_none() && want.uri.is_some() && g.metadata == Some(Metadata::new()) {
+                want.metadata = g.metadata.clone();
+            }
+            assert_eq!(g, want, "{name}: record {i}");
         }
     }
 
