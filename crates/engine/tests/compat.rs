@@ -765,6 +765,23 @@ fn store_v2_checkpoint_v2() {
     check("store_v2_checkpoint_v2", 2, 2);
 }
 
+#[test]
+fn store_v4_checkpoint_v2_vectors_v1() {
+    // Written with vector files: the first open maps them (the lagging collection's pairs with
+    // the checkpoint its writer put back over, so it is read from the store and replayed).
+    let name = "store_v4_checkpoint_v2_vectors_v1";
+    let index = fixtures_root().join(name).join("db").join("index");
+    let vector_files = std::fs::read_dir(&index)
+        .expect("index dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "vec"))
+        })
+        .count();
+    assert!(vector_files >= 6, "{name}: {vector_files} vector files");
+    check_with(name, 4, 2, true);
+}
+
 fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }

@@ -12,7 +12,7 @@
 #
 # What is kept: db/ochre.sqlite3 (the engine closed it cleanly, so SQLite checkpointed its WAL
 # into the file and deleted ochre.sqlite3-wal and -shm; the script fails if they are still there)
-# and db/index/*.hnsw. What is dropped: db/LOCK, whose content is only the writer's pid
+# and db/index/*.hnsw (with *.vec, vector files, from store format 4 on). What is dropped: db/LOCK, whose content is only the writer's pid
 # (docs/format/lock.md); opening creates it.
 set -euo pipefail
 
