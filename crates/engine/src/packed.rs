@@ -60,7 +60,14 @@ pub(crate) struct KeyInterner {
     keys: HashSet<Arc<str>>,
     /// Size at which keys no record uses any more are dropped.
     sweep_at: usize,
+    /// The keys interned last (at most [`RECENT`]), looked through before the set: records of a
+    /// collection mostly share their keys, so most lookups end here without hashing the key.
+    /// These also survive a sweep while they are here.
+    recent: Vec<Arc<str>>,
 }
+
+/// Keys kept in [`KeyInterner::recent`].
+const RECENT: usize = 16;
 
 /// Fewest keys worth a sweep.
 const FIRST_SWEEP: usize = 1024;
@@ -68,6 +75,18 @@ const FIRST_SWEEP: usize = 1024;
 impl KeyInterner {
     /// The shared copy of `key`.
     pub(crate) fn intern(&mut self, key: &str) -> Arc<str> {
+        if let Some(k) = self.recent.iter().find(|k| ***k == *key) {
+            return Arc::clone(k);
+        }
+        let k = self.intern_in_set(key);
+        if self.recent.len() == RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push(Arc::clone(&k));
+        k
+    }
+
+    fn intern_in_set(&mut self, key: &str) -> Arc<str> {
         if let Some(k) = self.keys.get(key) {
             return Arc::clone(k);
         }
