@@ -375,7 +375,20 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
+        // Collections whose records this commit writes: their record version rises once.
+        let mut touched: Vec<i64> = Vec::new();
+        let mut touch = |key: i64| {
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        };
         for m in mutations {
+            match m {
+                Mutation::PutRecord(r) => touch(r.collection_key),
+                Mutation::DeleteRecord { collection_key, .. } => touch(*collection_key),
+                Mutation::CopyRecords { to, .. } => touch(*to),
+                _ => {}
+            }
             match m {
                 Mutation::PutTenant(t) => {
                     tx.prepare_cached(
@@ -508,6 +521,13 @@ impl Store {
                         .map_err(sql)?;
                 }
             }
+        }
+        for key in touched {
+            tx.prepare_cached(
+                "UPDATE collections SET record_version = record_version + 1 WHERE key = ?1",
+            )
+            .and_then(|mut s| s.execute([key]))
+            .map_err(sql)?;
         }
         tx.commit().map_err(sql)
     }
@@ -695,8 +715,8 @@ impl Store {
     }
 
     /// The version of a collection's records: raised by every commit that inserts, changes or
-    /// deletes one of them (by the store's triggers, however the row was written), so it tells
-    /// whether the records changed since it was last read.
+    /// deletes one of them, and by every update of a record row however it was written (a
+    /// trigger), so it tells whether the records changed since it was last read.
     ///
     /// # Errors
     /// [`Error::Sqlite`]; [`Error::Corrupted`] when the collection does not exist.
@@ -1340,8 +1360,8 @@ mod tests {
         n
     }
 
-    /// Every change to a collection's records raises its version, whichever way it was
-    /// written; nothing else does, and other collections keep theirs.
+    /// Every commit that changes a collection's records raises its version, as does an update
+    /// of a record row made outside Ochre; nothing else does, and other collections keep theirs.
     #[test]
     fn record_versions_rise_with_every_record_change_and_only_then() {
         let dir = tempfile::tempdir().expect("tempdir");
