@@ -387,7 +387,14 @@ impl Store {
                 Mutation::PutRecord(r) => touch(r.collection_key),
                 Mutation::DeleteRecord { collection_key, .. } => touch(*collection_key),
                 Mutation::CopyRecords { to, .. } => touch(*to),
-                _ => {}
+                Mutation::PutTenant(_)
+                | Mutation::DeleteTenant(_)
+                | Mutation::PutDatabase(_)
+                | Mutation::DeleteDatabase(_)
+                | Mutation::PutCollection(_)
+                | Mutation::UpdateCollection(_)
+                | Mutation::DeleteCollection { .. }
+                | Mutation::CountOps { .. } => {}
             }
             match m {
                 Mutation::PutTenant(t) => {
