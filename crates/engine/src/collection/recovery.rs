@@ -408,7 +408,13 @@ impl CollectionState {
         nodes: usize,
         file: &std::fs::File,
     ) -> Result<Option<(VectorFile, u64)>> {
-        let version = store.record_version(key)?;
+        let version = match store.record_version(key) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(collection = %self.row.id, error = %e, "cannot read the records' version; reading the vectors from the store");
+                return Ok(None);
+            }
+        };
         let Some(pairing) = Pairing::of(checkpoint, version) else {
             return Ok(None);
         };
