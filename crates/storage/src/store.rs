@@ -1420,10 +1420,16 @@ mod tests {
                 [rowid(1, SeqNo(2))],
             )
             .expect("raw update");
-        assert!(
-            v(&s, 1) > *seen.last().expect("seen"),
-            "a raw SQL edit counts too"
-        );
+        let raw = v(&s, 1);
+        assert!(!seen.contains(&raw), "a raw SQL update counts too");
+        s.conn
+            .execute(
+                "INSERT OR REPLACE INTO records (rowid, id, embedding)
+                 VALUES (?1, 'r1', x'0000803f0000803f')",
+                [rowid(1, SeqNo(2))],
+            )
+            .expect("raw replace");
+        assert_ne!(v(&s, 1), raw, "a raw SQL replace counts too");
         let copy = CollectionRow {
             key: 3,
             id: CollectionId::new_random(),
