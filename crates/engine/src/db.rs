@@ -144,8 +144,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes the file `path` atomically with `fill`: into `<path>.tmp`, fsynced, renamed over
-/// `path`, directory fsynced. A crash leaves the old file or the new one (and perhaps the
-/// temporary file, which the next open removes).
+/// `path`, directory fsynced. A failure removes the temporary file; a crash leaves the old file
+/// or the new one (and perhaps the temporary file, which the next open removes).
 fn write_atomically_with(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
@@ -156,13 +156,16 @@ fn write_atomically_with(
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    let written = std::fs::File::create(&tmp).and_then(|f| {
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, f);
         fill(&mut f)?;
         f.flush()?;
-        f.get_ref().sync_all()?;
+        f.get_ref().sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        remove_if_present(&tmp, "a partial index file");
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -287,9 +290,6 @@ impl Inner {
         let path = vector_file_path(dir, h.id);
         if let Err(e) = write_atomically_with(&path, |w| index.write_vector_file(w, pairing)) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the vector file; the next open reads the vectors from the store");
-            let mut tmp = path.into_os_string();
-            tmp.push(".tmp");
-            remove_if_present(Path::new(&tmp), "a partial vector file");
         }
     }
 

@@ -22,12 +22,12 @@ struct LoadedVectors {
 }
 
 impl LoadedVectors {
-    /// Room for `rows` vectors of `dim` (the checkpoint's node count is the hint), in memory
-    /// backed by huge pages.
-    fn with_capacity(rows: usize, dim: usize) -> Self {
+    /// Room for `rows` records and `vector_rows` vectors of `dim` (the checkpoint's node count
+    /// is the hint; no vectors when a vector file holds them), in memory backed by huge pages.
+    fn with_capacity(rows: usize, vector_rows: usize, dim: usize) -> Self {
         LoadedVectors {
             seqs: Vec::with_capacity(rows),
-            data: ochre_index::memory::Arena::with_capacity(rows.saturating_mul(dim)),
+            data: ochre_index::memory::Arena::with_capacity(vector_rows.saturating_mul(dim)),
             dim,
         }
     }
@@ -233,11 +233,7 @@ impl CollectionState {
         checkpoint: Option<Vec<u8>>,
         vector_file: Option<std::fs::File>,
     ) -> Result<()> {
-        let corrupted = |detail: String| ochre_storage::Error::Corrupted {
-            path: store.path().to_owned(),
-            detail,
-            source: None,
-        };
+        let corrupted = |detail: String| corrupted(store, detail);
         let dim = self.row.dimension.map(|d| d as usize);
         let config = &self.row.configuration.hnsw;
         // The checkpoint's node count sizes the buffers (unverified, but bounded by the file's
@@ -247,13 +243,15 @@ impl CollectionState {
         });
         let mapped = match (checkpoint.as_deref(), dim, vector_file) {
             (Some(bytes), Some(d), Some(file)) => {
-                self.open_vector_file(store, key, bytes, d, hint, &file)?
+                self.open_vector_file(store, key, bytes, d, hint, &file)
             }
             _ => None,
         };
-        let mut vectors =
-            LoadedVectors::with_capacity(if mapped.is_some() { 0 } else { hint }, dim.unwrap_or(0));
-        vectors.seqs.reserve(hint);
+        let mut vectors = LoadedVectors::with_capacity(
+            hint,
+            if mapped.is_some() { 0 } else { hint },
+            dim.unwrap_or(0),
+        );
         let mut next_seq = self.next_seq;
         let row_id = self.row.id;
         // Fresh memory is zeroed by the kernel on first touch, on the touching thread: a fourth
@@ -395,10 +393,8 @@ impl CollectionState {
     }
 
     /// The collection's vector file, opened and mapped, with the store's version of the records,
-    /// when it pairs with `checkpoint` and that version; `None` (logged) when it does not.
-    ///
-    /// # Errors
-    /// Store errors reading the version.
+    /// when it pairs with `checkpoint` and that version; `None` (logged) when it does not, or the
+    /// version cannot be read.
     fn open_vector_file(
         &self,
         store: &Store,
@@ -407,17 +403,15 @@ impl CollectionState {
         dim: usize,
         nodes: usize,
         file: &std::fs::File,
-    ) -> Result<Option<(VectorFile, u64)>> {
+    ) -> Option<(VectorFile, u64)> {
         let version = match store.record_version(key) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(collection = %self.row.id, error = %e, "cannot read the records' version; reading the vectors from the store");
-                return Ok(None);
+                return None;
             }
         };
-        let Some(pairing) = Pairing::of(checkpoint, version) else {
-            return Ok(None);
-        };
+        let pairing = Pairing::of(checkpoint, version)?;
         // Room for the collection to double before its arenas move off the file's pages (address
         // space only until written).
         let room = nodes.saturating_mul(2);
@@ -425,10 +419,10 @@ impl CollectionState {
         // renamed into place, never written in place or truncated; the directory lock keeps
         // other Ochre processes out of the data directory while it is open.
         match unsafe { VectorFile::open(file, dim, nodes, room, &pairing) } {
-            Ok(v) => Ok(Some((v, version))),
+            Ok(v) => Some((v, version)),
             Err(e) => {
                 tracing::info!(collection = %self.row.id, reason = %e, "vector file not used; reading the vectors from the store");
-                Ok(None)
+                None
             }
         }
     }
@@ -495,6 +489,15 @@ impl CollectionState {
     }
 }
 
+/// The store's error for a damaged record.
+fn corrupted(store: &Store, detail: String) -> ochre_storage::Error {
+    ochre_storage::Error::Corrupted {
+        path: store.path().to_owned(),
+        detail,
+        source: None,
+    }
+}
+
 /// The vectors of a collection's records, read from the store (when a vector file could not be
 /// used after all).
 ///
@@ -507,12 +510,8 @@ fn read_vectors(
     dim: Option<usize>,
     hint: usize,
 ) -> Result<LoadedVectors> {
-    let corrupted = |detail: String| ochre_storage::Error::Corrupted {
-        path: store.path().to_owned(),
-        detail,
-        source: None,
-    };
-    let mut vectors = LoadedVectors::with_capacity(hint, dim.unwrap_or(0));
+    let corrupted = |detail: String| corrupted(store, detail);
+    let mut vectors = LoadedVectors::with_capacity(hint, hint, dim.unwrap_or(0));
     let columns = Columns {
         embeddings: true,
         documents: false,

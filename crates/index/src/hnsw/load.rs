@@ -273,8 +273,8 @@ impl ParsedCheckpoint {
     pub fn into_index_mapped(self, live: LiveNodes, file: VectorFile) -> HnswIndex {
         let index = HnswIndex::new(self.dim, &self.config);
         let space = index.space;
-        let n = self.node_seq.len();
-        let n_deleted = self.deleted.iter().filter(|d| **d).count();
+        // Matched: the live nodes are exactly `live`'s.
+        let n_deleted = self.node_seq.len() - live.0.len();
         let derived = Derived {
             inv: file
                 .norms2
@@ -284,7 +284,6 @@ impl ParsedCheckpoint {
             scales: file.scales,
             norms2: file.norms2,
         };
-        debug_assert_eq!(n - n_deleted, live.0.len());
         let mut index = finish(
             index,
             Parts {
@@ -436,12 +435,15 @@ fn neighbour_mean<'v>(
 ) -> bool {
     let s = node * (m0 + 1);
     let count = layer0[s] as usize;
-    out.fill(0.0);
     let mut k = 0usize;
     for &x in &layer0[s + 1..s + 1 + count] {
         if usable(x) {
-            for (o, v) in out.iter_mut().zip(vector(x)) {
-                *o += v;
+            if k == 0 {
+                out.copy_from_slice(vector(x));
+            } else {
+                for (o, v) in out.iter_mut().zip(vector(x)) {
+                    *o += v;
+                }
             }
             k += 1;
         }
@@ -456,34 +458,55 @@ fn neighbour_mean<'v>(
 /// Gives every node not `known` an estimate of its vector: the mean of its neighbours' vectors
 /// that are known or already estimated, pass after pass outwards from the known nodes (a
 /// tombstone whose neighbours are all tombstones too, as in a deleted cluster, gets one from
-/// theirs). Nodes no pass reaches keep what `vecs` holds.
+/// theirs). Estimates of a pass are usable from the next one, so a pass does not depend on the
+/// order it visits nodes in; after the first, a pass visits only the unknown nodes that point at
+/// one the last pass estimated (nothing else can have changed), so a deep region of tombstones
+/// costs its size, not its size times its depth. Nodes no pass reaches keep what `vecs` holds.
 fn estimate_unknown(layer0: &[u32], m0: usize, known: &mut [bool], vecs: &mut [f32], dim: usize) {
+    let n = known.len();
+    // The unknown nodes whose layer-0 list holds each node.
+    let mut pointing: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for i in (0..n).filter(|&i| !known[i]) {
+        let s = i * (m0 + 1);
+        for &x in &layer0[s + 1..s + 1 + layer0[s] as usize] {
+            if let Some(p) = pointing.get_mut(x as usize) {
+                p.push(i as u32);
+            }
+        }
+    }
+    let mut candidates: Vec<usize> = (0..n).filter(|&i| !known[i]).collect();
+    // The pass that last queued each node (so a pass queues it once).
+    let mut queued = vec![0u32; n];
+    let mut pass = 0u32;
     let mut mean = vec![0.0f32; dim];
-    let mut pending: Vec<usize> = (0..known.len()).filter(|&i| !known[i]).collect();
-    while !pending.is_empty() {
-        // Estimated in this pass: usable from the next one (so a pass does not depend on the
-        // order it visits nodes in).
+    while !candidates.is_empty() {
+        pass += 1;
         let mut done = Vec::new();
-        pending.retain(|&i| {
-            let found = neighbour_mean(
+        for &i in &candidates {
+            if neighbour_mean(
                 layer0,
                 m0,
                 i,
                 |x| known.get(x as usize).copied().unwrap_or(false),
                 |x| &vecs[x as usize * dim..(x as usize + 1) * dim],
                 &mut mean,
-            );
-            if found {
+            ) {
                 done.push((i, mean.clone()));
             }
-            !found
-        });
-        if done.is_empty() {
-            break;
         }
-        for (i, v) in done {
-            vecs[i * dim..(i + 1) * dim].copy_from_slice(&v);
-            known[i] = true;
+        candidates.clear();
+        for (i, v) in &done {
+            vecs[i * dim..(i + 1) * dim].copy_from_slice(v);
+            known[*i] = true;
+        }
+        for (i, _) in &done {
+            for &p in &pointing[*i] {
+                let p = p as usize;
+                if !known[p] && queued[p] != pass {
+                    queued[p] = pass;
+                    candidates.push(p);
+                }
+            }
         }
     }
 }

@@ -216,7 +216,8 @@ fn code_bytes(xs: &[i8]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(xs.as_ptr().cast::<u8>(), xs.len()) }
 }
 
-/// Writes `bytes` in pieces of at most 1 MiB (so a non-borrowed conversion stays small too).
+/// Writes `xs` little-endian, in pieces of 1 MiB (so a big-endian machine's conversion stays
+/// small), adding them to `crc`.
 fn put_floats(
     out: &mut impl Write,
     crc: &mut crc32fast::Hasher,
