@@ -40,8 +40,8 @@ impl HnswIndex {
     /// Rebuilds an index from checkpoint bytes and the current records' vectors.
     ///
     /// `vectors` maps every live record to its vector. Nodes whose record is gone or whose vector
-    /// changed become tombstones (routing through an approximate vector: their nearest live
-    /// neighbour's); records absent from the checkpoint are listed in [`LoadReport::missing`] for
+    /// changed become tombstones (routing through an estimated vector: the mean of their known
+    /// neighbours'); records absent from the checkpoint are listed in [`LoadReport::missing`] for
     /// the caller to insert.
     ///
     /// # Errors
